@@ -1,0 +1,35 @@
+"""Errors that reach the user as one line.
+
+Every failure a user can cause (bad input, missing model, existing output) is a
+SpineAIError whose message is a complete, single-line reason; the CLI prints it
+and exits non-zero, the web app and the desktop module show it in their status line.
+"""
+
+
+class SpineAIError(Exception):
+    """A user-facing failure; str(error) is a one-line reason."""
+
+    exit_code = 2
+
+    def __str__(self):
+        return " ".join(super().__str__().split())
+
+
+class InputError(SpineAIError):
+    """The input cannot be read or is not what the task needs."""
+
+
+class AmbiguousInputError(InputError):
+    """Several candidates (e.g. DICOM series) fit; the user must choose."""
+
+    def __init__(self, message, choices=()):
+        super().__init__(message)
+        self.choices = list(choices)
+
+
+class BundleError(SpineAIError):
+    """A model bundle is missing, corrupt or does not match its metadata."""
+
+
+class OutputError(SpineAIError):
+    """The output location cannot be written (exists, no permission, ...)."""

@@ -1,0 +1,98 @@
+"""Readers: every supported input path -> VolumeImage or Cine.
+
+``load(path)`` decides what a path is (DICOM folder or file, NIfTI/NRRD, video,
+frame folder, single image) and hands it to the reader for that format;
+``describe(path)`` reports what was found without keeping pixel data around longer
+than needed (``spineai info``).
+"""
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".seg.nrrd")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _suffix(path):
+    name = path.name.lower()
+    for s in sorted(VOLUME_SUFFIXES + VIDEO_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def check_readable(path):
+    """One-line errors for the path problems every reader shares."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+        raise InputError(f"{path}: permission denied")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    return path
+
+
+def input_kind(path):
+    """'dicom-folder', 'dicom-file', 'volume', 'video', 'frame-folder' or 'image'."""
+    from . import dicom
+
+    path = check_readable(path)
+    if path.is_dir():
+        entries = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        if not entries:
+            raise InputError(f"{path}: folder is empty")
+        if any(_suffix(p) in IMAGE_SUFFIXES for p in entries) and not any(dicom.is_dicom_file(p) for p in entries[:50]):
+            return "frame-folder"
+        return "dicom-folder"
+    suffix = _suffix(path)
+    if suffix in VOLUME_SUFFIXES:
+        return "volume"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if dicom.is_dicom_file(path):
+        return "dicom-file"
+    raise InputError(
+        f"{path}: not a recognised image file (expected DICOM, NIfTI, NRRD, a video such as MP4/AVI, "
+        "PNG/JPEG frames, or a folder of them)"
+    )
+
+
+def load(path, series=None):
+    """Read ``path`` into a VolumeImage (3-D) or Cine (2-D frames over time).
+
+    ``series``: for a DICOM folder holding several series, the SeriesInstanceUID
+    (or its 1-based number in ``describe``) to load; without it a folder with more
+    than one volume series raises AmbiguousInputError listing them.
+    """
+    from . import cine, dicom, volumes
+
+    kind = input_kind(path)
+    if kind == "dicom-folder":
+        return dicom.load_folder(path, series=series)
+    if kind == "dicom-file":
+        return dicom.load_file(path)
+    if kind == "volume":
+        return volumes.load_volume_file(path)
+    if kind == "video":
+        return cine.load_video(path)
+    if kind == "frame-folder":
+        return cine.load_frame_folder(path)
+    return cine.load_image(path)
+
+
+def describe(path):
+    """What ``path`` holds, as JSON-ready dicts (one per series / image)."""
+    from . import dicom
+
+    kind = input_kind(path)
+    if kind == "dicom-folder":
+        items = dicom.describe_folder(path)
+    else:
+        items = [load(path).summary()]
+    return {"path": str(Path(path)), "input_kind": kind, "items": items}

@@ -1,0 +1,28 @@
+"""Shared pytest fixtures: where the real data is, and offscreen rendering."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Offscreen OpenGL through Mesa EGL, without trying X first (no display here).
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SPINEAI_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real images in ../shared/data; tests that need them skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set SPINEAI_SHARED_DATA to point at it)")
+    return SHARED_DATA
+
+
+def require(path):
+    """Skip (with the reason) when one real file is missing."""
+    path = Path(path)
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
