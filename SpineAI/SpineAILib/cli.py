@@ -1,0 +1,162 @@
+"""``spineai``: the command-line face. Thin: parse, call the logic, print.
+
+Heavy modules (torch, slicer, vtk) are imported inside the command functions so
+that ``--help`` and argument errors answer at once.
+"""
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import SpineAIError
+
+TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")  # kept literal: importing tasks is cheap, but keep --help instant
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="spineai",
+        description="Spine imaging AI: infant lumbar ultrasound, lumbar MRI and cervical CT.",
+    )
+    parser.add_argument("--version", action="version", version=f"spineai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe an image file or DICOM folder (modality, series, geometry)")
+    p.add_argument("input", help="DICOM folder or file, NIfTI/NRRD, video, frame folder or image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="run a workflow and write its results to a folder")
+    p.add_argument("task", choices=TASK_NAMES)
+    p.add_argument("input", help="DICOM folder or file, NIfTI/NRRD, video, frame folder or image")
+    p.add_argument("--out", required=True, help="output folder (must be new or empty unless --force)")
+    p.add_argument("--model", help="model bundle folder (default: the catalogue's bundle for the task)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--series", help="which series of a DICOM folder (number from `spineai info` or SeriesInstanceUID)")
+    p.add_argument("--force", action="store_true", help="replace results already in --out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("models", help="list the model bundles in the catalogue")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("web", help="open the web app (trame-slicer) in a browser")
+    p.add_argument("input", nargs="?", help="file or DICOM folder to load at start")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--out", help="folder for workflow results run from the web app")
+    p.add_argument("--open", action="store_true", help="open the system's browser")
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("demo", help="generate sample data, load it into a scene, render it, open it in the web app")
+    p.add_argument("--out", default="demo_output")
+    p.add_argument("--force", action="store_true", help="replace an earlier demo output")
+    p.add_argument("--no-web", action="store_true", help="skip the web app check")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_info(args):
+    from .io import describe
+
+    info = describe(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}  ({info['input_kind']})")
+    for n, item in enumerate(info["items"], 1):
+        print(format_item(n, item))
+    return 0
+
+
+def format_item(n, item):
+    if item.get("kind") == "cine":
+        lines = [
+            f"[{n}] {item.get('modality') or '?'} cine  {item.get('description', '')}".rstrip(),
+            f"    frames: {item['frames']}  size (rows x cols): {item['frame_size'][0]} x {item['frame_size'][1]}"
+            f"  colour: {'yes' if item['color'] else 'no'}",
+            f"    frame time: {item.get('frame_time_ms')} ms  duration: {item.get('duration_ms')} ms"
+            f"  pixel spacing: {item.get('pixel_spacing')} mm",
+        ]
+    else:
+        head = f"[{n}] {item.get('modality') or '?'} {item.get('kind', 'volume')}  {item.get('description', '')}".rstrip()
+        lines = [head]
+        if item.get("series_uid"):
+            lines.append(f"    series: {item['series_uid']}")
+        if "orientation" in item:
+            lines.append(f"    orientation: {item['orientation']}")
+        if "dimensions" in item:
+            lines.append(f"    dimensions (I J K): {' '.join(map(str, item['dimensions']))}")
+        if "spacing" in item:
+            lines.append(f"    spacing (mm): {' '.join(f'{s:g}' for s in item['spacing'])}")
+        if "ijk_to_ras" in item:
+            lines.append("    IJK->RAS:")
+            lines += ["      " + "  ".join(f"{v:10.4f}" for v in row) for row in item["ijk_to_ras"]]
+    lines += [f"    warning: {w}" for w in item.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def cmd_run(args):
+    from .tasks import run_task
+
+    def progress(fraction, message):
+        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    report = run_task(
+        args.task, args.input, args.out, model=args.model, device=args.device,
+        force=args.force, series=args.series, progress=progress,
+    )
+    for role, name in report.get("outputs", {}).items():
+        print(f"{role}: {name}")
+    return 0
+
+
+def cmd_models(args):
+    from .models.catalogue import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+    elif not models:
+        print("no model bundles installed; train one with `spineai-train TASK ...`")
+    else:
+        for m in models:
+            print(f"{m['task']:15s} {m['bundle_id']} {m.get('version', '')}  {m.get('description', '')}")
+    return 0
+
+
+def cmd_web(args):
+    from .web.app import serve
+
+    return serve(args.input, host=args.host, port=args.port, open_browser=args.open, out_dir=args.out) or 0
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.out, force=args.force, web=not args.no_web)
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpineAIError as error:
+        print(f"spineai: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("spineai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an unexpected failure still gets one line, with --debug for the traceback
+        if args.debug:
+            raise
+        print(f"spineai: internal error: {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
