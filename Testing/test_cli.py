@@ -27,7 +27,8 @@ def spineai(*args, honour_permissions=False, timeout=120):
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
+    # progress lines ("[ 0.0%] ...") may come first; the reason is exactly one line
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("spineai: error: "), lines[0]
     for fragment in fragments:
@@ -123,8 +124,8 @@ def test_text_file(tmp_path):
 def test_corrupt_dicom_among_good_ones_still_loads_with_a_warning(dicom_series, tmp_path):
     folder = tmp_path / "ct"
     shutil.copytree(dicom_series, folder)
-    victim = sorted(folder.iterdir())[5]
-    victim.write_bytes(victim.read_bytes()[:400])  # header cut inside: corrupt
+    victim = folder / "extra.dcm"  # a copy of a slice whose header was cut short
+    victim.write_bytes(sorted(folder.iterdir())[5].read_bytes()[:400])
     result = spineai("info", folder, "--json")
     assert result.returncode == 0, result.stderr
     (item,) = json.loads(result.stdout)["items"]
@@ -151,6 +152,8 @@ def test_missing_slice_is_refused(phantom_ct, tmp_path):
 
     write_dicom_series(phantom_ct[0], tmp_path / "gap", drop_slices=[10])
     assert_one_line_error(spineai("info", tmp_path / "gap"), "missing slice")
+    assert_one_line_error(spineai("run", "cervical-ct", tmp_path / "gap", "--out", tmp_path / "o"), "missing slice")
+    assert not (tmp_path / "o").exists()
 
 
 def test_4d_file_is_refused(tmp_path):

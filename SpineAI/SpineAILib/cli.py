@@ -9,7 +9,7 @@ import json
 import sys
 
 from . import __version__
-from .errors import SpineAIError
+from .errors import InputError, SpineAIError
 
 TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")  # kept literal: importing tasks is cheap, but keep --help instant
 
@@ -62,6 +62,9 @@ def cmd_info(args):
     from .io import describe
 
     info = describe(args.input)
+    problems = [item["problem"] for item in info["items"] if item.get("problem")]
+    if problems and len(problems) == len(info["items"]):
+        raise InputError(f"{info['path']}: {problems[0]}")  # nothing here can be loaded
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -91,7 +94,9 @@ def format_item(n, item):
             lines.append(f"    dimensions (I J K): {' '.join(map(str, item['dimensions']))}")
         if "spacing" in item:
             lines.append(f"    spacing (mm): {' '.join(f'{s:g}' for s in item['spacing'])}")
-        if "ijk_to_ras" in item:
+        if item.get("problem"):
+            lines.append(f"    problem: {item['problem']}")
+        if item.get("ijk_to_ras"):
             lines.append("    IJK->RAS:")
             lines += ["      " + "  ".join(f"{v:10.4f}" for v in row) for row in item["ijk_to_ras"]]
     lines += [f"    warning: {w}" for w in item.get("warnings", [])]

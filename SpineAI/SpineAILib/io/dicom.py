@@ -256,7 +256,10 @@ def _read_header(path, shown=None):
     sop = _sop_class(ds)
     if not sop:
         return None, f"{shown}: corrupt DICOM file (no SOP class in its header); skipped"
-    is_image = "Rows" in ds or "Image" in (sop.name or "")
+    # A header cut short can leave a truncated SOP Class UID: trust the file meta's too.
+    meta = getattr(ds, "file_meta", None)
+    media_sop = UID(str(meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    is_image = "Rows" in ds or any("Image" in (uid.name or "") for uid in (sop, media_sop))
     if not is_image:
         return None, None
     missing = [key for key in ("Rows", "Columns") if key not in ds]
