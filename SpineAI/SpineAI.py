@@ -1,0 +1,541 @@
+"""SpineAI, the 3D Slicer module: a thin face over SpineAILib.
+
+The widget binds Resources/UI/SpineAI.ui to a typed parameter node and, on Apply,
+runs the same command line users run (``spineai run TASK INPUT --out DIR``) in a
+background PythonSlicer process, so Slicer stays responsive and a crash or a
+Cancel cannot take the scene with it. The result files are then loaded through
+SpineAILib.scene. Nothing heavy (torch, monai, SpineAILib) is imported when Slicer
+starts: only when the module is used.
+"""
+
+import logging
+import os
+import pathlib
+import queue
+import re
+import shutil
+import sys
+import threading
+import time
+from typing import Annotated, Union
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
+DEVICES = ("auto", "cpu", "cuda")
+RESULT_PATTERNS = ("*.seg.nrrd", "*.mrk.json", "*.tsv")
+
+# import name -> pip requirement. torch and torchvision come from the PyTorch extension
+# when it is installed, because it picks the wheel matching the user's CUDA driver.
+PYTHON_REQUIREMENTS = {
+    "monai": "monai>=1.4",
+    "safetensors": "safetensors",
+    "pydicom": "pydicom>=3",
+    "pylibjpeg": "pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg",
+    "nibabel": "nibabel",
+    "nrrd": "pynrrd",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "psutil": "psutil",
+}
+TORCH_REQUIREMENT = ">=2.1"
+
+# Runs SpineAILib's CLI inside PythonSlicer without relying on a console script
+# being installed in Slicer's Python: argv after -c reaches main() as sys.argv[1:].
+CLI_BOOTSTRAP = "import sys; from SpineAILib.cli import main; sys.argv[0] = 'spineai'; sys.exit(main())"
+
+
+#
+# SpineAI
+#
+
+
+class SpineAI(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "SpineAI"
+        self.parent.categories = ["Spine"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SpineAI contributors"]
+        self.parent.helpText = """
+Spine imaging AI: per-frame quality, spinal cord and CSF labels for infant lumbar-puncture
+ultrasound cines; disc-level degenerative grading for lumbar MRI; vertebra segmentation
+and fracture detection for cervical CT. Choose an input volume or sequence (or a file or
+DICOM folder), a task and optionally a model bundle, then press Apply. The same analysis
+runs headless with <code>spineai run TASK INPUT --out DIR</code>.
+"""
+        self.parent.acknowledgementText = """
+Built on <a href="https://monai.io">MONAI</a> and PyTorch, following the patterns of the
+SlicerMONAIAuto3DSeg and SlicerTotalSegmentator extensions. Model results are for research
+use and are not a medical device.
+"""
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class SpineAIParameterNode:
+    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
+    inputPath: pathlib.Path  # a file or DICOM folder; when set it wins over inputNode
+    task: Annotated[str, Choice(TASKS)] = "lp-ultrasound"
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    modelPath: pathlib.Path  # empty: the catalogue's default bundle for the task
+    outputFolder: pathlib.Path  # empty: a new folder under Slicer's temporary folder
+
+
+def _pathOrNone(path):
+    """Path parameters read back '.' when never set; treat that as unset."""
+    text = str(path or "").strip()
+    return None if text in ("", ".") else pathlib.Path(text)
+
+
+#
+# SpineAIWidget
+#
+
+
+class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._outDir = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineAI.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SpineAILogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self._setRunning(False)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        if self._job:
+            self._job.cancel()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputNode:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume:
+                self._parameterNode.inputNode = firstVolume
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None):
+        p = self._parameterNode
+        hasInput = bool(p and (p.inputNode or _pathOrNone(p.inputPath)))
+        self.ui.applyButton.enabled = hasInput and self._job is None
+        self.ui.applyButton.toolTip = "Run the selected task" if hasInput else "Select an input volume, sequence or file"
+
+    def _setRunning(self, running):
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.enabled = running
+        if running:
+            self.ui.progressBar.setRange(0, 0)  # busy until the CLI reports a percentage
+        self._checkCanApply()
+
+    def _status(self, text):
+        self.ui.statusLabel.text = text
+        logging.info(f"SpineAI: {text}")
+
+    def onApplyButton(self):
+        if not self.logic.ensurePythonRequirements(askConfirmation=True):
+            self._status("SpineAI needs its Python packages; nothing was run.")
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("SpineAI could not start.", waitCursor=True):
+            inputPath = _pathOrNone(p.inputPath) or self.logic.exportInput(p.inputNode, p.task)
+            self._outDir = self.logic.newOutputFolder(p.task, _pathOrNone(p.outputFolder))
+            self._job = self.logic.run(
+                p.task, inputPath, self._outDir, p.device, _pathOrNone(p.modelPath),
+                wait=False, onLine=self._onLine, onFinished=self._onFinished,
+            )
+            self._status(f"Running {p.task} on {inputPath.name}...")
+            self._setRunning(True)
+
+    def onCancelButton(self):
+        if self._job:
+            self._job.cancel()
+            self._status("Cancelling...")
+
+    def _onLine(self, line):
+        found = re.search(r"(\d{1,3}(?:\.\d+)?)\s*%", line)
+        if found:
+            self.ui.progressBar.setRange(0, 100)
+            self.ui.progressBar.value = min(100, int(float(found.group(1))))
+        if line.strip():
+            self.ui.statusLabel.text = line.strip()[:200]
+
+    def _onFinished(self, job):
+        self._job = None
+        self._setRunning(False)
+        if job.cancelled:
+            self._status("Cancelled.")
+            return
+        if job.returncode != 0:
+            self._status(f"Failed: {job.reason()}")
+            slicer.util.errorDisplay(f"SpineAI failed:\n{job.reason()}", detailedText="\n".join(job.lines[-200:]))
+            return
+        with slicer.util.tryWithErrorDisplay("SpineAI could not load its results.", waitCursor=True):
+            nodes = self.logic.load_results(self._outDir)
+            tables = [n for n in nodes if hasattr(n, "IsA") and n.IsA("vtkMRMLTableNode")]
+            if tables:
+                self.ui.resultsTableView.setMRMLTableNode(tables[0])
+            self._status(f"Done in {job.seconds:.0f} s: {len(nodes)} result(s) loaded from {self._outDir}")
+
+
+#
+# Background process
+#
+
+
+class SpineAIJob:
+    """One CLI run in a background process.
+
+    A reader thread collects its output lines; a Qt timer hands them to the GUI on
+    the main thread (Qt widgets must not be touched from other threads).
+    """
+
+    POLL_MS = 200
+
+    def __init__(self, command, environment, onLine=None, onFinished=None):
+        self.lines = []
+        self.cancelled = False
+        self.returncode = None
+        self.onLine = onLine
+        self.onFinished = onFinished
+        self._started = time.time()
+        self._ended = None
+        self._queue = queue.Queue()
+        logging.debug(f"SpineAI: launching {command}")
+        self.proc = slicer.util.launchConsoleProcess(command, updateEnvironment=environment)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self._poll)
+        self._timer.start()
+
+    @property
+    def seconds(self):
+        return (self._ended or time.time()) - self._started
+
+    def _read(self):
+        while True:
+            try:
+                line = self.proc.stdout.readline()
+            except UnicodeDecodeError:  # a non-UTF-8 locale; drop the line, keep reading
+                continue
+            if not line:
+                break
+            self._queue.put(line.rstrip())
+        self._queue.put(None)  # end of output
+
+    def _poll(self):
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._timer.stop()
+                self.returncode = self.proc.wait()
+                self._ended = time.time()
+                if self.onFinished:
+                    self.onFinished(self)
+                return
+            self.lines.append(line)
+            if self.onLine:
+                self.onLine(line)
+
+    def cancel(self):
+        """Kill the launcher and its children (killing the launcher alone leaves Python running)."""
+        self.cancelled = True
+        try:
+            import psutil
+
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                child.kill()
+        except Exception:  # psutil missing or the process already gone
+            pass
+        self.proc.kill()
+
+    def reason(self):
+        """The one-line reason the CLI printed (its last 'error:' line, else its last line)."""
+        errors = [line for line in self.lines if "error:" in line]
+        text = errors[-1] if errors else next((line for line in reversed(self.lines) if line.strip()), "")
+        return text or f"exit code {self.returncode}"
+
+
+#
+# SpineAILogic
+#
+
+
+class SpineAILogic(ScriptedLoadableModuleLogic):
+    """Facade over the `spineai` command line, usable from Python without the GUI."""
+
+    def getParameterNode(self):
+        return SpineAIParameterNode(super().getParameterNode())
+
+    # --- Python packages ---
+
+    @staticmethod
+    def missingPythonPackages():
+        """Import names not installed in Slicer's Python (found by spec, not imported: torch is slow)."""
+        import importlib.util
+
+        names = ["torch", "torchvision", *PYTHON_REQUIREMENTS]
+        return [name for name in names if importlib.util.find_spec(name) is None]
+
+    def ensurePythonRequirements(self, askConfirmation=True):
+        """Install what is missing (torch through the PyTorch extension when present); True when all is there."""
+        missing = self.missingPythonPackages()
+        if not missing:
+            return True
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+            "SpineAI needs these Python packages, which are not installed yet:\n"
+            f"{', '.join(missing)}\n\nDownload and install them now? This can take several minutes.",
+            "SpineAI: install Python packages",
+        ):
+            return False
+        with slicer.util.tryWithErrorDisplay("SpineAI could not install its Python packages.", waitCursor=True):
+            if "torch" in missing or "torchvision" in missing:
+                self._installTorch()
+            requirements = " ".join(PYTHON_REQUIREMENTS[name] for name in missing if name in PYTHON_REQUIREMENTS)
+            if requirements:
+                slicer.util.pip_install(requirements)
+        still = self.missingPythonPackages()
+        if still:
+            slicer.util.errorDisplay(f"SpineAI could not install: {', '.join(still)}. The Python console has the details.")
+        return not still
+
+    @staticmethod
+    def _installTorch():
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            # Without the PyTorch extension pip picks its default wheel (CUDA on Linux, CPU elsewhere).
+            slicer.util.pip_install(f"torch{TORCH_REQUIREMENT} torchvision")
+            return
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        if not torchLogic.torchInstalled():
+            if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+                raise RuntimeError("PyTorch was not installed; SpineAI needs it.")
+
+    # --- running the command line ---
+
+    @staticmethod
+    def moduleDir():
+        return pathlib.Path(__file__).resolve().parent
+
+    @staticmethod
+    def pythonSlicer():
+        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+        found = shutil.which("PythonSlicer")
+        candidates = [found] if found else []
+        candidates += [os.path.join(os.path.dirname(sys.executable), name), os.path.join(slicer.app.slicerHome, "bin", name)]
+        for candidate in candidates:
+            if candidate and os.path.isfile(candidate):
+                return candidate
+        raise RuntimeError("PythonSlicer was not found next to Slicer; SpineAI cannot start its worker process")
+
+    def command(self, *arguments):
+        """The argv that runs `spineai ARGUMENTS...` in PythonSlicer."""
+        return [self.pythonSlicer(), "-c", CLI_BOOTSTRAP, *[str(a) for a in arguments]]
+
+    def environment(self):
+        """SpineAILib lives beside this file; PythonSlicer does not have it on its path by itself."""
+        existing = slicer.util.startupEnvironment().get("PYTHONPATH", "")
+        return {
+            "PYTHONPATH": os.pathsep.join(p for p in (str(self.moduleDir()), existing) if p),
+            "PYTHONUNBUFFERED": "1",  # progress lines arrive as they are printed
+        }
+
+    def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None):
+        """Run `spineai run TASK INPUT --out OUT_DIR [--model M] --device D`.
+
+        wait=True blocks and returns the output lines (RuntimeError with the CLI's one-line
+        reason on failure); wait=False returns a running SpineAIJob.
+        """
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        arguments = ["run", task, input_path, "--out", out_dir, "--device", device or "auto"]
+        if model:
+            arguments += ["--model", model]
+        return self._launch(arguments, wait, onLine, onFinished)
+
+    def info(self, input_path):
+        """`spineai info INPUT`: what SpineAI reads from a file or folder (output lines)."""
+        return self._launch(["info", input_path], True, None, None)
+
+    def _launch(self, arguments, wait, onLine, onFinished):
+        command = self.command(*arguments)
+        if not wait:
+            return SpineAIJob(command, self.environment(), onLine, onFinished)
+        proc = slicer.util.launchConsoleProcess(command, updateEnvironment=self.environment())
+        output, _ = proc.communicate()
+        lines = (output or "").splitlines()
+        if proc.returncode != 0:
+            errors = [line for line in lines if "error:" in line] or lines or [f"exit code {proc.returncode}"]
+            raise RuntimeError(f"spineai {arguments[0]} failed: {errors[-1]}")
+        return lines
+
+    # --- scene <-> files ---
+
+    @staticmethod
+    def newOutputFolder(task, parent=None):
+        """A fresh folder for one run (the CLI refuses to overwrite an existing one)."""
+        parent = pathlib.Path(parent) if parent else pathlib.Path(slicer.app.temporaryPath) / "SpineAI"
+        folder = parent / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        suffix = 1
+        while folder.exists():
+            suffix += 1
+            folder = parent / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        parent.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @staticmethod
+    def exportInput(node, task):
+        """Write the input node to a temporary file the CLI can read; returns its path.
+
+        An ultrasound frame shown by a sequence browser stands for its whole cine, so
+        the sequence is exported rather than the one frame on screen.
+        """
+        if node is None:
+            raise ValueError("Select an input volume or sequence (or an input file).")
+        if node.IsA("vtkMRMLScalarVolumeNode") and task == "lp-ultrasound":
+            browser = slicer.modules.sequences.logic().GetFirstBrowserNodeForProxyNode(node)
+            if browser:
+                node = browser.GetSequenceNode(node) or node
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-input"))
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", node.GetName()) or "input"
+        path = folder / (name + (".seq.nrrd" if node.IsA("vtkMRMLSequenceNode") else ".nrrd"))
+        # exportNode leaves the node's own storage (its Save-dialog file name) untouched.
+        saved = slicer.util.exportNode(node, str(path)) if hasattr(slicer.util, "exportNode") else slicer.util.saveNode(node, str(path))
+        if saved is False or not path.exists():
+            raise RuntimeError(f"Could not write {node.GetName()} to {path}")
+        return path
+
+    @staticmethod
+    def load_results(out_dir):
+        """Load the run's segmentations, markups and tables into the scene; returns the nodes."""
+        paths = [p for pattern in RESULT_PATTERNS for p in sorted(pathlib.Path(out_dir).glob(pattern))]
+        try:
+            from SpineAILib.scene.context import SceneContext
+            from SpineAILib.scene.storage import load_node
+        except ImportError:  # SpineAILib.scene not available: Slicer's own readers
+            loaders = {".nrrd": slicer.util.loadSegmentation, ".json": slicer.util.loadMarkups, ".tsv": slicer.util.loadTable}
+            return [loaders[p.suffix](str(p)) for p in paths]
+        context = SceneContext.from_slicer()
+        return [load_node(context, p) for p in paths]
+
+
+#
+# SpineAITest
+#
+
+
+class SpineAITest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (Developer mode > Reload and Test, or ctest in an extension build)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_phantom_volume_info()
+        self.test_output_folders_and_commands()
+        self.test_load_results()
+
+    def _phantom(self):
+        """A 32x48x64 CT-like phantom: a bright cylinder ('vertebral body') in soft tissue."""
+        import numpy as np
+
+        k, j, i = np.mgrid[0:32, 0:48, 0:64]
+        voxels = np.where((j - 24) ** 2 + (i - 32) ** 2 < 100, 700, 40).astype(np.int16)
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "SpineAIPhantom")
+        slicer.util.updateVolumeFromArray(node, voxels)
+        node.SetSpacing(0.8, 0.8, 2.0)
+        return node
+
+    def test_phantom_volume_info(self):
+        self.delayDisplay("spineai info on a phantom volume")
+        logic = SpineAILogic()
+        node = self._phantom()
+        path = logic.exportInput(node, "cervical-ct")
+        self.assertTrue(path.exists())
+        output = "\n".join(logic.info(path))
+        self.assertIn("64", output)  # the I dimension of the phantom
+        self.delayDisplay("Test passed")
+
+    def test_output_folders_and_commands(self):
+        logic = SpineAILogic()
+        first = logic.newOutputFolder("lumbar-mri")
+        first.mkdir(parents=True)
+        second = logic.newOutputFolder("lumbar-mri")
+        self.assertNotEqual(first, second)
+        command = logic.command("run", "lumbar-mri", "in", "--out", second)
+        self.assertEqual(command[1], "-c")
+        self.assertEqual(command[-4:], ["lumbar-mri", "in", "--out", str(second)])
+        self.assertIn(str(logic.moduleDir()), logic.environment()["PYTHONPATH"])
+        with self.assertRaises(ValueError):
+            logic.run("knee-mri", "in", second)
+
+    def test_load_results(self):
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-results"))
+        (folder / "levels.tsv").write_text("level\tgrade\nL4/L5\tModerate\n")
+        nodes = SpineAILogic().load_results(folder)
+        self.assertEqual(len(nodes), 1)
+        self.assertTrue(nodes[0].IsA("vtkMRMLTableNode"))
+        self.delayDisplay("Test passed")

@@ -1,0 +1,137 @@
+"""The metadata.json schema of a model bundle, checked by hand so each error names its field.
+
+Unknown extra keys are allowed (a newer SpineAI of the same format_version may add
+optional fields); required ones are checked for presence and type.
+"""
+
+import re
+
+from ..errors import BundleError
+
+FORMAT_VERSION = 1
+TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
+_SUBTASK = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _fail(where, field, problem):
+    raise BundleError(f"{where}: field '{field}' {problem}")
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _require(meta, key, kind, where, prefix=""):
+    field = prefix + key
+    if key not in meta:
+        _fail(where, field, "is missing")
+    value = meta[key]
+    if kind is str and not (isinstance(value, str) and value.strip()):
+        _fail(where, field, f"must be a non-empty string (got {value!r})")
+    if kind is dict and not isinstance(value, dict):
+        _fail(where, field, f"must be an object (got {type(value).__name__})")
+    if kind is list and not isinstance(value, list):
+        _fail(where, field, f"must be a list (got {type(value).__name__})")
+    return value
+
+
+def is_task(task):
+    """A top-level task ('lumbar-mri') or a sub-model of one ('lumbar-mri/severity')."""
+    if not isinstance(task, str):
+        return False
+    top, slash, sub = task.partition("/")
+    return top in TASKS and (not slash or bool(_SUBTASK.fullmatch(sub)))
+
+
+def validate_metadata(meta, where="metadata.json", require_sha=True):
+    """Raise BundleError naming the first bad field; return ``meta`` unchanged when valid."""
+    if not isinstance(meta, dict):
+        raise BundleError(f"{where}: must hold a JSON object (got {type(meta).__name__})")
+
+    version = meta.get("format_version")
+    if "format_version" not in meta:
+        _fail(where, "format_version", "is missing")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        _fail(where, "format_version", f"must be a positive integer (got {version!r})")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: bundle format_version {version} is newer than this SpineAI reads ({FORMAT_VERSION}); update SpineAI"
+        )
+
+    bundle_id = _require(meta, "bundle_id", str, where)
+    if not _BUNDLE_ID.fullmatch(bundle_id):
+        _fail(where, "bundle_id", f"may hold only letters, digits, '.', '_' and '-' (got {bundle_id!r})")
+    _require(meta, "version", str, where)
+    task = _require(meta, "task", str, where)
+    if not is_task(task):
+        _fail(where, "task", f"must be one of {', '.join(TASKS)} or TASK/sub-model (got {task!r})")
+
+    network = _require(meta, "network", dict, where)
+    _require(network, "name", str, where, "network.")
+    _require(network, "args", dict, where, "network.")
+
+    _check_input(_require(meta, "input", dict, where), where)
+
+    labels = _require(meta, "labels", list, where)
+    if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        _fail(where, "labels", "must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        _fail(where, "labels", "must not repeat a name")
+
+    thresholds = meta.get("thresholds")
+    if thresholds is not None:
+        if not isinstance(thresholds, dict) or not all(_number(v) for v in thresholds.values()):
+            _fail(where, "thresholds", "must map names to numbers")
+
+    training = _require(meta, "training", dict, where)
+    for key in ("data", "command", "seed", "split"):
+        if key not in training:
+            _fail(where, f"training.{key}", "is missing")
+    if training["seed"] is not None and not isinstance(training["seed"], int):
+        _fail(where, "training.seed", f"must be an integer or null (got {training['seed']!r})")
+
+    for i, metric in enumerate(_require(meta, "metrics", list, where)):
+        if not isinstance(metric, dict):
+            _fail(where, f"metrics[{i}]", "must be an object with name, value and data")
+        _require(metric, "name", str, where, f"metrics[{i}].")
+        _require(metric, "data", str, where, f"metrics[{i}].")
+        if "value" not in metric:
+            _fail(where, f"metrics[{i}].value", "is missing")
+        if not _number(metric["value"]) and metric["value"] is not None:
+            _fail(where, f"metrics[{i}].value", f"must be a number (got {metric['value']!r})")
+
+    _require(meta, "created", str, where)
+    if require_sha:
+        sha = _require(meta, "sha256", str, where)
+        if not _SHA256.fullmatch(sha):
+            _fail(where, "sha256", "must be 64 lower-case hex digits")
+    return meta
+
+
+def _check_input(spec, where):
+    channels = spec.get("channels")
+    if "channels" not in spec:
+        _fail(where, "input.channels", "is missing")
+    if not _positive_int(channels):
+        _fail(where, "input.channels", f"must be a positive integer (got {channels!r})")
+    if "size" not in spec and "patch_size" not in spec:
+        _fail(where, "input.size", "is missing (give input.size or input.patch_size)")
+    for key in ("size", "patch_size"):
+        if key in spec:
+            value = spec[key]
+            if not (isinstance(value, list) and len(value) in (2, 3) and all(_positive_int(v) for v in value)):
+                _fail(where, f"input.{key}", f"must be a list of 2 or 3 positive integers (got {value!r})")
+    if spec.get("spacing") is not None:
+        spacing = spec["spacing"]
+        if not (isinstance(spacing, list) and spacing and all(_number(v) and v > 0 for v in spacing)):
+            _fail(where, "input.spacing", f"must be a list of positive numbers in mm (got {spacing!r})")
+    if "intensity" not in spec:
+        _fail(where, "input.intensity", "is missing (describe the normalisation)")
+    if not isinstance(spec["intensity"], dict):
+        _fail(where, "input.intensity", "must be an object describing the normalisation")

@@ -1,0 +1,167 @@
+"""Static checks of the Slicer desktop module, which cannot run here (no desktop Slicer).
+
+SpineAI.py must compile and import nothing heavy at module level; every widget it
+uses and every parameter it binds must exist in SpineAI.ui with a widget type the
+parameter node wrapper can connect; CMake must ship every script and resource.
+"""
+
+import ast
+import json
+import py_compile
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = REPO / "SpineAI"
+SOURCE = MODULE / "SpineAI.py"
+UI = MODULE / "Resources" / "UI" / "SpineAI.ui"
+
+# Widget classes the parameter node wrapper connects to each parameter type.
+CONNECTORS = {"str": {"QComboBox", "QLineEdit"}, "Path": {"ctkPathLineEdit", "ctkDirectoryButton"}, "node": {"qMRMLNodeComboBox"}}
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return ast.parse(SOURCE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def ui_widgets():
+    root = ET.parse(UI).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def test_module_compiles():
+    py_compile.compile(str(SOURCE), doraise=True)
+
+
+def test_no_heavy_imports_at_module_level(tree):
+    """Slicer imports every module at startup: SpineAILib, torch and monai load only when used."""
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names] + [
+        n.module for n in top if isinstance(n, ast.ImportFrom)
+    ]
+    heavy = [n for n in names if n.split(".")[0] in ("SpineAILib", "SpineAITraining", "torch", "monai", "numpy")]
+    assert not heavy, f"module-level imports of {heavy}"
+    for required in ("slicer", "qt", "vtk"):
+        assert required in names
+
+
+def test_classes_follow_the_scripted_module_pattern(tree):
+    classes = {c.name: [getattr(b, "id", None) for b in c.bases] for c in tree.body if isinstance(c, ast.ClassDef)}
+    assert classes["SpineAI"] == ["ScriptedLoadableModule"]
+    assert classes["SpineAIWidget"] == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
+    assert classes["SpineAILogic"] == ["ScriptedLoadableModuleLogic"]
+    assert classes["SpineAITest"] == ["ScriptedLoadableModuleTest"]
+    logic = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAILogic")
+    methods = {f.name: [a.arg for a in f.args.args] for f in logic.body if isinstance(f, ast.FunctionDef)}
+    assert methods["run"][:6] == ["self", "task", "input_path", "out_dir", "device", "model"]
+    assert methods["load_results"] == ["out_dir"]
+
+
+def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+    }
+    assert {"applyButton", "cancelButton", "progressBar", "statusLabel", "resultsTableView"} <= used
+    missing = sorted(used - set(ui_widgets))
+    assert not missing, f"SpineAI.py uses self.ui.{missing} but SpineAI.ui has no such widget"
+
+
+def _parameters(tree):
+    """SpineAIParameterNode's fields -> 'str' | 'Path' | 'node'."""
+    cls = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIParameterNode")
+    kinds = {}
+    for item in cls.body:
+        if isinstance(item, ast.AnnAssign):
+            text = ast.unparse(item.annotation)
+            kinds[item.target.id] = "Path" if "Path" in text else "node" if "vtkMRML" in text else "str"
+    return kinds
+
+
+def test_parameters_and_widgets_are_bound_both_ways(tree, ui_widgets):
+    bound = {}
+    for name, widget in ui_widgets.items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.find("string").text] = widget
+    parameters = _parameters(tree)
+    assert set(parameters) == {"inputNode", "inputPath", "task", "device", "modelPath", "outputFolder"}
+    assert set(bound) == set(parameters)
+    for name, kind in parameters.items():
+        assert bound[name].get("class") in CONNECTORS[kind], f"{name} ({kind}) bound to a {bound[name].get('class')}"
+
+
+def test_ui_is_a_complete_designer_file(ui_widgets):
+    root = ET.parse(UI).getroot()
+    assert root.tag == "ui" and root.find("class").text == "SpineAI"
+    assert root.find("widget").get("class") == "qMRMLWidget"
+    declared = {c.find("class").text for c in root.iter("customwidget")}
+    custom = {w.get("class") for w in ui_widgets.values() if not w.get("class").startswith("Q")}
+    assert custom <= declared, f"undeclared custom widgets {custom - declared}"
+    sections = {w.find("property/string").text for w in ui_widgets.values() if w.get("class") == "ctkCollapsibleButton"}
+    assert {"Inputs", "Outputs"} <= sections
+    # MRML widgets only work once they are handed the scene.
+    receivers = {c.find("receiver").text for c in root.iter("connection") if c.find("slot").text.startswith("setMRMLScene")}
+    assert {n for n, w in ui_widgets.items() if w.get("class").startswith("qMRML") and n != "SpineAI"} <= receivers
+
+
+def test_task_and_device_choices_match_the_library(tree):
+    from SpineAILib.models.device import DEVICE_CHOICES
+    from SpineAILib.models.schema import TASKS
+
+    constants = {
+        t.id: ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name) and t.id in ("TASKS", "DEVICES", "CLI_BOOTSTRAP")
+    }
+    assert tuple(constants["TASKS"]) == TASKS
+    assert tuple(constants["DEVICES"]) == DEVICE_CHOICES
+    ast.parse(constants["CLI_BOOTSTRAP"])  # the -c program the worker process runs
+
+
+def test_cmake_ships_every_script_and_resource():
+    text = (MODULE / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    assert re.search(r"file\(GLOB_RECURSE MODULE_LIB_SCRIPTS[^)]*\$\{MODULE_NAME\}Lib/\*\.py", text), "SpineAILib/**/*.py"
+    listed = {m.replace("${MODULE_NAME}", "SpineAI") for m in re.findall(r"^\s*(Resources/\S+)\s*$", text, re.M)}
+    shipped = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file()}
+    assert listed == shipped, f"listed but absent: {listed - shipped}; present but not listed: {shipped - listed}"
+
+    top = (REPO / "CMakeLists.txt").read_text()
+    for needed in (
+        "cmake_minimum_required(VERSION 3.16", "project(SpineAI)", "EXTENSION_HOMEPAGE", 'EXTENSION_CATEGORY "Spine"',
+        "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+        "EXTENSION_DEPENDS", "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(SpineAI)",
+        "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})",
+    ):
+        assert needed in top, needed
+
+
+def test_icons():
+    from PIL import Image
+
+    module_icon = MODULE / "Resources" / "Icons" / "SpineAI.png"
+    with Image.open(module_icon) as image:
+        assert image.size == (128, 128) and image.format == "PNG"
+    assert (REPO / "Resources" / "SpineAI.png").read_bytes() == module_icon.read_bytes()
+
+
+def test_models_catalogue_is_valid():
+    from SpineAILib.models.catalogue import CATALOGUE_PATH, validate_catalogue
+
+    assert CATALOGUE_PATH == MODULE / "Resources" / "Models.json"
+    data = validate_catalogue(json.loads(CATALOGUE_PATH.read_text()), "Models.json")
+    assert data["format_version"] == 1
+    assert set(data["tasks"]) == {"lp-ultrasound", "lumbar-mri", "cervical-ct"}
