@@ -1,0 +1,590 @@
+"""SpineAI in the browser: trame-slicer views plus a side panel.
+
+``serve()`` is what ``spineai web`` calls; ``python -m SpineAILib.web.app INPUT
+--port P`` does the same. The app only binds the panel's state to calls into
+``SpineAILib.io`` (reading), ``SpineAILib.scene`` (MRML nodes), ``SpineAILib.tasks``
+(workflows) and ``viewer`` (what the views show).
+
+Threads: MRML and VTK are touched only on the server's asyncio loop; file reading
+and workflows run in worker threads and hand their results back to the loop.
+"""
+
+import argparse
+import asyncio
+import bisect
+import dataclasses
+import functools
+import ipaddress
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from trame.app import TrameApp
+from trame.ui.vuetify3 import VAppLayout
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+
+from .. import io as spine_io
+from ..io import volumes as io_volumes
+from ..errors import InputError, SpineAIError
+from ..images import Cine
+from ..scene import segmentations, sequences, storage, volumes
+from ..scene.context import SceneContext
+from . import panel, viewer
+
+log = logging.getLogger(__name__)
+
+# Files the scene layer reads as finished Slicer nodes (not as pixel data).
+NODE_FILE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".tsv")
+RESULT_PATTERNS = ("*.seg.nrrd", "*.mrk.json", "*.tsv")
+TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
+CINE_MIN_TICK_S = 0.04  # play at most ~25 frames/s: each frame is a server render + JPEG
+
+
+def _one_line(error):
+    """A user-facing one-line reason for any exception."""
+    if isinstance(error, SpineAIError):
+        return str(error)
+    text = " ".join(str(error).split()) or "no details"
+    return f"{type(error).__name__}: {text}"
+
+
+def _stem(path):
+    name = Path(path).name
+    for suffix in sorted(spine_io.VOLUME_SUFFIXES + (".mrk.json", ".tsv"), key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return Path(name).stem or name
+
+
+def _view_marker(server, view_id, view):
+    # A hidden marker per view so tests and scripts can find a view's <img> by name
+    # (Red = axial, Yellow = sagittal, Green = coronal, ThreeD).
+    html.Div(classes=f"spineai-view spineai-view-{view.get_singleton_tag()}", style="display: none")
+
+
+def _slice_view_ui(server, view_id, view):
+    create_vertical_slice_view_gutter_ui(server, view_id, view)
+    _view_marker(server, view_id, view)
+
+
+def _threed_view_ui(server, view_id, view):
+    create_vertical_view_gutter_ui(server, view_id, view)
+    _view_marker(server, view_id, view)
+
+
+class SpineAIWebApp(TrameApp):
+    def __init__(self, server=None, out_dir=None):
+        super().__init__(server)
+        self.server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        self.scene_ctx = SceneContext.from_trame_app(self.slicer_app)
+        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="spineai-web-"))
+        self._input_path = None  # file the shown image came from: what Run works on
+        self._volume = None  # volume node shown in the views (not a cine)
+        self._cine = None  # (browser, sequence, frame times in ms) of the shown cine
+        self._play_task = None
+        self._segmentation_shown = False  # 3-D then shows surfaces without slice planes
+
+        register_rca_factories(
+            self.slicer_app.view_manager,
+            self.server,
+            slice_view_ui_f=_slice_view_ui,
+            three_d_view_ui_f=_threed_view_ui,
+        )
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict(viewer.layouts())
+
+        self._tasks, self._tasks_error = self._import_tasks()
+        self.state.update(panel.DEFAULT_STATE)
+        self.state.update(
+            {
+                "trame__title": "SpineAI",
+                "kind_icons": panel.KIND_ICONS,
+                "layout_ids": list(viewer.layouts()),
+                "layout_id": viewer.QUAD,
+                "task_items": self._task_items(),
+                "workflows_available": self._tasks is not None,
+                "task_status": "" if self._tasks is not None else self._tasks_error,
+                "task_error": self._tasks is None,
+            }
+        )
+        self.layout_manager.set_layout(viewer.QUAD)
+        self.state.change("layout_id")(self._on_layout_id)
+        self.state.change("volume_rendering")(self._on_volume_rendering)
+        self.state.change("cine_frame")(self._on_cine_frame)
+        self._build_ui()
+
+    # -- UI -------------------------------------------------------------------
+
+    def _build_ui(self):
+        with VAppLayout(self.server, full_height=True) as self.ui:
+            self.ui.root.theme = "dark"
+            with v3.VNavigationDrawer(location="right", width=380, permanent=True):
+                panel.build_panel(self)
+            with v3.VMain(), html.Div(classes="d-flex flex-row", style="height: 100vh"):
+                self.layout_manager.initialize_layout_grid(self.ui)
+
+    @staticmethod
+    def _import_tasks():
+        try:
+            from .. import tasks
+
+            tasks.run_task  # noqa: B018 (fail here, not at Run, when it is missing)
+            return tasks, ""
+        except (ImportError, AttributeError) as error:
+            return None, f"workflows are not available in this installation ({_one_line(error)})"
+
+    def _task_items(self):
+        specs = getattr(self._tasks, "TASKS", None) or {}
+        if specs:
+            return [{"title": f"{name} — {spec.title}", "value": name} for name, spec in specs.items()]
+        return [{"title": name, "value": name} for name in TASK_NAMES]
+
+    # -- state helpers ----------------------------------------------------------
+
+    def _set(self, **values):
+        """Set state values and push them to the browser now."""
+        with self.state:
+            self.state.update(values)
+
+    def _refresh_lists(self):
+        scene = self.scene_ctx.scene
+        tables = []
+        for node in self.scene_ctx.nodes("vtkMRMLTableNode"):
+            if node.GetHideFromEditors():
+                continue
+            columns, rows = viewer.table_content(node)
+            tables.append({"name": node.GetName(), "columns": columns, "rows": rows})
+        self.state.update({"items": viewer.scene_items(scene), "tables": tables})
+
+    # -- loading --------------------------------------------------------------
+
+    async def load(self, path, load_as="auto"):
+        """Load button: read in a worker thread, add to the scene and show on the loop."""
+        path = (path or "").strip()
+        if not path:
+            self._set(load_message="type the path of a file or DICOM folder first", load_error=True)
+            return
+        self._set(busy=True, load_message=f"loading {path} …", load_error=False)
+        try:
+            loop = asyncio.get_running_loop()
+            payload = await loop.run_in_executor(None, self._read, path, load_as)
+            message = self._insert(path, payload)
+            self._set(load_message=message, load_error=False)
+        except Exception as error:  # the app keeps serving whatever the input
+            self._report_load_error(error)
+        finally:
+            with self.state:
+                self.state.busy = False
+                self._refresh_lists()
+
+    def load_now(self, path, load_as="auto"):
+        """Synchronous load (command-line INPUT at startup); errors go to the panel, not out."""
+        try:
+            message = self._insert(path, self._read(path, load_as))
+            self.state.update({"load_message": message, "load_error": False, "load_path": str(path)})
+        except Exception as error:
+            self._report_load_error(error, push=False)
+            print(f"spineai web: {self.state.load_message}", file=sys.stderr)
+        self._refresh_lists()
+
+    def _report_load_error(self, error, push=True):
+        if not isinstance(error, SpineAIError):
+            log.exception("loading failed")
+        values = {"load_message": _one_line(error), "load_error": True}
+        self._set(**values) if push else self.state.update(values)
+
+    @staticmethod
+    def _read(path, load_as):
+        """Worker-thread part: no MRML here. Node files are read later by the scene layer."""
+        path = spine_io.check_readable(Path(path).expanduser())
+        if path.is_dir() and (path / "report.json").is_file():
+            return ("results", path)
+        if path.is_file() and path.name.lower().endswith(NODE_FILE_SUFFIXES):
+            return ("node-file", path)
+        if path.is_file() and path.name.lower().endswith(".mrb"):
+            return ("scene", path)
+        image = spine_io.load(path)
+        if load_as == "segmentation" and isinstance(image, Cine):
+            raise InputError(f"{path.name}: a 2-D cine cannot be loaded as a segmentation")
+        if load_as == "segmentation" and not image.is_labelmap:
+            if not path.is_file():
+                raise InputError(f"{path.name}: only a NIfTI/NRRD label file can be loaded as a segmentation")
+            image = io_volumes.load_volume_file(path, labelmap=True)  # refuses non-integer values
+        elif load_as == "image" and image.is_labelmap:
+            image = dataclasses.replace(image, is_labelmap=False)
+        return ("image", image)
+
+    def _insert(self, path, payload):
+        """Loop part: nodes into the scene and onto the views. Returns the panel message."""
+        kind, value = payload
+        if kind == "results":
+            return self._load_results_folder(value)
+        if kind == "scene":
+            nodes = storage.load_scene_mrb(self.scene_ctx, value)
+            images = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode") and not n.IsA("vtkMRMLLabelMapVolumeNode")]
+            for node in images[:1] + [n for n in nodes if n.IsA("vtkMRMLSegmentationNode")]:
+                self._show_node(node)  # background volume first, then segmentations over it
+            return f"loaded scene {value.name}: {len(nodes)} nodes"
+        if kind == "node-file":
+            node = storage.load_node(self.scene_ctx, value)
+            self._show_node(node)
+            return f"loaded {node.GetName()}"
+        image = value
+        name = _stem(path)
+        if isinstance(image, Cine):
+            sequence, browser, proxy = sequences.add_cine(self.scene_ctx, image, name=name)
+            self._show_cine(browser, sequence, proxy)
+            self._input_path = str(path)
+            self._suggest_task("cine", image.modality)
+            rows, cols = image.frame_shape
+            return f"loaded cine {sequence.GetName()}: {image.n_frames} frames {cols}×{rows}"
+        if image.is_labelmap:
+            reference = viewer.background_volume(self.slicer_app, self.scene_ctx.scene)
+            node = segmentations.add_segmentation_from_labelmap(
+                self.scene_ctx, image, reference_node=reference, name=name
+            )
+            self._show_node(node)
+            return f"loaded segmentation {node.GetName()}: {node.GetSegmentation().GetNumberOfSegments()} segments"
+        node = volumes.add_volume(self.scene_ctx, image, name=name)
+        self._show_node(node)
+        self._input_path = str(path)
+        self._suggest_task("volume", image.modality)
+        dims = "×".join(str(d) for d in image.dimensions)
+        return f"loaded {node.GetName()}: {dims} {image.modality or ''}".rstrip()
+
+    def _suggest_task(self, input_kind, modality):
+        """Preselect the only workflow that takes this kind of input and modality, if one does."""
+        specs = getattr(self._tasks, "TASKS", None) or {}
+        fitting = [n for n, s in specs.items() if s.input_kind == input_kind and modality in s.modalities]
+        if len(fitting) == 1 or (fitting and self.state.task not in fitting):
+            self.state.task = fitting[0]
+
+    def _show_node(self, node):
+        """Put a freshly loaded (or clicked) node on the views, by kind."""
+        if node.IsA("vtkMRMLSegmentationNode"):
+            viewer.show_segmentation(node)
+            # Surfaces alone in 3-D: a volume rendering or a slice plane would hide them.
+            self._segmentation_shown = True
+            self.state.volume_rendering = False
+            if self._volume is not None:
+                viewer.set_volume_rendering(self.slicer_app, self._volume, False, slice_planes=False)
+            viewer.fit_3d(self.slicer_app)
+        elif node.IsA("vtkMRMLSequenceBrowserNode"):
+            sequence = node.GetMasterSequenceNode()
+            self._show_cine(node, sequence, node.GetProxyNode(sequence))
+        elif node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+            self._stop_cine()
+            self._cine, self._volume, self._segmentation_shown = None, node, False
+            self.state.cine_visible = False
+            if self.state.layout_id != viewer.QUAD:
+                self.state.layout_id = viewer.QUAD
+                self.layout_manager.set_layout(viewer.QUAD)
+            # Volume rendering unless the volume is too big for software rendering.
+            self.state.volume_rendering = viewer.show_volume(self.slicer_app, node)
+        elif node.IsA("vtkMRMLDisplayableNode"):
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetVisibility(True)
+
+    def _show_cine(self, browser, sequence, proxy):
+        self._stop_cine()
+        self._cine = (browser, sequence, viewer.sequence_times_ms(sequence))
+        layout_id = viewer.show_cine_frame(self.slicer_app, proxy)
+        self.layout_manager.set_layout(layout_id)
+        # The view must be in the layout (and sized) before it can be fitted.
+        viewer.fit_slice_views(self.slicer_app)
+        frame = browser.GetSelectedItemNumber()
+        self.state.update(
+            {
+                "layout_id": layout_id,
+                "cine_visible": True,
+                "cine_name": sequence.GetName(),
+                "cine_last": max(0, sequence.GetNumberOfDataNodes() - 1),
+                "cine_frame": frame,
+                "cine_time_ms": self._cine[2][frame] if self._cine[2] else 0.0,
+            }
+        )
+
+    # -- results --------------------------------------------------------------
+
+    async def load_results(self, folder):
+        folder = (folder or "").strip()
+        if not folder:
+            return
+        self._set(busy=True, load_message=f"loading results from {folder} …", load_error=False)
+        await asyncio.sleep(0)  # let the message reach the browser before the loop is busy
+        try:
+            self._set(load_message=self._load_results_folder(Path(folder).expanduser()), load_error=False)
+        except Exception as error:
+            self._report_load_error(error)
+        finally:
+            with self.state:
+                self.state.busy = False
+                self._refresh_lists()
+
+    def _load_results_folder(self, folder):
+        folder = spine_io.check_readable(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder (give the output folder of a run)")
+        files = [
+            f
+            for pattern in RESULT_PATTERNS
+            for f in sorted(folder.glob(pattern))
+            if not f.name.endswith(".schema.tsv")  # a table's column types, read with the table
+        ]
+        if not files:
+            raise InputError(f"{folder}: no .seg.nrrd, .mrk.json or .tsv results in it")
+        if self._volume is None and self._cine is None:
+            # Segmentations are drawn over black unless a background is set first.
+            source = self._report_input(folder)
+            if source:
+                self._insert(source, self._read(source, "image"))
+        names = []
+        for path in files:
+            node = storage.load_node(self.scene_ctx, path)
+            self._show_node(node)
+            names.append(node.GetName())
+        return f"loaded {len(names)} results from {folder.name}: {', '.join(names)}"
+
+    @staticmethod
+    def _report_input(folder):
+        import json
+
+        try:
+            report = json.loads((folder / "report.json").read_text())
+            source = report.get("input", {}).get("path")
+            return source if source and Path(source).exists() else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    # -- workflows --------------------------------------------------------------
+
+    async def run(self, task, device="auto", load_path=""):
+        """Run button: run_task in a worker thread, progress back through the loop."""
+        if self._tasks is None:
+            self._set(task_status=self._tasks_error, task_error=True)
+            return
+        input_path = self._input_path or (load_path or "").strip()
+        if not input_path:
+            self._set(task_status="load an image first (or type its path in Load)", task_error=True)
+            return
+        out = self.out_dir / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self._set(task_running=True, task_progress=0, task_error=False, task_status=f"running {task} …")
+        loop = asyncio.get_running_loop()
+
+        def progress(fraction=None, message=""):
+            loop.call_soon_threadsafe(self._on_progress, fraction, message)
+
+        try:
+            run = functools.partial(self._tasks.run_task, task, input_path, out, device=device, progress=progress)
+            await loop.run_in_executor(None, run)
+        except Exception as error:
+            if not isinstance(error, SpineAIError):
+                log.exception("workflow %s failed", task)
+            self._set(task_running=False, task_status=_one_line(error), task_error=True)
+            return
+        self._set(task_progress=100, task_status=f"{task} done; loading results from {out}")
+        try:
+            message = self._load_results_folder(out)
+            self._set(task_status=f"{task} done: {message}", results_path=str(out))
+        except Exception as error:
+            self._set(task_status=f"{task} done, but its results did not load: {_one_line(error)}", task_error=True)
+        finally:
+            with self.state:
+                self.state.task_running = False
+                self._refresh_lists()
+
+    def _on_progress(self, fraction, message):
+        values = {}
+        if isinstance(fraction, (int, float)):
+            values["task_progress"] = max(0.0, min(100.0, fraction * 100 if fraction <= 1 else fraction))
+        if message:
+            values["task_status"] = " ".join(str(message).split())
+        self._set(**values)
+
+    # -- panel actions ----------------------------------------------------------
+
+    def show_item(self, node_id):
+        node = self.scene_ctx.scene.GetNodeByID(node_id)
+        if node is None:
+            return
+        if node.IsA("vtkMRMLSegmentationNode") or node.IsA("vtkMRMLMarkupsNode"):
+            display = node.GetDisplayNode()
+            if display is not None:  # clicking a segmentation or markups toggles it
+                display.SetVisibility(not display.GetVisibility())
+            self._refresh_lists()
+            return
+        if node.IsA("vtkMRMLScalarVolumeNode") and node.IsA("vtkMRMLLabelMapVolumeNode"):
+            return
+        self._show_node(node)
+
+    def clear(self):
+        self._stop_cine()
+        self._volume = self._cine = self._input_path = None
+        self._segmentation_shown = False
+        self.scene_ctx.clear()
+        self.state.update(
+            {
+                "cine_visible": False,
+                "load_message": "scene cleared",
+                "load_error": False,
+                "volume_rendering": True,
+                "layout_id": viewer.QUAD,
+            }
+        )
+        self.layout_manager.set_layout(viewer.QUAD)
+        self._refresh_lists()
+
+    def _on_layout_id(self, layout_id, **_):
+        if layout_id:
+            self.layout_manager.set_layout(layout_id)
+
+    def _on_volume_rendering(self, volume_rendering, **_):
+        if self._volume is not None and self.scene_ctx.scene.IsNodePresent(self._volume):
+            planes = False if self._segmentation_shown else None
+            viewer.set_volume_rendering(self.slicer_app, self._volume, volume_rendering, slice_planes=planes)
+            viewer.fit_3d(self.slicer_app)
+
+    # -- cine -------------------------------------------------------------------
+
+    def toggle_play(self):
+        if self._cine is None:
+            return
+        if self.state.cine_playing:
+            self._stop_cine()
+        else:
+            self.state.cine_playing = True
+            self._cine[0].SetPlaybackActive(True)
+            self._play_task = asyncio.ensure_future(self._play())
+
+    def _stop_cine(self):
+        if self._play_task is not None:
+            self._play_task.cancel()
+            self._play_task = None
+        if self._cine is not None:
+            self._cine[0].SetPlaybackActive(False)
+        self.state.cine_playing = False
+
+    async def _play(self):
+        """Step the browser in real time from the frame times, dropping frames when rendering lags."""
+        browser, _, times = self._cine
+        n = len(times)
+        if n < 2:
+            self._set(cine_playing=False)
+            return
+        step_s = max(CINE_MIN_TICK_S, (times[-1] - times[0]) / (n - 1) / 1000.0)
+        t_start = time.monotonic() - (times[browser.GetSelectedItemNumber()] - times[0]) / 1000.0
+        duration_s = (times[-1] - times[0]) / 1000.0 + step_s
+        while True:
+            elapsed_ms = ((time.monotonic() - t_start) % duration_s) * 1000.0 + times[0]
+            frame = max(0, bisect.bisect_right(times, elapsed_ms) - 1)
+            if frame != browser.GetSelectedItemNumber():
+                self._go_to_frame(frame)
+                self._set(cine_frame=frame, cine_time_ms=times[frame])
+            await asyncio.sleep(step_s)
+
+    def _go_to_frame(self, frame):
+        browser = self._cine[0]
+        if 0 <= frame < browser.GetNumberOfItems() and frame != browser.GetSelectedItemNumber():
+            sequences.set_frame(self.scene_ctx, browser, frame)
+
+    def _on_cine_frame(self, cine_frame, **_):
+        if self._cine is None:
+            return
+        frame = int(cine_frame or 0)
+        self._go_to_frame(frame)
+        times = self._cine[2]
+        if 0 <= frame < len(times) and self.state.cine_time_ms != times[frame]:
+            self.state.cine_time_ms = times[frame]
+
+
+# -- entry points -----------------------------------------------------------------
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_warning(host, port):
+    """The warning printed when the app listens beyond this machine, else None."""
+    if _is_loopback(host):
+        return None
+    return (
+        f"WARNING: serving on {host}:{port}: the SpineAI web app is reachable from the network "
+        "with NO authentication; anyone who can reach this port can open files on this machine "
+        "and run workflows as this user."
+    )
+
+
+def serve(input_path=None, host="127.0.0.1", port=8080, open_browser=False, out_dir=None):
+    """Start the web app (blocks until stopped). ``input_path`` is loaded at startup.
+
+    Listens on 127.0.0.1 unless ``host`` says otherwise; there is no authentication,
+    so any other host gets a warning on stderr. ``out_dir``: where Run writes each
+    run's folder (default: a new temporary folder).
+    """
+    warning = host_warning(host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if not os.environ.get("DISPLAY"):
+        # No X server: go straight to EGL offscreen instead of failing over from X.
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    # trame parses sys.argv on start; give it no arguments so the caller's own
+    # command line (e.g. `spineai web INPUT --host ...`) is not read a second time.
+    os.environ["TRAME_ARGS"] = ""
+    app = SpineAIWebApp(out_dir=out_dir)
+    if input_path:
+        app.load_now(input_path)
+
+    def announce(**_):
+        print(f"SpineAI web app listening on http://{host}:{app.server.port}/", flush=True)
+
+    app.server.controller.on_server_ready.add(announce)
+    try:
+        # timeout=0: keep serving when no browser is connected (wslink would stop after 300 s).
+        app.server.start(host=host, port=port, open_browser=open_browser, timeout=0, show_connection_info=False)
+    except OSError as error:  # port taken, address not on this machine, ...
+        raise SpineAIError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="spineai web", description="SpineAI web app: 3D Slicer views and the workflows in a browser"
+    )
+    parser.add_argument("input", nargs="?", help="file or DICOM folder to load at startup")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--out", dest="out_dir", help="folder for workflow results (default: a temporary folder)")
+    parser.add_argument("--open", dest="open_browser", action="store_true", help="open a browser tab")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        serve(args.input, host=args.host, port=args.port, open_browser=args.open_browser, out_dir=args.out_dir)
+    except SpineAIError as error:
+        print(f"spineai web: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
