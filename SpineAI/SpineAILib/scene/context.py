@@ -26,7 +26,9 @@ class SceneContext:
     def __init__(self, scene, app_logic, **logics):
         self.scene = scene
         self.app_logic = app_logic
-        self.colors_logic = logics.pop("colors_logic", None) or app_logic.GetColorLogic()
+        self.colors_logic = (
+            logics.pop("colors_logic", None) or app_logic.GetModuleLogic("Colors") or app_logic.GetColorLogic()
+        )
         for attribute in _LOGICS:
             setattr(self, attribute, logics.pop(attribute, None))
         if logics:
