@@ -12,13 +12,14 @@ from pathlib import Path
 from ..errors import InputError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".seg.nrrd")
+SEQUENCE_SUFFIXES = (".seq.nrrd",)  # Slicer sequences: how the desktop module hands over a cine
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _suffix(path):
     name = path.name.lower()
-    for s in sorted(VOLUME_SUFFIXES + VIDEO_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True):
+    for s in sorted(VOLUME_SUFFIXES + SEQUENCE_SUFFIXES + VIDEO_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True):
         if name.endswith(s):
             return s
     return path.suffix.lower()
@@ -37,7 +38,7 @@ def check_readable(path):
 
 
 def input_kind(path):
-    """'dicom-folder', 'dicom-file', 'volume', 'video', 'frame-folder' or 'image'."""
+    """'dicom-folder', 'dicom-file', 'volume', 'sequence', 'video', 'frame-folder' or 'image'."""
     from . import dicom
 
     path = check_readable(path)
@@ -49,6 +50,8 @@ def input_kind(path):
             return "frame-folder"
         return "dicom-folder"
     suffix = _suffix(path)
+    if suffix in SEQUENCE_SUFFIXES:
+        return "sequence"
     if suffix in VOLUME_SUFFIXES:
         return "volume"
     if suffix in VIDEO_SUFFIXES:
@@ -79,6 +82,8 @@ def load(path, series=None):
         return dicom.load_file(path)
     if kind == "volume":
         return volumes.load_volume_file(path)
+    if kind == "sequence":
+        return cine.load_sequence_nrrd(path)
     if kind == "video":
         return cine.load_video(path)
     if kind == "frame-folder":

@@ -11,6 +11,7 @@ warning, because measurements in mm or s would otherwise be silently wrong.
 """
 
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -411,3 +412,60 @@ def _read_frame_stack(files):
             stack = stack.astype(image.dtype)
         stack[n] = image
     return stack
+
+
+def load_sequence_nrrd(path):
+    """A Slicer sequence file (.seq.nrrd) of 2-D frames -> Cine.
+
+    This is how the desktop module hands a cine from the scene to the command line:
+    the last axis is the frame list ('axis N index values' hold the times), an
+    optional first 'vector'/'RGB-color' axis holds colour, and one spatial axis has
+    a single slice.
+    """
+    import nrrd
+
+    header = nrrd.read_header(str(path))
+    sizes = [int(s) for s in header["sizes"]]
+    kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * len(sizes))]
+    if kinds[-1] != "list":
+        raise InputError(f"{path}: not a sequence of frames (its last axis is {kinds[-1]!r}, not a frame list)")
+    color = kinds[0] in ("vector", "rgb-color", "3-color") and sizes[0] == 3
+    spatial = sizes[1:-1] if color else sizes[:-1]
+    if len(spatial) != 3 or spatial[2] != 1:
+        raise InputError(f"{path}: sequence frames are {'x'.join(map(str, spatial))}; only 2-D frames form a cine")
+    check_allocation([sizes[-1], spatial[1], spatial[0]] + ([3] if color else []), np.uint8, "cine")
+    data, header = nrrd.read(str(path))  # Fortran order: data[(c,) i, j, k, t]
+    warnings = []
+    data = np.squeeze(data, axis=3 if color else 2)
+    frames = np.moveaxis(data, 0, -1).transpose(2, 1, 0, 3) if color else data.transpose(2, 1, 0)
+    frames = to_uint8(frames, str(path), warnings)
+    n = frames.shape[0]
+    # Slicer numbers the frame axis without the colour axis; accept both numberings.
+    times = _sequence_times(header, len(sizes) - 1, n)
+    if times is None and color:
+        times = _sequence_times(header, len(sizes) - 2, n)
+    if times is None:
+        times = _assumed_fps_times(n, None, str(path), warnings)
+    directions = [d for d in header.get("space directions", []) if d is not None and not np.all(np.isnan(np.asarray(d, float)))]
+    spacing = (float(np.linalg.norm(directions[1])), float(np.linalg.norm(directions[0]))) if len(directions) >= 2 else (1.0, 1.0)
+    return Cine(
+        frames=collapse_grey(frames) if color else frames,
+        frame_times_ms=times,
+        pixel_spacing=spacing,
+        modality=str(header.get("SpineAI.Modality", "US")),
+        description=Path(path).name,
+        source=str(path),
+        warnings=warnings,
+    )
+
+
+def _sequence_times(header, axis, n):
+    """Frame times from Slicer's 'axis N index values' custom field, if numeric."""
+    values = header.get(f"axis {axis} index values")
+    if values is None or header.get(f"axis {axis} index type", "numeric") != "numeric":
+        return None
+    try:
+        times = np.array([float(v) for v in str(values).split()], dtype=np.float64)
+    except ValueError:
+        return None
+    return times - times[0] if times.size == n else None
