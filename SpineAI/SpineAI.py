@@ -34,7 +34,6 @@ from slicer.util import VTKObservationMixin
 
 TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
 DEVICES = ("auto", "cpu", "cuda")
-RESULT_PATTERNS = ("*.seg.nrrd", "*.mrk.json", "*.tsv")
 
 # import name -> pip requirement. torch and torchvision come from the PyTorch extension
 # when it is installed, because it picks the wheel matching the user's CUDA driver.
@@ -470,15 +469,10 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def load_results(out_dir):
         """Load the run's segmentations, markups and tables into the scene; returns the nodes."""
-        paths = [p for pattern in RESULT_PATTERNS for p in sorted(pathlib.Path(out_dir).glob(pattern))]
-        try:
-            from SpineAILib.scene.context import SceneContext
-            from SpineAILib.scene.storage import load_node
-        except ImportError:  # SpineAILib.scene not available: Slicer's own readers
-            loaders = {".nrrd": slicer.util.loadSegmentation, ".json": slicer.util.loadMarkups, ".tsv": slicer.util.loadTable}
-            return [loaders[p.suffix](str(p)) for p in paths]
-        context = SceneContext.from_slicer()
-        return [load_node(context, p) for p in paths]
+        from SpineAILib.results import load_results
+        from SpineAILib.scene.context import SceneContext
+
+        return load_results(SceneContext.from_slicer(), out_dir)
 
 
 #

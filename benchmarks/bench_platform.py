@@ -9,7 +9,6 @@ description. Each measurement runs in a fresh subprocess, so peak memory
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,19 +21,23 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
 from machine import describe_machine  # noqa: E402
 
+# Peak memory is the child's own VmHWM: ru_maxrss would include the parent's peak
+# (Linux keeps it across fork/exec).
+PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+
 LOAD_SNIPPET = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from SpineAILib.io import load
 t1 = time.perf_counter()
 image = load(sys.argv[1])
 t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss_mib": PEAK,
                   "shape": list(image.voxels.shape), "dtype": str(image.voxels.dtype)}))
 """
 
 SCENE_SNIPPET = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from SpineAILib.io import load
 from SpineAILib.scene.context import SceneContext
@@ -46,11 +49,12 @@ t2 = time.perf_counter()
 add_volume(ctx, image)
 t3 = time.perf_counter()
 print(json.dumps({"read_s": t1 - t0, "scene_create_s": t2 - t1, "add_volume_s": t3 - t2,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": PEAK}))
 """
 
 
 def python_json(snippet, *args):
+    snippet = snippet.replace("PEAK", PEAK)
     out = subprocess.run([sys.executable, "-c", snippet, *map(str, args)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -81,10 +85,19 @@ def make_big_ct(folder):
 
 
 def bench_web_first_view(volume):
-    """Seconds from starting `spineai web VOLUME` to a rendered view in Chromium."""
-    from SpineAILib.web.snapshot import time_to_first_view
+    """Seconds from starting the web app on VOLUME to every view rendered in Chromium."""
+    from SpineAILib.web.snapshot import WebServer, browser_page, missing_browser_reason, wait_for_views
 
-    return time_to_first_view(volume)
+    if missing_browser_reason():
+        return {"skipped": missing_browser_reason()}
+    t0 = time.perf_counter()
+    with WebServer(volume) as server:
+        ready = time.perf_counter() - t0
+        with browser_page(server.url) as page:
+            t_page = time.perf_counter()
+            wait_for_views(page)
+            done = time.perf_counter()
+    return {"server_ready_s": ready, "page_to_views_s": done - t_page, "start_to_views_s": done - t0}
 
 
 def main():

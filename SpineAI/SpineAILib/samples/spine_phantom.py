@@ -96,7 +96,14 @@ def make_phantom(modality="CT", shape_kji=(64, 128, 128), spacing=(1.5, 1.5, 3.0
     extent = (np.array(shape_kji[::-1]) - 1) * sp
     matrix[:3, 3] = centre - directions @ (extent / 2)
 
-    tissue, labels = tissues_and_labels(grid_ras(shape_kji, matrix))
+    # Slab by slab: a 512x512x300 grid of RAS points would need several GiB at once.
+    tissue = np.empty(shape_kji, np.uint8)
+    labels = np.empty(shape_kji, np.uint8)
+    for k0 in range(0, shape_kji[0], 16):
+        k1 = min(k0 + 16, shape_kji[0])
+        slab = matrix.copy()
+        slab[:3, 3] = matrix[:3, 3] + matrix[:3, 2] * k0
+        tissue[k0:k1], labels[k0:k1] = tissues_and_labels(grid_ras((k1 - k0,) + tuple(shape_kji[1:]), slab))
     table = CT_HU if modality == "CT" else MR_T2
     values = np.zeros(tissue.shape, np.float32)
     for code, value in table.items():

@@ -32,6 +32,7 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from .. import io as spine_io
+from .. import results
 from ..io import volumes as io_volumes
 from ..errors import InputError, SpineAIError
 from ..images import Cine
@@ -42,8 +43,6 @@ from . import panel, viewer
 log = logging.getLogger(__name__)
 
 # Files the scene layer reads as finished Slicer nodes (not as pixel data).
-NODE_FILE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".tsv")
-RESULT_PATTERNS = ("*.seg.nrrd", "*.mrk.json", "*.tsv")
 TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
 CINE_MIN_TICK_S = 0.04  # play at most ~25 frames/s: each frame is a server render + JPEG
 
@@ -208,7 +207,7 @@ class SpineAIWebApp(TrameApp):
         path = spine_io.check_readable(Path(path).expanduser())
         if path.is_dir() and (path / "report.json").is_file():
             return ("results", path)
-        if path.is_file() and path.name.lower().endswith(NODE_FILE_SUFFIXES):
+        if path.is_file() and path.name.lower().endswith(results.NODE_FILE_SUFFIXES):
             return ("node-file", path)
         if path.is_file() and path.name.lower().endswith(".mrb"):
             return ("scene", path)
@@ -334,38 +333,15 @@ class SpineAIWebApp(TrameApp):
 
     def _load_results_folder(self, folder):
         folder = spine_io.check_readable(folder)
-        if not folder.is_dir():
-            raise InputError(f"{folder}: not a folder (give the output folder of a run)")
-        files = [
-            f
-            for pattern in RESULT_PATTERNS
-            for f in sorted(folder.glob(pattern))
-            if not f.name.endswith(".schema.tsv")  # a table's column types, read with the table
-        ]
-        if not files:
-            raise InputError(f"{folder}: no .seg.nrrd, .mrk.json or .tsv results in it")
         if self._volume is None and self._cine is None:
             # Segmentations are drawn over black unless a background is set first.
-            source = self._report_input(folder)
+            source = results.report_input_path(folder)
             if source:
                 self._insert(source, self._read(source, "image"))
-        names = []
-        for path in files:
-            node = storage.load_node(self.scene_ctx, path)
+        nodes = results.load_results(self.scene_ctx, folder)
+        for node in nodes:
             self._show_node(node)
-            names.append(node.GetName())
-        return f"loaded {len(names)} results from {folder.name}: {', '.join(names)}"
-
-    @staticmethod
-    def _report_input(folder):
-        import json
-
-        try:
-            report = json.loads((folder / "report.json").read_text())
-            source = report.get("input", {}).get("path")
-            return source if source and Path(source).exists() else None
-        except (OSError, ValueError, AttributeError):
-            return None
+        return f"loaded {len(nodes)} results from {folder.name}: {', '.join(n.GetName() for n in nodes)}"
 
     # -- workflows --------------------------------------------------------------
 
