@@ -202,3 +202,31 @@ def test_run_button_runs_task_in_thread_and_loads_outputs(shared_data, tmp_path)
     assert {i["kind"] for i in app.state["items"]} == {"volume", "segmentation", "markups", "table"}
     assert app.state.tables[0]["rows"] == [["L3", "0.1"], ["L4", "0.9"]]
     assert app.state.results_path.startswith(str(tmp_path / "runs" / "cervical-ct-"))
+
+
+@pytest.mark.browser
+def test_series_picker_for_a_folder_with_two_series(tmp_path):
+    """A DICOM folder with two series: the app lists them, the user picks one, it loads."""
+    reason = missing_browser_reason()
+    if reason:
+        pytest.skip(reason)
+    from SpineAILib.samples.dicom_writer import write_dicom_series
+    from SpineAILib.samples.spine_phantom import make_phantom
+
+    ct, _ = make_phantom("CT", shape_kji=(20, 40, 40), spacing=(4.0, 4.0, 9.0))
+    mr, _ = make_phantom("MR", shape_kji=(12, 60, 50), spacing=(2.5, 2.5, 4.0), plane="sagittal")
+    study = tmp_path / "study"
+    write_dicom_series(ct, study / "ct", modality="CT", series_description="Phantom CT")
+    write_dicom_series(mr, study / "mr", modality="MR", series_description="Phantom T2 sagittal", rescale=(1.0, 0.0))
+
+    with WebServer(log_path=tmp_path / "server.log") as server, browser_page(server.url) as page:
+        set_text_field(page, "spineai-load-path", str(study))
+        page.click("#spineai-load-button")
+        message = wait_for_text(page, "spineai-load-message", "t.includes('choose one below')")
+        assert message.startswith("2 series")
+        page.click("#spineai-series", force=True)  # the id sits on the input under Vuetify's field overlay
+        page.click(".v-list-item-title:has-text('Phantom T2 sagittal')")
+        page.click("#spineai-load-button")
+        loaded = wait_for_text(page, "spineai-load-message", "t.startsWith('loaded')")
+        assert "50×60×12 MR" in loaded, loaded
+        assert not page.is_visible("#spineai-series"), "the picker stays after a successful load"

@@ -34,7 +34,7 @@ from trame_slicer.rca_view import register_rca_factories
 from .. import io as spine_io
 from .. import results
 from ..io import volumes as io_volumes
-from ..errors import InputError, SpineAIError
+from ..errors import AmbiguousInputError, InputError, SpineAIError
 from ..images import Cine
 from ..scene import segmentations, sequences, storage, volumes
 from ..scene.context import SceneContext
@@ -53,6 +53,18 @@ def _one_line(error):
         return str(error)
     text = " ".join(str(error).split()) or "no details"
     return f"{type(error).__name__}: {text}"
+
+
+def _series_items(path):
+    """Select items for the series of a DICOM folder: '2) T2 sag — MR sagittal, 15 slices'."""
+    items = []
+    for item in spine_io.describe(path)["items"]:
+        if item.get("problem"):
+            continue
+        detail = f"{item.get('modality') or '?'} {item.get('orientation') or ''}".strip()
+        title = f"{item['index']}) {item.get('description') or 'no description'} — {detail}, {item.get('slices')} slices"
+        items.append({"title": title, "value": item["index"]})
+    return items
 
 
 def _stem(path):
@@ -87,6 +99,8 @@ class SpineAIWebApp(TrameApp):
         self.scene_ctx = SceneContext.from_trame_app(self.slicer_app)
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="spineai-web-"))
         self._input_path = None  # file the shown image came from: what Run works on
+        self._input_series = None  # the series of a multi-series DICOM folder that was loaded
+        self._series_path = None  # the folder the series picker lists
         self._volume = None  # volume node shown in the views (not a cine)
         self._cine = None  # (browser, sequence, frame times in ms) of the shown cine
         self._play_task = None
@@ -166,18 +180,27 @@ class SpineAIWebApp(TrameApp):
 
     # -- loading --------------------------------------------------------------
 
-    async def load(self, path, load_as="auto"):
+    async def load(self, path, load_as="auto", series=None):
         """Load button: read in a worker thread, add to the scene and show on the loop."""
         path = (path or "").strip()
         if not path:
             self._set(load_message="type the path of a file or DICOM folder first", load_error=True)
             return
+        if path != self._series_path:  # a series number belongs to the folder it was listed for
+            series = None
         self._set(busy=True, load_message=f"loading {path} …", load_error=False)
         try:
             loop = asyncio.get_running_loop()
-            payload = await loop.run_in_executor(None, self._read, path, load_as)
+            payload = await loop.run_in_executor(None, self._read, path, load_as, series)
             message = self._insert(path, payload)
-            self._set(load_message=message, load_error=False)
+            self._input_series = series
+            self._set(load_message=message, load_error=False, series_items=[], load_series=None)
+        except AmbiguousInputError:
+            # Several series: list them and let the user choose (the CLI's --series).
+            items = await asyncio.get_running_loop().run_in_executor(None, _series_items, path)
+            self._series_path = path
+            self._set(series_items=items, load_series=None, load_error=True,
+                      load_message=f"{len(items)} series in this folder: choose one below, then Load")
         except Exception as error:  # the app keeps serving whatever the input
             self._report_load_error(error)
         finally:
@@ -202,7 +225,7 @@ class SpineAIWebApp(TrameApp):
         self._set(**values) if push else self.state.update(values)
 
     @staticmethod
-    def _read(path, load_as):
+    def _read(path, load_as, series=None):
         """Worker-thread part: no MRML here. Node files are read later by the scene layer."""
         path = spine_io.check_readable(Path(path).expanduser())
         if path.is_dir() and (path / "report.json").is_file():
@@ -211,7 +234,7 @@ class SpineAIWebApp(TrameApp):
             return ("node-file", path)
         if path.is_file() and path.name.lower().endswith(".mrb"):
             return ("scene", path)
-        image = spine_io.load(path)
+        image = spine_io.load(path, series=series)
         if load_as == "segmentation" and isinstance(image, Cine):
             raise InputError(f"{path.name}: a 2-D cine cannot be loaded as a segmentation")
         if load_as == "segmentation" and not image.is_labelmap:
@@ -345,7 +368,7 @@ class SpineAIWebApp(TrameApp):
 
     # -- workflows --------------------------------------------------------------
 
-    async def run(self, task, device="auto", load_path=""):
+    async def run(self, task, device="auto", load_path="", series=None):
         """Run button: run_task in a worker thread, progress back through the loop."""
         if self._tasks is None:
             self._set(task_status=self._tasks_error, task_error=True)
@@ -362,7 +385,11 @@ class SpineAIWebApp(TrameApp):
             loop.call_soon_threadsafe(self._on_progress, fraction, message)
 
         try:
-            run = functools.partial(self._tasks.run_task, task, input_path, out, device=device, progress=progress)
+            if self._input_path is not None:
+                series = self._input_series  # the series that was loaded, not the picker's current value
+            run = functools.partial(
+                self._tasks.run_task, task, input_path, out, device=device, series=series, progress=progress
+            )
             await loop.run_in_executor(None, run)
         except Exception as error:
             if not isinstance(error, SpineAIError):

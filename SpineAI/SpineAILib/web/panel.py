@@ -12,6 +12,8 @@ from trame.widgets import vuetify3 as v3
 DEFAULT_STATE = {
     "load_path": "",
     "load_as": "auto",
+    "load_series": None,
+    "series_items": [],
     "load_message": "",
     "load_error": False,
     "busy": False,
@@ -85,7 +87,7 @@ def build_panel(actions):
             hide_details=True,
             clearable=True,
             __events=[("keyup_enter", "keyup.enter")],
-            keyup_enter=(actions.load, "[load_path, load_as]"),
+            keyup_enter=(actions.load, "[load_path, load_as, load_series]"),
         )
         with html.Div(classes="d-flex align-center mt-2", style="gap: 8px"):
             v3.VSelect(
@@ -103,8 +105,19 @@ def build_panel(actions):
                 color="primary",
                 loading=("busy",),
                 disabled=("busy || !load_path",),
-                click=(actions.load, "[load_path, load_as]"),
+                click=(actions.load, "[load_path, load_as, load_series]"),
             )
+        # Shown when a DICOM folder holds several series: the user picks one, then Load.
+        v3.VSelect(
+            v_model=("load_series",),
+            v_show=("series_items.length",),
+            items=("series_items",),
+            id="spineai-series",
+            label="Series in this folder",
+            density="compact",
+            hide_details=True,
+            classes="mt-2",
+        )
         _message_line("load_message", "load_error", "spineai-load-message")
 
         # -- What is loaded ----------------------------------------------------
@@ -199,7 +212,7 @@ def build_panel(actions):
                     color="primary",
                     loading=("task_running",),
                     disabled=("task_running || busy",),
-                    click=(actions.run, "[task, device, load_path]"),
+                    click=(actions.run, "[task, device, load_path, load_series]"),
                 )
             v3.VProgressLinear(
                 model_value=("task_progress",),
