@@ -79,22 +79,18 @@ def _train(task, argv):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    from SpineAILib.errors import SpineAIError
+    from SpineAILib.errors import run_reporting_errors
 
-    try:
+    def action():
         # A task's own trainer parses its arguments (and its own --help).
         if argv and argv[0] in TASKS:
-            return _train(argv[0], argv[1:]) or 0
+            return _train(argv[0], argv[1:])
         args = _parser().parse_args(argv)
         if args.command == "convert":
             return _convert(args)
-        return _train(args.command, args.args) or 0
-    except SpineAIError as error:
-        print(f"spineai-train: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("spineai-train: interrupted", file=sys.stderr)
-        return 130
+        return _train(args.command, args.args)
+
+    return run_reporting_errors("spineai-train", action)
 
 
 if __name__ == "__main__":

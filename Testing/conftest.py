@@ -26,3 +26,14 @@ def require(path):
     if not path.exists():
         pytest.skip(f"{path} is absent")
     return path
+
+
+def one_line_error(call, *args, error=None, **kwargs):
+    """Call ``call``; it must raise a SpineAI error (InputError by default) whose message is one line."""
+    from SpineAILib.errors import InputError
+
+    with pytest.raises(error or InputError) as caught:
+        call(*args, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message and message
+    return message

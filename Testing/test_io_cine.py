@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pydicom
 import pytest
-from conftest import require
+from conftest import one_line_error, require
 from pydicom.pixels import apply_color_lut, convert_color_space, pixel_array
 
 from SpineAILib import images
@@ -14,14 +14,6 @@ from SpineAILib.images import Cine
 from SpineAILib.io import load
 from SpineAILib.io.cine import collapse_grey, load_dicom_cine, load_frame_folder, load_image, load_video
 from SpineAILib.samples.cine_phantom import make_cine_phantom, write_cine_dicom, write_cine_video, write_frame_folder
-
-
-def one_line_error(call, *args, **kwargs):
-    with pytest.raises(InputError) as caught:
-        call(*args, **kwargs)
-    message = str(caught.value)
-    assert "\n" not in message and message
-    return message
 
 
 @pytest.fixture(scope="module")

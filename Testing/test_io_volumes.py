@@ -6,7 +6,7 @@ import nibabel as nib
 import nrrd
 import numpy as np
 import pytest
-from conftest import require
+from conftest import one_line_error, require
 
 from SpineAILib.errors import InputError
 from SpineAILib.images import Cine, VolumeImage
@@ -30,14 +30,6 @@ def rotation(axis, degrees):
     a = np.radians(degrees)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
-
-
-def one_line_error(call, *args, **kwargs):
-    with pytest.raises(InputError) as caught:
-        call(*args, **kwargs)
-    message = str(caught.value)
-    assert "\n" not in message and message
-    return message
 
 
 # ---------------------------------------------------------------------------- real files

@@ -9,7 +9,7 @@ import json
 import sys
 
 from . import __version__
-from .errors import InputError, SpineAIError
+from .errors import InputError, run_reporting_errors
 
 TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")  # kept literal: importing tasks is cheap, but keep --help instant
 
@@ -146,21 +146,8 @@ def cmd_demo(args):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SpineAIError as error:
-        print(f"spineai: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("spineai: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # an unexpected failure still gets one line, with --debug for the traceback
-        if args.debug:
-            raise
-        print(f"spineai: internal error: {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
-        return 1
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors("spineai", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,28 @@ class BundleError(SpineAIError):
 
 class OutputError(SpineAIError):
     """The output location cannot be written (exists, no permission, ...)."""
+
+
+def run_reporting_errors(prog, action, debug=False):
+    """Run ``action()`` for a command-line program; every failure ends as one line on stderr.
+
+    SpineAIError -> its reason and exit code 2; Ctrl-C -> 130; anything unexpected ->
+    one line naming the error (``debug`` or SPINEAI_DEBUG=1 re-raises it for the traceback).
+    """
+    import os
+    import sys
+
+    debug = debug or os.environ.get("SPINEAI_DEBUG") == "1"
+    try:
+        return action() or 0
+    except SpineAIError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(f"{prog}: internal error: {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
+        return 1
