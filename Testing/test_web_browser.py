@@ -230,3 +230,38 @@ def test_series_picker_for_a_folder_with_two_series(tmp_path):
         loaded = wait_for_text(page, "spineai-load-message", "t.startsWith('loaded')")
         assert "50×60×12 MR" in loaded, loaded
         assert not page.is_visible("#spineai-series"), "the picker stays after a successful load"
+
+
+@pytest.mark.browser
+def test_clicking_a_result_row_centres_the_views_on_its_level(tmp_path):
+    """A results table row naming a disc level moves the slice views to that disc."""
+    reason = missing_browser_reason()
+    if reason:
+        pytest.skip(reason)
+    from SpineAILib.io.volumes import save_volume_file
+    from SpineAILib.samples.spine_phantom import disc_centres_ras, make_phantom
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.markups import add_points
+    from SpineAILib.scene.storage import save_node
+    from SpineAILib.scene.tables import add_table
+    from SpineAILib.terminology import DISC_LEVELS
+
+    ct, _ = make_phantom("CT", shape_kji=(48, 64, 64), spacing=(3.0, 3.0, 4.0))
+    save_volume_file(ct, tmp_path / "ct.nii.gz")
+    out = tmp_path / "run"
+    out.mkdir()
+    ctx = SceneContext.headless()
+    save_node(add_points(ctx, "Discs", list(zip(DISC_LEVELS, disc_centres_ras()))), out / "discs.mrk.json")
+    save_node(add_table(ctx, "Severity", {"level": DISC_LEVELS, "grade": ["Normal/Mild"] * 5}), out / "severity.tsv")
+
+    with WebServer(tmp_path / "ct.nii.gz", log_path=tmp_path / "server.log") as server, browser_page(server.url) as page:
+        wait_for_views(page, (AXIAL,))
+        set_text_field(page, "spineai-results-path", str(out))
+        page.click("#spineai-results-button")
+        wait_for_text(page, "spineai-load-message", "t.startsWith('loaded 2 results')")
+        before = img_src(page, AXIAL)
+        page.click(".spineai-table tbody tr:nth-child(4)")  # L4/L5
+        message = wait_for_text(page, "spineai-load-message", "t.startsWith('views centred')")
+        expected_s = disc_centres_ras()[3][2]
+        assert f"S {expected_s:.1f}" in message, message
+        wait_for_new_frame(page, AXIAL, before)  # the axial slice moved to the disc

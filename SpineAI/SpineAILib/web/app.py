@@ -32,7 +32,7 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from .. import io as spine_io
-from .. import results
+from .. import navigation, results
 from ..io import volumes as io_volumes
 from ..errors import AmbiguousInputError, InputError, SpineAIError
 from ..images import Cine
@@ -175,7 +175,7 @@ class SpineAIWebApp(TrameApp):
             if node.GetHideFromEditors():
                 continue
             columns, rows = viewer.table_content(node)
-            tables.append({"name": node.GetName(), "columns": columns, "rows": rows})
+            tables.append({"id": node.GetID(), "name": node.GetName(), "columns": columns, "rows": rows})
         self.state.update({"items": viewer.scene_items(scene), "tables": tables})
 
     # -- loading --------------------------------------------------------------
@@ -416,6 +416,26 @@ class SpineAIWebApp(TrameApp):
         self._set(**values)
 
     # -- panel actions ----------------------------------------------------------
+
+    def jump_to_row(self, table_id, row_index):
+        """A table row was clicked: centre the views on the level / vertebra / frame it names."""
+        node = self.scene_ctx.scene.GetNodeByID(table_id)
+        if node is None:
+            return
+        columns, rows = viewer.table_content(node)
+        if not 0 <= int(row_index) < len(rows):
+            return
+        target = navigation.locate_row(self.scene_ctx, dict(zip(columns, rows[int(row_index)])))
+        if target is None:
+            self._set(load_message="this row names no place in the views", load_error=False)
+        elif target[0] == "frame" and self._cine is not None:
+            frame = min(max(target[1], 0), len(self._cine[2]) - 1)
+            self._stop_cine()
+            self._go_to_frame(frame)
+            self._set(cine_frame=frame, cine_time_ms=self._cine[2][frame])
+        elif target[0] == "ras":
+            viewer.jump_slices_to(self.scene_ctx.scene, target[1])
+            self._set(load_message="views centred at R {:.1f} A {:.1f} S {:.1f}".format(*target[1]), load_error=False)
 
     def show_item(self, node_id):
         node = self.scene_ctx.scene.GetNodeByID(node_id)

@@ -251,5 +251,11 @@ def build_panel(actions):
                 with html.Thead(), html.Tr():
                     html.Th("{{ column }}", v_for="column in table.columns", key="column")
                 with html.Tbody():
-                    with html.Tr(v_for="(row, r) in table.rows", key="r"):
+                    # A click centres the views on the level / vertebra / frame the row names.
+                    with html.Tr(
+                        v_for="(row, r) in table.rows",
+                        key="r",
+                        click=(actions.jump_to_row, "[table.id, r]"),
+                        style="cursor: pointer",
+                    ):
                         html.Td("{{ cell }}", v_for="(cell, c) in row", key="c")

@@ -213,3 +213,9 @@ def sequence_times_ms(sequence_node):
         except ValueError:
             times.append(float(i))
     return times
+
+
+def jump_slices_to(scene, ras):
+    """Centre every slice view on ``ras`` (the slices move; the 3-D view is left alone)."""
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+        scene.GetNthNodeByClass(i, "vtkMRMLSliceNode").JumpSliceByCentering(*ras)
