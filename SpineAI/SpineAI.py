@@ -129,6 +129,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultRowClicked)
         self._setRunning(False)
         self.initializeParameterNode()
 
@@ -231,6 +232,24 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if tables:
                 self.ui.resultsTableView.setMRMLTableNode(tables[0])
             self._status(f"Done in {job.seconds:.0f} s: {len(nodes)} result(s) loaded from {self._outDir}")
+
+
+    def onResultRowClicked(self, index):
+        """Centre the views on the level / vertebra / frame the clicked row names (shared logic)."""
+        table = self.ui.resultsTableView.mrmlTableNode()
+        if table is None:
+            return
+        row = {table.GetColumnName(c): table.GetCellText(index.row(), c) for c in range(table.GetNumberOfColumns())}
+        target = self.logic.locate_row(row)
+        if target is None:
+            return
+        kind, where = target
+        if kind == "ras":
+            slicer.modules.markups.logic().JumpSlicesToLocation(*where, True)
+        elif kind == "frame":
+            for browser in slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode"):
+                if 0 <= where < browser.GetNumberOfItems():
+                    browser.SetSelectedItemNumber(where)
 
 
 #
@@ -465,6 +484,14 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         if saved is False or not path.exists():
             raise RuntimeError(f"Could not write {node.GetName()} to {path}")
         return path
+
+    @staticmethod
+    def locate_row(row):
+        """('ras', (r, a, s)) or ('frame', n) for a result row, or None (SpineAILib.navigation)."""
+        from SpineAILib.navigation import locate_row
+        from SpineAILib.scene.context import SceneContext
+
+        return locate_row(SceneContext.from_slicer(), row)
 
     @staticmethod
     def load_results(out_dir):
