@@ -18,6 +18,9 @@ from pathlib import Path
 
 from SpineAILib.models.schema import TASKS  # light: torch and monai load only when a command runs
 
+# Every trainer: one per `spineai run` task, plus the sub-models a task uses.
+TRAINERS = TASKS + ("lumbar-severity", "lp-ultrasound-localiser")
+
 
 def _trainer_module(task):
     return "SpineAITraining.train_" + task.replace("-", "_")
@@ -40,7 +43,7 @@ def _parser():
     convert.add_argument("--metadata", type=Path, required=True, help="metadata.json for the bundle (sha256 is filled in)")
     convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    for task in TASKS:
+    for task in TRAINERS:
         sub = commands.add_parser(task, help=f"train the {task} model", add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -83,7 +86,7 @@ def main(argv=None):
 
     def action():
         # A task's own trainer parses its arguments (and its own --help).
-        if argv and argv[0] in TASKS:
+        if argv and argv[0] in TRAINERS:
             return _train(argv[0], argv[1:])
         args = _parser().parse_args(argv)
         if args.command == "convert":
