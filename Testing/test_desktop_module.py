@@ -136,6 +136,8 @@ def test_cmake_ships_every_script_and_resource():
     assert "slicerMacroBuildScriptedModule" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert re.search(r"file\(GLOB_RECURSE MODULE_LIB_SCRIPTS[^)]*\$\{MODULE_NAME\}Lib/\*\.py", text), "SpineAILib/**/*.py"
     listed = {m.replace("${MODULE_NAME}", "SpineAI") for m in re.findall(r"^\s*(Resources/\S+)\s*$", text, re.M)}
+    assert "${CMAKE_CURRENT_SOURCE_DIR}/Resources/Models/*" in text, "the bundled models must be globbed"
+    listed |= {str(p.relative_to(MODULE)) for p in (MODULE / "Resources" / "Models").rglob("*") if p.is_file()}
     shipped = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file()}
     assert listed == shipped, f"listed but absent: {listed - shipped}; present but not listed: {shipped - listed}"
 

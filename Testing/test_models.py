@@ -314,7 +314,7 @@ def test_catalogue_with_no_bundle_says_how_to_get_one():
         "no model bundle installed for cervical-ct (the catalogue SpineAI/Resources/Models.json lists none; "
         "train one with `spineai-train cervical-ct ...` or pass --model BUNDLE)"
     )
-    assert default_bundle_path("lumbar-mri") is None
+    assert default_bundle_path("cervical-ct") is None
     assert "unknown task" in error_of(resolve_bundle, "knee-mri", kind=InputError)
 
 
@@ -325,6 +325,8 @@ def test_catalogue_resolves_models_and_explicit_bundles(tmp_path, saved, monkeyp
     data = json.loads(catalogue.CATALOGUE_PATH.read_text())
     entry = {"bundle_id": "unet", "task": "lp-ultrasound", "version": "0.0.1", "path": Path(saved[0]).name, "description": "d"}
     data["models"] = [entry, dict(entry, bundle_id="gone", path="gone")]
+    for task in data["tasks"].values():  # the shipped entries are replaced: so are the defaults naming them
+        task["default_bundle"] = None
     data["tasks"]["lp-ultrasound"]["default_bundle"] = "unet"
     path = tmp_path / "Models.json"
     path.write_text(json.dumps(data))
@@ -384,8 +386,8 @@ def test_spineai_train_cli(tmp_path, saved, capsys):
     assert read_metadata(tmp_path / "b")["bundle_id"] == "test-unet"
     assert main(["convert", str(pt), "--metadata", str(meta), "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["lumbar-mri", "--epochs", "1"]) == 2
-    assert "training for lumbar-mri arrives with its workflow" in capsys.readouterr().err
+    assert main(["cervical-ct", "--epochs", "1"]) == 2
+    assert "training for cervical-ct arrives with its workflow" in capsys.readouterr().err
 
 
 def test_spineai_train_help_is_instant_and_imports_no_torch():

@@ -1,0 +1,56 @@
+"""3-D connected components and binary opening on numpy masks.
+
+Components come from VTK's vtkImageConnectivityFilter (VTK ships with slicer-core;
+SciPy is not a dependency); opening uses torch max-pooling with a box whose edge is
+given in millimetres per axis, so anisotropic voxels are handled.
+"""
+
+import numpy as np
+
+
+def connected_components(mask):
+    """(labels int32 array, sizes): components of a 3-D bool mask, 1 = largest, 0 = outside.
+
+    Face connectivity (6 neighbours): bodies touching only at an edge or a corner stay apart.
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkImagingMorphological import vtkImageConnectivityFilter
+
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32), np.zeros(0, np.int64)
+    image = vtkImageData()
+    image.SetDimensions(mask.shape[2], mask.shape[1], mask.shape[0])  # VTK: x fastest = last numpy axis
+    image.GetPointData().SetScalars(numpy_to_vtk(mask.ravel(), deep=True))
+    connectivity = vtkImageConnectivityFilter()
+    connectivity.SetInputData(image)
+    connectivity.SetScalarRange(1, 1)
+    connectivity.SetExtractionModeToAllRegions()
+    connectivity.SetLabelModeToSizeRank()
+    connectivity.SetLabelScalarTypeToInt()
+    connectivity.Update()
+    labels = vtk_to_numpy(connectivity.GetOutput().GetPointData().GetScalars()).reshape(mask.shape).astype(np.int32)
+    sizes = vtk_to_numpy(connectivity.GetExtractedRegionSizes()).astype(np.int64)
+    return labels, sizes
+
+
+def largest_component(mask):
+    labels, sizes = connected_components(mask)
+    return labels == 1 if len(sizes) else np.zeros(mask.shape, bool)
+
+
+def opening(mask, radius_mm, spacing):
+    """Binary opening with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``, numpy axis order)."""
+    import torch
+    import torch.nn.functional as F
+
+    half = [max(0, int(round(radius_mm / s))) for s in spacing]
+    if not any(half):
+        return mask.astype(bool)
+    kernel = [2 * h + 1 for h in half]
+    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    padded = F.pad(x, [p for h in reversed(half) for p in (h, h)], value=0.0)  # outside counts as background
+    eroded = -F.max_pool3d(-padded, kernel, stride=1)
+    dilated = F.max_pool3d(F.pad(eroded, [p for h in reversed(half) for p in (h, h)], value=0.0), kernel, stride=1)
+    return dilated[0, 0].numpy() > 0.5

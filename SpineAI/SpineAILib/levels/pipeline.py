@@ -1,0 +1,96 @@
+"""Volume in, named vertebral bodies out: the level model's whole inference path.
+
+Used by the lumbar-mri workflow and by the evaluation script, so the reported
+metrics are those of what users run.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..images import VolumeImage
+from ..terminology import vertebra_number
+from .grid import SagittalLayout
+from .postprocess import clean_levels
+from .predict import predict_labels, prepare
+
+MIN_PLANE_MM = 30.0  # a sagittal field of view smaller than this cannot hold one lumbar body
+# Signed images whose low end reaches this are in Hounsfield units (air -1000): CT.
+CT_AIR_HU = -500.0
+
+
+@dataclass
+class LevelResult:
+    labelmap: VolumeImage  # VerSe numbers on the input's own grid
+    vertebrae: list  # [{name, label, volume_ml, centre_ras}] top to bottom
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def check_mri(image):
+    """Refuse CT (by modality or by Hounsfield-like intensities) and views too small to hold a level."""
+    if image.modality == "CT":
+        raise InputError("the input is a CT (DICOM modality CT); lumbar-mri needs a sagittal MRI of the lumbar spine")
+    voxels = image.voxels
+    if np.issubdtype(voxels.dtype, np.signedinteger) or np.issubdtype(voxels.dtype, np.floating):
+        low = float(np.percentile(voxels[:: max(1, voxels.shape[0] // 16)], 1))
+        if low <= CT_AIR_HU:
+            raise InputError(
+                f"the input looks like a CT, not an MRI: its intensities go down to {float(voxels.min()):.0f} "
+                "(Hounsfield units, air at -1000); lumbar-mri needs a sagittal MRI of the lumbar spine"
+            )
+    layout = SagittalLayout.of(voxels.shape, image.ijk_to_ras)
+    extent = [(n - 1) * s for n, s in zip(layout.shape[1:], layout.spacing[1:])]
+    if min(extent) < MIN_PLANE_MM:
+        raise InputError(
+            f"the sagittal field of view is {extent[0]:.0f} x {extent[1]:.0f} mm (superior-inferior x "
+            f"anterior-posterior); lumbar-mri needs at least {MIN_PLANE_MM:.0f} mm each way"
+        )
+    return layout
+
+
+def segment_vertebrae(image, bundle, progress=None):
+    """Run the bundle's level model on ``image`` and clean the result up in 3-D."""
+    import time
+
+    meta = bundle.metadata
+    names = list(meta["labels"])
+    values = [0] + [vertebra_number(n) for n in names[1:]]
+    spacing = float(meta["input"]["spacing"][0])
+    timings = {}
+
+    t0 = time.perf_counter()
+    layout = check_mri(image)
+    canonical = layout.to_canonical(image.voxels)
+    slices = prepare(canonical, layout.spacing, spacing, meta["input"].get("intensity"))
+    timings["prepare_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
+    classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
+                             background_offset=offset)  # fmt: skip
+    timings["predict_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names))
+    lut = np.array(values, np.uint8)
+    labelmap = VolumeImage(
+        voxels=layout.from_canonical(lut[cleaned]),
+        ijk_to_ras=image.ijk_to_ras.copy(),
+        modality=image.modality,
+        description="Vertebrae",
+        is_labelmap=True,
+    )
+    vertebrae = []
+    for body in sorted(bodies, key=lambda b: b.row_mm):
+        kji = np.array(np.unravel_index(body.index, canonical.shape), float).mean(axis=1)
+        centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+        vertebrae.append({
+            "name": names[body.name_index],
+            "label": int(values[body.name_index]),
+            "volume_ml": round(body.volume_ml, 2),
+            "centre_ras": [round(float(v), 2) for v in centre[:3]],
+        })  # fmt: skip
+    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+    return LevelResult(labelmap, vertebrae, notes, timings)

@@ -1,0 +1,100 @@
+"""The real lumbar MRI in ../shared/data/mri_lumbar: cases, label numbers and the fixed split.
+
+Two sources (see that folder's README): ``vb3_NN`` T1 volumes with L1-L5 bodies
+labelled (T12 visible but unlabelled) and ``vb2_NN`` T2 volumes with T11-L5
+labelled. The split is by case and stratified by source; it lives in
+``splits/mri_lumbar_split.json`` and is regenerated only to check it is stable.
+"""
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLIT_FILE = Path(__file__).resolve().parents[1] / "splits" / "mri_lumbar_split.json"
+SPLIT_SEED = 20240603
+# Per source: (validation, test) case counts; the rest trains. About 13% / 20%.
+SPLIT_COUNTS = {"vb2": (2, 3), "vb3": (5, 8)}
+CASE_PATTERN = re.compile(r"^(vb[23])_(\d+)\.nii\.gz$")
+# Labels each source annotates (VerSe numbers).
+LABELLED = {"vb2": (18, 19, 20, 21, 22, 23, 24), "vb3": (20, 21, 22, 23, 24)}
+SEQUENCE = {"vb2": "T2 TSE (Zukic et al. 2014)", "vb3": "T1 FFE (MyoSegmenTUM, Burian et al. 2019)"}
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    source: str  # "vb2" or "vb3"
+    image: Path
+    labels: Path
+
+    @property
+    def labelled_values(self):
+        return LABELLED[self.source]
+
+
+def source_of(case_id):
+    return case_id.split("_")[0]
+
+
+def list_cases(data_dir):
+    """Every case with both image and label file, sorted by id."""
+    data_dir = Path(data_dir)
+    cases = []
+    for path in sorted(data_dir.glob("vb*_*.nii.gz")):
+        match = CASE_PATTERN.match(path.name)
+        if not match:
+            continue  # label files and anything else
+        labels = data_dir / f"{match.group(1)}_{match.group(2)}_labels.nii.gz"
+        if labels.is_file():
+            cases.append(Case(path.name[: -len(".nii.gz")], match.group(1), path, labels))
+    return cases
+
+
+def make_split(case_ids, seed=SPLIT_SEED, counts=None):
+    """{'train', 'validation', 'test'}: sorted case ids, stratified by source, deterministic for ``seed``."""
+    counts = counts or SPLIT_COUNTS
+    split = {"train": [], "validation": [], "test": []}
+    for source in sorted({source_of(c) for c in case_ids}):
+        ids = sorted(c for c in case_ids if source_of(c) == source)
+        random.Random(f"{seed}-{source}").shuffle(ids)  # string seed: stable across Python versions
+        n_val, n_test = counts.get(source, (0, 0))
+        split["test"] += ids[:n_test]
+        split["validation"] += ids[n_test : n_test + n_val]
+        split["train"] += ids[n_test + n_val :]
+    return {part: sorted(ids) for part, ids in split.items()}
+
+
+def split_document(case_ids, seed=SPLIT_SEED):
+    return {
+        "dataset": "mri_lumbar (../shared/data/mri_lumbar)",
+        "method": "by case, stratified by source (vb2 T2 / vb3 T1): per source a seeded shuffle, then "
+        + ", ".join(f"{s} {v} validation + {t} test" for s, (v, t) in sorted(SPLIT_COUNTS.items()))
+        + "; the rest trains; the test part is never used for tuning",
+        "seed": seed,
+        **make_split(case_ids, seed),
+    }
+
+
+def load_split(path=SPLIT_FILE):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def split_cases(data_dir, part, path=SPLIT_FILE):
+    """The cases of ``part`` ('train', 'validation' or 'test') that exist in ``data_dir``."""
+    wanted = set(load_split(path)[part])
+    return [case for case in list_cases(data_dir) if case.case_id in wanted]
+
+
+def write_split(data_dir, path=SPLIT_FILE):
+    """(Re)write the split file from the cases in ``data_dir``; run once, then commit the file."""
+    document = split_document([c.case_id for c in list_cases(data_dir)])
+    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return document
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(write_split(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/mri_lumbar"), indent=2))

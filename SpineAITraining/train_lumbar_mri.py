@@ -1,0 +1,427 @@
+"""`spineai-train lumbar-mri`: the vertebral level model on the real lumbar MRI.
+
+A 2-D MONAI UNet on sagittal slices (1.5 mm in-plane, 224 x 160 = 336 x 240 mm
+patches) with 8 classes: background, T11, T12, L1-L5. A slice shows the whole
+lumbar spine, so the network learns a body's level from its context (sacrum,
+neighbours, lordosis); the workflow then cleans up in 3-D. On 2 CPU cores a
+training slice costs about 50-100 ms (fine for short runs and tests); the shipped
+bundle was trained on a GPU with 15 augmentation workers (``--workers``).
+
+    spineai-train lumbar-mri --data ../shared/data/mri_lumbar --out BUNDLE [--epochs N] [--seed S]
+
+Checkpoints go to BUNDLE.work/ after each epoch (``--resume`` continues from
+there); each epoch reseeds from (seed, epoch), so a resumed run repeats the run it
+continues. The bundle holds the weights of the best validation epoch.
+"""
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch  # this module is imported only when its command runs
+
+from SpineAILib.levels import CLASS_NAMES, CLASS_VALUES
+
+BUNDLE_ID = "lumbar-mri-vertebrae"
+VERSION = "1.0.0"
+TARGET_SPACING = 1.5  # mm, in-plane
+PATCH = (224, 160)  # rows (S-I) x columns (A-P)
+IGNORE = 255
+# vb3 cases label L1-L5 only: T12 above is unlabelled, so the loss ignores what lies
+# more than this far above L1 instead of calling T12 background there.
+UNLABELLED_MARGIN_MM = 3.0
+SOURCE_WEIGHT = {"vb2": 2.0, "vb3": 1.0}  # vb2 alone labels T11/T12: sample it more
+LABELLED_SLICE_SHARE = 0.85
+DEFAULT_CHANNELS = (24, 48, 96, 192, 384)  # the shipped bundle's
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="spineai-train lumbar-mri", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="the mri_lumbar folder (vb2_*/vb3_* NIfTI + labels)")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue from BUNDLE.work/last.pt")
+    p.add_argument("--work", type=Path, help="checkpoint folder (default: BUNDLE.work)")
+    p.add_argument("--samples-per-epoch", type=int, default=768)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--channels", default=",".join(map(str, DEFAULT_CHANNELS)), help="UNet channels per level")
+    p.add_argument("--train-cases", help="comma-separated case ids instead of the split's train part")
+    p.add_argument("--val-cases", help="comma-separated case ids instead of the split's validation part")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=0, help="augmentation processes (0: in the training process)")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
+    p.add_argument("--time-budget", type=float, help="seconds: after epoch 1, cut --epochs to what fits")
+    p.add_argument("--cache", type=Path, help="read prepared cases from this folder (written by --write-cache)")
+    p.add_argument("--write-cache", type=Path, help="prepare the cases into this folder and stop")
+    p.add_argument("--cache-slice-step", type=int, default=1, help="with --write-cache: keep every Nth training slice")
+    return p.parse_args(argv)
+
+
+# -- data --------------------------------------------------------------------------
+
+
+def class_map(labels, source_labelled):
+    """VerSe numbers -> class indices; labels the source does not annotate -> background."""
+    lut = np.zeros(256, np.uint8)
+    for index, value in enumerate(CLASS_VALUES):
+        if index and value in source_labelled:
+            lut[value] = index
+    return lut[labels]
+
+
+def load_case(case, keep_native=False):
+    """One case on the training grid: {'image': (N, rows, cols) float16, 'labels': uint8 with IGNORE}."""
+    from SpineAILib.io import load
+    from SpineAILib.levels.grid import SagittalLayout, normalise, resample_slices
+
+    image, labels = load(case.image), load(case.labels)
+    layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
+    canonical = layout.to_canonical(image.voxels)
+    classes = class_map(layout.to_canonical(labels.voxels).astype(np.int64).clip(0, 255), case.labelled_values)
+    if 18 not in case.labelled_values:  # nothing above L1 is labelled: ignore it
+        rows = np.nonzero((classes == CLASS_VALUES.index(20)).any(axis=(0, 2)))[0]
+        if len(rows):
+            top = int(rows[0] - round(UNLABELLED_MARGIN_MM / layout.spacing[1]))
+            if top > 0:
+                classes[:, :top][classes[:, :top] == 0] = IGNORE
+    normalised, _ = normalise(canonical)
+    slices, _ = resample_slices(normalised, layout.spacing, TARGET_SPACING)
+    slice_labels, _ = resample_slices(classes, layout.spacing, TARGET_SPACING, mode="nearest")
+    foreground = (slice_labels > 0) & (slice_labels != IGNORE)
+    out = {
+        "id": case.case_id,
+        "source": case.source,
+        "image": slices.astype(np.float16),
+        "labels": slice_labels,
+        "labelled_slices": np.nonzero(foreground.any(axis=(1, 2)))[0],
+    }
+    if keep_native:  # validation: score on the native grid, as users get it
+        out.update(canonical=canonical, spacing=layout.spacing, truth=classes)
+    return out
+
+
+def save_cases(cases, folder, slice_step=1):
+    """Prepared cases as .npz, so a machine without the readers (a lent GPU) can train.
+
+    Training cases keep every ``slice_step``-th sagittal slice (neighbours 1 mm apart
+    are nearly identical; this halves what travels) with images quantised to uint8;
+    validation cases keep only their native grid, which is what they are scored on.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        if "canonical" in case:
+            arrays = {"canonical": case["canonical"], "truth": case["truth"], "spacing": np.array(case["spacing"], float)}
+        else:
+            labels = case["labels"][::slice_step]
+            foreground = (labels > 0) & (labels != IGNORE)
+            arrays = {"image": np.rint(case["image"][::slice_step].astype(np.float32) * 255).astype(np.uint8),
+                      "labels": labels, "labelled_slices": np.nonzero(foreground.any(axis=(1, 2)))[0]}  # fmt: skip
+        np.savez_compressed(folder / f"{case['id']}.npz", **arrays)
+
+
+def load_cached(folder, case_id):
+    with np.load(folder / f"{case_id}.npz") as data:
+        case = {k: data[k] for k in data.files}
+    case.update(id=case_id, source=case_id.split("_")[0])
+    if "image" in case:
+        case["image"] = (case["image"] / np.float32(255)).astype(np.float16)
+    if "spacing" in case:
+        case["spacing"] = tuple(float(v) for v in case["spacing"])
+    return case
+
+
+class PatchStream(torch.utils.data.IterableDataset):
+    """``n`` augmented (image, label) patches drawn from random (case, slice) pairs; an iterable
+    torch dataset whose workers each draw their share with their own seed."""
+
+    def __init__(self, cases, n, seed):
+        self.cases, self.n, self.seed = cases, n, seed
+        weights = np.array([SOURCE_WEIGHT.get(c["source"], 1.0) for c in cases])
+        self.p = weights / weights.sum()
+
+    def __iter__(self):
+        from .augment_sagittal import training_transforms
+
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        seed = self.seed * 100 + worker
+        rng, transforms = np.random.default_rng(seed), training_transforms(PATCH, seed)
+        threads = torch.get_num_threads()
+        for _ in range(self.n // workers + (worker < self.n % workers)):
+            case = self.cases[rng.choice(len(self.cases), p=self.p)]
+            labelled = case["labelled_slices"]
+            if len(labelled) and rng.random() < LABELLED_SLICE_SHARE:
+                index = int(rng.choice(labelled))
+            else:
+                index = int(rng.integers(len(case["image"])))
+            torch.set_num_threads(1)  # small per-sample ops: extra threads only add overhead
+            try:
+                sample = transforms({"image": case["image"][index][None].astype(np.float32),
+                                     "label": case["labels"][index][None].astype(np.float32)})  # fmt: skip
+            finally:
+                torch.set_num_threads(threads)  # the training step (same process when workers=0) keeps its own
+            yield (torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32),
+                   torch.as_tensor(np.asarray(sample["label"])[0]).round().long())  # fmt: skip
+
+
+def batches(cases, n, batch_size, seed, workers):
+    return torch.utils.data.DataLoader(PatchStream(cases, n, seed), batch_size=batch_size, num_workers=workers,
+                                       drop_last=True)  # fmt: skip
+
+
+def learning_rate(step, total, peak, warmup=200):
+    """Linear warm-up, then cosine decay to zero at ``total`` steps."""
+    import math
+
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+# -- model and loss ------------------------------------------------------------------
+
+
+def network_spec(channels):
+    return {
+        "name": "UNet",
+        "args": {
+            "spatial_dims": 2,
+            "in_channels": 1,
+            "out_channels": len(CLASS_NAMES),
+            "channels": list(channels),
+            "strides": [2] * (len(channels) - 1),
+            "num_res_units": 1,
+        },
+    }
+
+
+def loss_fn(logits, target):
+    """Cross entropy + soft Dice over the vertebra classes, both blind to IGNORE pixels."""
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+    valid = (target != IGNORE).unsqueeze(1).float()
+    probs = torch.softmax(logits, 1) * valid
+    onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1) * (target != IGNORE), logits.shape[1])
+    onehot = onehot.permute(0, 3, 1, 2).float() * valid
+    dims = (0, 2, 3)
+    intersection = (probs * onehot).sum(dims)[1:]
+    denominator = (probs.sum(dims) + onehot.sum(dims))[1:]
+    dice = 1 - ((2 * intersection + 1.0) / (denominator + 1.0)).mean()
+    return ce + dice
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def dice_scores(predicted, truth, labelled_indices):
+    """{class name: Dice} for each class the case annotates (truth IGNORE excluded)."""
+    scores = {}
+    for index in labelled_indices:
+        p, t = predicted == index, truth == index
+        denominator = int(p.sum()) + int(t.sum())
+        if int(t.sum()):
+            scores[CLASS_NAMES[index]] = 2.0 * int((p & t).sum()) / denominator
+    return scores
+
+
+def validate(model, cases, device):
+    """Per case Dice per labelled level (raw slice-wise argmax on the native grid, no 3-D clean-up)."""
+    from SpineAILib.levels.predict import predict_labels, prepare
+
+    results = {}
+    for case in cases:
+        slices = prepare(case["canonical"], case["spacing"], TARGET_SPACING)
+        predicted = predict_labels(model, slices, case["canonical"].shape, device)
+        present = [i for i in range(1, len(CLASS_NAMES)) if (case["truth"] == i).any()]
+        results[case["id"]] = dice_scores(predicted, case["truth"], present)
+    return results
+
+
+def summarise(results):
+    per_case = [np.mean(list(s.values())) for s in results.values() if s]
+    named = [all(v >= 0.5 for v in s.values()) for s in results.values() if s]
+    return {"dice_mean": float(np.mean(per_case)) if per_case else 0.0, "levels_named": float(np.mean(named)) if named else 0.0}
+
+
+# -- training -----------------------------------------------------------------------
+
+
+def seed_everything(seed):
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from monai.data import set_track_meta
+    from tqdm import tqdm
+
+    from SpineAILib.errors import InputError, OutputError
+    from SpineAILib.models.device import choose_device
+    from SpineAILib.models.networks import build_network
+
+    from .datasets import mri_lumbar
+    from .export import export_bundle
+
+    set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms here
+    if args.out.exists() and not args.overwrite and not args.write_cache:
+        raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
+    split = mri_lumbar.load_split()
+    train_ids = args.train_cases.split(",") if args.train_cases else split["train"]
+    val_ids = args.val_cases.split(",") if args.val_cases else split["validation"]
+    leaked = sorted(set(train_ids + val_ids) & set(split["test"]))
+    if leaked:
+        raise InputError(f"cases {', '.join(leaked)} belong to the test split; they never train or tune")
+
+    t_start = time.perf_counter()
+    if args.cache:
+        train = [load_cached(args.cache, c) for c in train_ids]
+        val = [load_cached(args.cache, c) for c in val_ids]
+    else:
+        if not args.data.is_dir():
+            raise InputError(f"{args.data}: no such data folder")
+        all_cases = {c.case_id: c for c in mri_lumbar.list_cases(args.data)}
+        missing = [c for c in train_ids + val_ids if c not in all_cases]
+        if missing:
+            raise InputError(f"{args.data}: cases {', '.join(missing)} are missing")
+        print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
+        train = [load_case(all_cases[c]) for c in train_ids]
+        val = [load_case(all_cases[c], keep_native=True) for c in val_ids]
+    if args.write_cache:
+        save_cases(train + val, args.write_cache, args.cache_slice_step)
+        print(f"wrote {len(train) + len(val)} prepared cases to {args.write_cache}", file=sys.stderr)
+        return 0
+
+    device = choose_device(args.device)
+    channels = tuple(int(c) for c in args.channels.split(","))
+    spec = network_spec(channels)
+    work = args.work or args.out.with_name(args.out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    model = build_network(spec["name"], **spec["args"]).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, args.samples_per_epoch // args.batch_size)
+    epochs, step, start_epoch, best, history, best_state = args.epochs, 0, 0, None, [], None
+    checkpoint = work / "last.pt"
+    if args.resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start_epoch, step, epochs = int(state["epoch"]), int(state["step"]), int(state["epochs"])
+        epochs = max(epochs, args.epochs) if args.time_budget is None else epochs
+        history, best, best_state = json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
+        print(f"resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
+
+    epoch = start_epoch
+    while epoch < epochs:
+        seed_everything(args.seed * 1000 + epoch)
+        model.train()
+        losses = []
+        t0 = time.perf_counter()
+        loader = batches(train, steps_per_epoch * args.batch_size, args.batch_size, args.seed * 1000 + epoch, args.workers)
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=args.quiet, file=sys.stderr)
+        for images, labels in bar:
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate(step, epochs * steps_per_epoch, args.lr)
+            loss = loss_fn(model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        epoch += 1
+        entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "train_seconds": round(time.perf_counter() - t0, 1)}
+        if epoch % args.val_every == 0 or epoch == epochs:
+            results = validate(model, val, device)
+            entry.update({k: round(v, 4) for k, v in summarise(results).items()})
+            if best is None or (entry["levels_named"], entry["dice_mean"]) >= (best["levels_named"], best["dice_mean"]):
+                best = dict(entry, per_case=results)
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                entry["best"] = True
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        history.append(entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+        if args.time_budget and epoch == start_epoch + 1:  # the first epoch tells how many fit
+            used = time.perf_counter() - t_start
+            fit = start_epoch + 1 + int((args.time_budget - used) / max(entry["seconds"], 1e-3))
+            if fit < epochs:
+                epochs = max(epoch, fit)
+                print(f"time budget {args.time_budget:.0f} s: training {epochs} epochs", file=sys.stderr)
+        torch.save(
+            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
+             "epochs": epochs, "history": json.dumps(history), "best": json.dumps(best), "best_model": best_state},
+            work / "last.tmp",
+        )  # fmt: skip
+        (work / "last.tmp").replace(checkpoint)
+
+    if best_state is None:
+        raise InputError("no epoch was validated (--epochs must exceed the epochs already done)")
+    model.load_state_dict(best_state)
+    seconds = round(time.perf_counter() - t_start, 1)
+    val_data = f"validation split of mri_lumbar ({len(val_ids)} cases: {', '.join(val_ids)}), 1 mm grid, slice-wise argmax"
+    metrics = [
+        {"name": "dice_mean_validation", "value": round(best["dice_mean"], 4), "data": val_data},
+        {"name": "levels_named_validation", "value": round(best["levels_named"], 4), "data": val_data},
+    ]
+    command = shlex.join(["spineai-train", "lumbar-mri", *(sys.argv[1:] if argv is None else argv)])
+    folder = export_bundle(
+        model,
+        args.out,
+        bundle_id=BUNDLE_ID,
+        version=VERSION,
+        task="lumbar-mri",
+        network=spec,
+        input={
+            "channels": 1,
+            "size": list(PATCH),
+            "spacing": [TARGET_SPACING, TARGET_SPACING],
+            "plane": "sagittal",
+            "layout": "2-D sagittal slices, rows superior->inferior, columns anterior->posterior "
+            "(SpineAILib.levels.grid.SagittalLayout); any size divisible by 16 at inference",
+            "intensity": {"method": "percentile", "per": "volume", "lower_percentile": 0.5,
+                          "upper_percentile": 99.5, "range": [0.0, 1.0], "clip": True},
+        },  # fmt: skip
+        labels=CLASS_NAMES,
+        data="Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 "
+        "bodies) and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg",
+        seed=args.seed,
+        split={"file": "SpineAITraining/splits/mri_lumbar_split.json", "seed": split["seed"], "train": train_ids,
+               "validation": val_ids, "test": split["test"]},  # fmt: skip
+        metrics=metrics,
+        command=command,
+        description="2-D UNet on sagittal MRI slices: vertebral bodies T11, T12, L1-L5 named by level",
+        extra_training={
+            "epochs": epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
+            "lr": args.lr, "lr_schedule": "linear warm-up 200 steps, cosine to 0", "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "seconds": seconds, "best_epoch": best["epoch"], "history": history,
+            "validation_per_case": best["per_case"],
+            "augmentation": "random S-I/A-P field of view, affine (rotation 0.2 rad, scale 0.8-1.2, shear, shift), "
+            "simulated low resolution, Gaussian blur, bias field, random intensity curve, gamma, scale/shift, noise",
+            "loss": "cross entropy + soft Dice; vb3 pixels more than 3 mm above L1 ignored (T12 unlabelled there)",
+        },  # fmt: skip
+        overwrite=args.overwrite,
+    )
+    print(f"best epoch {best['epoch']}: validation Dice {best['dice_mean']:.3f}, levels named {best['levels_named']:.2f}; "
+          f"{seconds:.0f} s; wrote {folder}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

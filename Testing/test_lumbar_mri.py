@@ -1,0 +1,257 @@
+"""lumbar-mri part 1: the split, the trainer, disc-level geometry and the workflow end to end.
+
+Real data (../shared/data/mri_lumbar, ct_thoracolumbar, mri_cervical) is used where
+present and the tests that need it skip without it; the bundled model is the one
+SpineAI/Resources/Models.json names for lumbar-mri.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, SHARED_DATA, require
+
+from SpineAILib.levels.discs import disc_levels, roi_axes
+from SpineAILib.levels.grid import SagittalLayout
+from SpineAILib.levels.postprocess import Body, assign_names
+from SpineAILib.samples.spine_phantom import disc_centres_ras, make_phantom
+from SpineAILib import terminology
+from SpineAILib.terminology import DISC_LEVELS
+from SpineAITraining.datasets import mri_lumbar
+
+LUMBAR_DATA = SHARED_DATA / "mri_lumbar"
+TEST_CASE = "vb3_13"  # in the split's test part
+SPINEAI = str(Path(sys.executable).with_name("spineai"))
+
+
+def _bundled_model():
+    from SpineAILib.models.catalogue import default_bundle_path
+
+    path = default_bundle_path("lumbar-mri")
+    if path is None:
+        pytest.skip("no lumbar-mri bundle in SpineAI/Resources/Models.json")
+    return path
+
+
+# -- split ---------------------------------------------------------------------------
+
+
+def test_split_is_by_case_disjoint_and_stable():
+    split = mri_lumbar.load_split()
+    parts = [set(split[p]) for p in ("train", "validation", "test")]
+    assert all(parts), "every part holds cases"
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]), "a case on two sides"
+    everything = sorted(set().union(*parts))
+    assert len(everything) == 54
+    # Regenerating from the same cases and seed gives the committed file back.
+    assert mri_lumbar.split_document(everything, split["seed"]) == split
+    for part in parts:  # stratified: both sources (T1 and T2) on every side
+        assert {mri_lumbar.source_of(c) for c in part} == {"vb2", "vb3"}
+    assert TEST_CASE in split["test"]
+
+
+def test_split_matches_the_real_cases():
+    require(LUMBAR_DATA)
+    split = mri_lumbar.load_split()
+    ids = {c.case_id for c in mri_lumbar.list_cases(LUMBAR_DATA)}
+    assert ids == set(split["train"]) | set(split["validation"]) | set(split["test"])
+
+
+# -- geometry ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plane", ["sagittal", "axial"])
+def test_layout_round_trip_and_orientation(plane):
+    image, _ = make_phantom("MR", shape_kji=(24, 40, 48), spacing=(1.5, 2.0, 3.0), plane=plane)
+    layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
+    canonical = layout.to_canonical(image.voxels)
+    assert np.array_equal(layout.from_canonical(canonical), image.voxels)
+    m = layout.canonical_to_ras
+    assert m[2, 1] < 0 and m[1, 0] < 0, "rows run superior->inferior, columns anterior->posterior"
+    assert abs(m[0, 2]) > 0, "slices step left-right"
+    # The canonical matrix describes the same physical voxels as the input's.
+    c = np.array([3, 5, 7])
+    value = canonical[tuple(c)]
+    ijk = np.rint(np.linalg.solve(image.ijk_to_ras, m @ np.array([c[2], c[1], c[0], 1.0]))[:3]).astype(int)
+    assert image.voxels[ijk[2], ijk[1], ijk[0]] == value
+
+
+@pytest.mark.parametrize("plane", ["sagittal", "axial"])
+def test_disc_points_on_the_phantom(plane):
+    _, labels = make_phantom("MR", plane=plane)
+    levels = {d["level"]: d for d in disc_levels(labels)}
+    assert list(levels) == DISC_LEVELS
+    for level, truth in zip(DISC_LEVELS[:4], disc_centres_ras()):
+        assert levels[level]["visible"], level
+        assert np.linalg.norm(levels[level]["centre"] - truth) < 1.5, level
+        assert levels[level]["normal"][2] > 0.99  # the phantom's spine is straight up
+    # The phantom has no sacrum: L5/S1 is reported, never guessed.
+    assert not levels["L5/S1"]["visible"] and "S1" in levels["L5/S1"]["reason"]
+
+
+def test_a_missing_body_hides_both_of_its_discs():
+    _, labels = make_phantom("MR", plane="sagittal")
+    labels.voxels[labels.voxels == 22] = 0  # no L3
+    visible = [d["level"] for d in disc_levels(labels) if d["visible"]]
+    assert visible == ["L1/L2", "L4/L5"]
+
+
+def test_roi_axes_are_right_handed_along_the_spine():
+    axes = roi_axes([0.0, 0.3, 0.95])
+    assert np.allclose(axes.T @ axes, np.eye(3), atol=1e-9)
+    assert np.isclose(np.linalg.det(axes), 1.0)
+    assert np.allclose(axes[:, 2], np.array([0, 0.3, 0.95]) / np.linalg.norm([0, 0.3, 0.95]))
+    assert axes[0, 0] > 0.99 and axes[1, 1] > 0.9  # x ~ right, y ~ anterior
+
+
+def _body(row, votes):
+    return Body(index=np.array([int(row)]), votes=np.array([0, *votes]), row_mm=row, volume_ml=30, area_mm2=800,
+                height_mm=25)  # fmt: skip
+
+
+def _names(bodies):
+    return [b.name_index for b in assign_names(bodies, 8)]
+
+
+def test_levels_are_named_as_one_unbroken_column():
+    # T11 T12 L1 L2 L3 L4 L5 votes per body
+    # The body above L1 (T12, unlabelled in T1 training data) called L1 as well: the column shifts it to T12.
+    assert _names([_body(16, [0, 0, 267, 0, 0, 0, 0]), _body(49, [0, 0, 261, 26, 0, 0, 0]),
+                   _body(81, [0, 0, 0, 327, 2, 0, 0]), _body(116, [0, 0, 0, 0, 369, 0, 0]),
+                   _body(153, [0, 0, 0, 0, 0, 334, 0]), _body(184, [0, 0, 0, 0, 0, 0, 281])]) == [2, 3, 4, 5, 6, 7]
+    # A sacral segment called L5 below L5 is left out, never named twice.
+    column = [_body(35 * i, [0, 0, *([0] * i), 10, *([0] * (4 - i))]) for i in range(5)]
+    assert _names([*column, _body(172, [0, 0, 0, 0, 0, 0, 8])]) == [3, 4, 5, 6, 7, 0]
+    # A body the model missed (no L3) leaves a double gap: the names skip a level there.
+    assert _names([column[0], column[1], column[3], column[4]]) == [3, 4, 6, 7]
+
+
+def test_a_body_named_differently_in_its_lateral_slices_stays_one_body():
+    # L3 split by class into two pieces side by side (centres 6 mm apart): pooled, the majority names it.
+    bodies = [_body(0, [0, 0, 10, 0, 0, 0, 0]), _body(35, [0, 0, 0, 10, 0, 0, 0]), _body(68, [0, 0, 0, 7, 0, 0, 0]),
+              _body(74, [0, 0, 0, 0, 3, 0, 0]), _body(105, [0, 0, 0, 0, 0, 10, 0])]  # fmt: skip
+    named = assign_names(bodies, 8)
+    assert [b.name_index for b in named] == [3, 4, 5, 6]
+    assert sorted(named[2].index.tolist()) == [68, 74]
+
+
+# -- training ------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_tiny_training_run_writes_a_loadable_bundle(tmp_path):
+    require(LUMBAR_DATA / "vb3_02.nii.gz")
+    from SpineAILib.models.bundle import load_bundle
+    from SpineAITraining.train_lumbar_mri import main
+
+    out = tmp_path / "bundle"
+    common = ["--data", str(LUMBAR_DATA), "--out", str(out), "--train-cases", "vb3_02,vb2_02", "--val-cases",
+              "vb3_01", "--samples-per-epoch", "4", "--batch-size", "2", "--channels", "4,8,16,32,64",
+              "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*common, "--epochs", "1"]) == 0
+    assert (tmp_path / "bundle.work" / "last.pt").is_file()
+    # --resume continues after epoch 1 (only epoch 2 runs) and rewrites the bundle.
+    assert main([*common, "--epochs", "2", "--resume", "--overwrite"]) == 0
+    bundle = load_bundle(out, device="cpu", expected_task="lumbar-mri")
+    meta = bundle.metadata
+    assert meta["labels"] == ["background", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    assert meta["input"]["spacing"] == [1.5, 1.5] and meta["training"]["seed"] == 0
+    assert meta["training"]["split"]["train"] == ["vb3_02", "vb2_02"]
+    assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
+    assert {m["name"] for m in meta["metrics"]} >= {"dice_mean_validation", "levels_named_validation"}
+
+
+def test_training_refuses_test_cases(tmp_path):
+    require(LUMBAR_DATA / "vb3_13.nii.gz")
+    from SpineAILib.errors import InputError
+    from SpineAITraining.train_lumbar_mri import main
+
+    with pytest.raises(InputError, match="test split"):
+        main(["--data", str(LUMBAR_DATA), "--out", str(tmp_path / "b"), "--train-cases", TEST_CASE])
+
+
+# -- workflow end to end ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_case_run(tmp_path_factory):
+    """`spineai run lumbar-mri` on a held-out real case with the bundled model (one subprocess)."""
+    require(LUMBAR_DATA / f"{TEST_CASE}.nii.gz")
+    _bundled_model()
+    out = tmp_path_factory.mktemp("lumbar") / "out"
+    done = subprocess.run([SPINEAI, "run", "lumbar-mri", str(LUMBAR_DATA / f"{TEST_CASE}.nii.gz"), "--out", str(out),
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.realdata
+def test_run_writes_every_output(test_case_run):
+    report = json.loads((test_case_run / "report.json").read_text())
+    outputs = report["outputs"]
+    for role in ("segmentation", "discs", "levels", "overlay_sagittal", "overlay_3d", "scene"):
+        assert (test_case_run / outputs[role]).stat().st_size > 0, role
+    results = report["results"]
+    assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4", "L5"]
+    assert results["visible_disc_levels"] == DISC_LEVELS[:4]
+    not_visible = {d["level"]: d for d in results["disc_levels"] if not d["visible"]}
+    assert list(not_visible) == ["L5/S1"] and "S1" in not_visible["L5/S1"]["reason"]
+    assert report["model"]["bundle_id"] == "lumbar-mri-vertebrae"
+
+
+@pytest.mark.realdata
+def test_outputs_reload_with_names_and_accurate_disc_points(test_case_run):
+    from SpineAILib.io import load
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.markups import points_from_node, roi_geometry
+    from SpineAILib.scene.storage import load_node
+
+    ctx = SceneContext.headless()
+    segmentation = load_node(ctx, test_case_run / "vertebrae.seg.nrrd").GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(names)
+    for i, name in enumerate(names):  # standard terminology (SNOMED CT code of that vertebra)
+        assert segmentation.GetNthSegment(i).GetTerminology() == terminology.label_info(name)["terminology"]
+
+    truth = {d["level"]: d["centre"] for d in disc_levels(load(LUMBAR_DATA / f"{TEST_CASE}_labels.nii.gz")) if d["visible"]}
+    points = dict(points_from_node(load_node(ctx, test_case_run / "discs.mrk.json")))
+    assert sorted(points) == sorted(truth)
+    for level, centre in truth.items():
+        assert np.linalg.norm(np.array(points[level]) - centre) < 4.0, level
+
+    storage = ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsROIJsonStorageNode")  # reads entry i of a multi-ROI file
+    path = str(test_case_run / "levels.mrk.json")
+    assert len(json.loads(Path(path).read_text())["markups"]) == 4
+    for i, level in enumerate(DISC_LEVELS[:4]):
+        roi = storage.AddNewMarkupsNodeFromFile(path, f"Level {level}", i)
+        geometry = roi_geometry(roi)
+        assert roi.GetNthControlPointLabel(0) == level
+        assert np.allclose(sorted(geometry["size"]), [20.0, 40.0, 40.0])
+        assert np.linalg.norm(np.array(geometry["center"]) - points[level]) < 1e-3
+
+
+def test_ct_is_refused(tmp_path):
+    ct = require(SHARED_DATA / "ct_thoracolumbar" / "ct.nii.gz")
+    _bundled_model()
+    done = subprocess.run([SPINEAI, "run", "lumbar-mri", str(ct), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("spineai: error:")]
+    assert len(errors) == 1 and "looks like a CT" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cervical_mri_has_no_lumbar_levels(tmp_path):
+    cervical = require(SHARED_DATA / "mri_cervical" / "t2.nii.gz")
+    _bundled_model()
+    from SpineAILib.tasks import run_task
+
+    report = run_task("lumbar-mri", cervical, tmp_path / "out", device="cpu")
+    results = report["results"]
+    assert results["message"] == "no lumbar levels found"
+    assert results["lumbar_levels_found"] == [] and results["visible_disc_levels"] == []
+    assert "levels" not in report["outputs"]  # no ROI file without a visible level
+    assert (tmp_path / "out" / "vertebrae.seg.nrrd").is_file()
