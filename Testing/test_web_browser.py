@@ -188,7 +188,7 @@ def test_run_button_runs_task_in_thread_and_loads_outputs(shared_data, tmp_path)
         return {}
 
     app = SpineAIWebApp(out_dir=tmp_path / "runs")
-    app._tasks = types.SimpleNamespace(run_task=run_task, TASKS={})
+    app._tasks = types.SimpleNamespace(run_task_isolated=run_task, TASKS={})
     app.load_now(str(ct))
 
     asyncio.run(app.run("lumbar-mri", "cpu"))
@@ -265,3 +265,34 @@ def test_clicking_a_result_row_centres_the_views_on_its_level(tmp_path):
         expected_s = disc_centres_ras()[3][2]
         assert f"S {expected_s:.1f}" in message, message
         wait_for_new_frame(page, AXIAL, before)  # the axial slice moved to the disc
+
+
+@pytest.mark.browser
+@pytest.mark.realdata
+def test_lumbar_mri_run_in_browser_on_a_real_case(shared_data, tmp_path):
+    """Load a held-out real lumbar MRI, press Run: named vertebrae, disc points and the level table appear."""
+    reason = missing_browser_reason()
+    if reason:
+        pytest.skip(reason)
+    from SpineAILib.models.catalogue import default_bundle_path
+
+    if default_bundle_path("lumbar-mri") is None:
+        pytest.skip("no lumbar-mri bundle in the catalogue")
+    mri = shared_data / "mri_lumbar" / "vb3_18.nii.gz"  # a test-split case (SpineAITraining/splits)
+    if not mri.exists():
+        pytest.skip(f"{mri} is absent")
+    with WebServer(mri, "--out", tmp_path / "runs", log_path=tmp_path / "server.log") as server, browser_page(
+        server.url
+    ) as page:
+        wait_for_views(page, (SAGITTAL,))
+        before = img_src(page, SAGITTAL)
+        page.click("#spineai-run-button")
+        status = wait_for_text(page, "spineai-task-status", "t.startsWith('lumbar-mri done:')", timeout_ms=240000)
+        assert "vertebrae, discs, levels" in status, status
+        loaded = text_of(page, "spineai-loaded-list")
+        assert "vertebrae" in loaded and "discs" in loaded
+        wait_for_new_frame(page, SAGITTAL, before)
+        wait_until_frame_settles(page, SAGITTAL)
+        sagittal = view_pixels(page, SAGITTAL, save_to=tmp_path / "sagittal_levels.png")
+        assert coloured_fraction(sagittal) > 0.002, "no coloured vertebrae in the sagittal view"
+        assert server.process.poll() is None

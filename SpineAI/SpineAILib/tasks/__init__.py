@@ -63,3 +63,10 @@ def run_task(task, input_path, out_dir, **options):
     from .runner import run_task as _run
 
     return _run(task, input_path, out_dir, **options)
+
+
+def run_task_isolated(task, input_path, out_dir, **options):
+    """run_task in a child process (for long-running servers; see isolated.py)."""
+    from .isolated import run_task_isolated as _run
+
+    return _run(task, input_path, out_dir, **options)

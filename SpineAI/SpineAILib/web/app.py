@@ -150,7 +150,7 @@ class SpineAIWebApp(TrameApp):
         try:
             from .. import tasks
 
-            tasks.run_task  # noqa: B018 (fail here, not at Run, when it is missing)
+            tasks.run_task_isolated  # noqa: B018 (fail here, not at Run, when it is missing)
             return tasks, ""
         except (ImportError, AttributeError) as error:
             return None, f"workflows are not available in this installation ({_one_line(error)})"
@@ -387,8 +387,9 @@ class SpineAIWebApp(TrameApp):
         try:
             if self._input_path is not None:
                 series = self._input_series  # the series that was loaded, not the picker's current value
+            # A child process: the run's model, scene and offscreen rendering stay out of the server.
             run = functools.partial(
-                self._tasks.run_task, task, input_path, out, device=device, series=series, progress=progress
+                self._tasks.run_task_isolated, task, input_path, out, device=device, series=series, progress=progress
             )
             await loop.run_in_executor(None, run)
         except Exception as error:
