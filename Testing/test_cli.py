@@ -206,3 +206,16 @@ def test_existing_results_are_not_overwritten(dicom_series, tmp_path):
     (out / "report.json").write_text("earlier results")
     assert_one_line_error(spineai("run", "cervical-ct", dicom_series, "--out", out), "--force")
     assert (out / "report.json").read_text() == "earlier results"
+
+
+def test_isolated_run_returns_the_cli_reason(dicom_series, tmp_path):
+    """The web app's child-process runner hands back the CLI's one-line reason and progress."""
+    from SpineAILib.errors import SpineAIError
+    from SpineAILib.tasks import run_task_isolated
+
+    seen = []
+    with pytest.raises(SpineAIError) as caught:
+        run_task_isolated("cervical-ct", dicom_series, tmp_path / "o", progress=lambda f, m: seen.append((f, m)))
+    assert str(caught.value).startswith("no model bundle installed for cervical-ct")
+    assert seen and seen[0][0] == 0.0 and seen[0][1].startswith("reading")
+    assert not (tmp_path / "o").exists()
