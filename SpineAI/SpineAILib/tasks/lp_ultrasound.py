@@ -18,9 +18,11 @@ Bad-input policy (also in the README):
   model was not trained on flow colour, and a false CSF call is the costly error;
 * a mostly colourful image (photograph, colour-mapped picture): same, and the
   warning says it does not look like ultrasound;
-* a grey image without ultrasound traits (e.g. a CT slice): a warning only; the
-  model's own calls stand (it was trained with such non-spine negatives as bad
-  quality);
+* a grey image without the black background every ultrasound export has (a
+  photograph, a screenshot): a warning only; the model's own calls stand (it was
+  trained with non-spine negatives, CT-like slices and photographs among them, as
+  bad quality). A CT slice saved as PNG passes the check (it has a black
+  background too) and is left to the model; CT DICOM is refused by its modality;
 * a one-frame cine works (no smoothing); 3-D volumes, corrupt files and frames of
   differing sizes are refused by the readers before this runs.
 
@@ -41,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BundleError
 from ..us_inference import (
     LABELS,
     FrameClassifier,
@@ -73,10 +74,7 @@ def run(job):
     out = Path(job.out_dir)
     t0 = time.perf_counter()
     job.progress(0.02, "loading the ultrasound classifier")
-    classifier = FrameClassifier(job.bundle_path, device=job.device)
-    task = classifier.metadata["task"]
-    if task != "lp-ultrasound":
-        raise BundleError(f"model bundle {classifier.path} is for task '{task}', not 'lp-ultrasound'")
+    classifier = FrameClassifier(job.bundle_path, device=job.device, expected_task="lp-ultrasound")
     if classifier.backend_note:
         job.warnings.append(classifier.backend_note)
     job.timings["model_load_s"] = round(time.perf_counter() - t0, 3)
@@ -147,7 +145,7 @@ def screen(cine, box):
                 colour += 1
                 photo += f > PHOTO_FRACTION
     picks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
-    traits = [ultrasound_likeness(to_grey(cine.frames[i]), box) for i in picks]
+    traits = [ultrasound_likeness(to_grey(cine.frames[i])) for i in picks]
     looks = sum(t["looks_like_ultrasound"] for t in traits) >= max(1, len(traits) // 2)
     if photo:
         warnings.append(
@@ -161,8 +159,8 @@ def screen(cine, box):
         )
     if not looks and not photo:
         warnings.append(
-            "the input does not look like B-mode ultrasound (little black background, no speckle): a CT slice or a photograph? "
-            "the calls below may be meaningless"
+            "the input does not look like B-mode ultrasound (no black background, which every ultrasound export has): "
+            "a photograph or a screenshot? the calls may be meaningless"
         )
     return {
         "forced_bad": forced,
