@@ -714,6 +714,7 @@ def main(argv=None):
         "data": data_desc,
         "split": split_record,
         "minutes_total": round((time.perf_counter() - t0) / 60, 2),
+        "evaluate_only": bool(args.evaluate_only),
     }
     (report / "metrics.json").write_text(json.dumps(metrics, indent=1))
     md = [
@@ -733,8 +734,15 @@ def main(argv=None):
         "non_spine_synthetic = cardiac/abdominal/CT/photo negatives (every frame should be bad_quality, no cord/CSF).",
         "",
         markdown_table({k: tables[k] for k in order}),
-        f"Training: {info['epochs_run']} epochs, {info['train_minutes']} min, initialisation {info['init']}, "
-        f"{info['parameters']:,} parameters, weights stored {storage}.",
+        f"Training: {info['epochs_run']} epochs (best validation epoch {info.get('best_epoch')}), {info['train_minutes']} min, "
+        f"initialisation {info['init']}, {info['parameters']:,} parameters, weights stored {storage}."
+        + (f" The by-frame (leaky) model: {leaky_info['epochs_run']} epochs, {leaky_info['train_minutes']} min." if leaky_info else ""),
+        "",
+        "Threshold rules (validation): " + "; ".join(
+            f"{k}: {v['rule']}" + (f" {v['target']}" if "target" in v else "")
+            + (f", clamped from {v['clamped_from']} (at the clamp: recall {v['at_clamp']['recall']:.3f}, "
+               f"precision {v['at_clamp']['precision']:.3f})" if "clamped_from" in v else "")
+            for k, v in threshold_notes.items()) + ".",
     ]
     (report / "metrics.md").write_text("\n".join(md) + "\n")
     log.info("wrote %s (%.1f min); test F1 (micro) %.4f%s", folder, (time.perf_counter() - t0) / 60, tables["test"]["overall"]["f1_micro"],

@@ -346,7 +346,8 @@ def cli_runs(tmp_path_factory):
     cases["png"] = (paths[0], False)
     cases["doppler"] = (write_cine_dicom(make_cine_phantom(n_frames=4, color=True), root / "doppler.dcm", color="RGB"), False)
     us_format = SHARED_DATA / "us_format"
-    for name, file in (("air", "us_frame_no_anatomy_1.nrrd"), ("echo", "cine_echo_30frames_ybr.dcm")):
+    for name, file in (("air", "us_frame_no_anatomy_1.nrrd"), ("air2", "us_frame_no_anatomy_2.nrrd"),
+                       ("air-screen", "us_palette_single.dcm"), ("echo", "cine_echo_30frames_ybr.dcm")):
         if (us_format / file).is_file():
             cases[name] = (us_format / file, False)
 
@@ -390,8 +391,11 @@ def test_cli_on_frame_folder_and_single_png(cli_runs):
 
 
 @pytest.mark.realdata
-def test_cli_probe_in_air_frame_is_bad_quality(cli_runs):
-    report, rows = case(cli_runs, "air")
+@pytest.mark.parametrize("name", ["air", "air2", "air-screen"])
+def test_cli_probe_in_air_frames_are_bad_quality(cli_runs, name):
+    """us_frame_no_anatomy_1/2.nrrd and us_palette_single.dcm (a Philips screen: header bar,
+    captions, a small sector of reverberations): probe in air, no spine."""
+    report, rows = case(cli_runs, name)
     assert len(rows) == 1
     assert (rows[0]["bad_quality"], rows[0]["spinal_cord"], rows[0]["csf"]) == ("1", "0", "0")
     assert report["results"]["best_frames"] == []

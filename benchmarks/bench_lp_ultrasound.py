@@ -134,6 +134,29 @@ def speed_reference_bundle(folder, size=224):
     return save_bundle(folder, meta, build_network(network["name"], **network["args"]), overwrite=True)
 
 
+def _network_label(network):
+    args = network.get("args", {})
+    width = f" x{args['widen_factor']:g} width" if "widen_factor" in args else ""
+    return f"{network['name']}{width}"
+
+
+def render(results):
+    lines = [f"# LP-ultrasound speed, {results['date']}, {results['threads']} threads, "
+             f"load average before/after {results['load_average_before']} / {results.get('load_average_after')}", "",
+             f"Cine: {results['cine']['frames']} generated frames of {results['cine']['size'][0]}x{results['cine']['size'][1]}; "
+             "whole cine = preprocessing + network, 32 frames a batch; live = one frame at a time (LiveClassifier.push).", "",
+             "| bundle | network | input | weights MB | test F1 | torch cine fps | ORT cine fps | torch live ms (p95) | ORT live ms (p95) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for b in results["bundles"]:
+        lines.append(
+            f"| {b['bundle_id']} | {_network_label(b['network'])} | {b['input_size'][0]}² | {b['weights_mb']} | "
+            f"{format(b['test_f1_micro'], '.4f') if 'test_f1_micro' in b else 'n/a'} | "
+            f"{b['torch']['whole_cine']['frames_per_s']} | {b['onnx']['whole_cine']['frames_per_s']} | "
+            f"{b['torch']['live']['median_ms']} ({b['torch']['live']['p95_ms']}) | {b['onnx']['live']['median_ms']} ({b['onnx']['live']['p95_ms']}) |"
+        )
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, default=BUNDLED)
@@ -144,7 +167,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=HERE / "results" / "lp_ultrasound.json")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the existing --out JSON")
     args = p.parse_args(argv)
+    if args.render:
+        lines = render(json.loads(args.out.read_text()))
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     os.environ["SPINEAI_THREADS"] = str(args.threads)
 
     from SpineAITraining.ultrasound.generator import generate_cine
@@ -175,16 +204,7 @@ def main(argv=None):
     results["load_average_after"] = load_average()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# LP-ultrasound speed, {results['date']}, {args.threads} threads, load average {results['load_average_before']}", "",
-             "| bundle | input | weights MB | test F1 | torch cine fps | ORT cine fps | torch live ms (p95) | ORT live ms (p95) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for b in results["bundles"]:
-        lines.append(
-            f"| {b['bundle_id']} ({b['network']['name']}) | {b['input_size'][0]}² | {b['weights_mb']} | "
-            f"{format(b['test_f1_micro'], '.4f') if 'test_f1_micro' in b else 'n/a'} | "
-            f"{b['torch']['whole_cine']['frames_per_s']} | {b['onnx']['whole_cine']['frames_per_s']} | "
-            f"{b['torch']['live']['median_ms']} ({b['torch']['live']['p95_ms']}) | {b['onnx']['live']['median_ms']} ({b['onnx']['live']['p95_ms']}) |"
-        )
+    lines = render(results)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
