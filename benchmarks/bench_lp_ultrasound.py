@@ -33,9 +33,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-for path in (REPO / "SpineAI", REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 from machine import describe_machine  # noqa: E402
 
 BUNDLED = REPO / "SpineAI" / "Resources" / "Models" / "lp-ultrasound-classifier"

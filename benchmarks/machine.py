@@ -2,6 +2,14 @@
 
 import os
 import platform
+import sys
+from pathlib import Path
+
+# Benchmarks import SpineAILib / SpineAITraining from this checkout, installed or not.
+_REPO = Path(__file__).resolve().parents[1]
+for _path in (_REPO / "SpineAI", _REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def describe_machine():
