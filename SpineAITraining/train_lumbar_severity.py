@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAITraining.rsna2024 import grading
+from SpineAILib.severity import grading
 from SpineAITraining.rsna2024.layout import RSNADataset
 from SpineAITraining.rsna2024.metric import score
-from SpineAITraining.rsna2024.submission import GRADES, GROUPS, condition_group, write_submission
+from SpineAILib.severity.submission import GRADES, GROUPS, condition_group, write_submission
 
 BUNDLE_TASK = "lumbar-mri/severity"
 
@@ -111,7 +111,7 @@ def _augment(x, rng):
 
 def _rows_for(loaded, model, prior, device):
     """Predicted rows through the inference path (predict.rows_from_crops) for [(study, entries)]."""
-    from SpineAITraining.rsna2024.predict import rows_from_crops
+    from SpineAILib.severity.predict import rows_from_crops
 
     rows = []
     for study, entries in loaded:

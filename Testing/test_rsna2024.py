@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from SpineAITraining.rsna2024 import metric
-from SpineAITraining.rsna2024.submission import (
+from SpineAILib.severity.submission import (
     CONDITIONS,
     GRADES,
     LEVELS,
@@ -210,7 +210,8 @@ def test_generator_writes_the_kaggle_layout(synthetic):
 
 def test_layout_maps_labels_into_the_anatomy(synthetic):
     from SpineAITraining.rsna2024.generator import CSF, FAT, ROOT, anatomy_of
-    from SpineAITraining.rsna2024.layout import RSNADataset, axial_levels, link_levels
+    from SpineAILib.severity.study import axial_levels, link_levels
+    from SpineAITraining.rsna2024.layout import RSNADataset
 
     root, ids, truth = synthetic
     dataset = RSNADataset(root)
@@ -250,7 +251,7 @@ def test_layout_maps_labels_into_the_anatomy(synthetic):
 
 
 def test_identify_kind_checks_description_against_geometry():
-    from SpineAITraining.rsna2024.layout import identify_kind
+    from SpineAILib.severity.study import identify_kind
 
     assert identify_kind("Sagittal T1", "sagittal") == ("sagittal_t1", None)
     assert identify_kind("Sagittal T2/STIR", "sagittal") == ("sagittal_t2", None)
@@ -269,7 +270,7 @@ def test_train_evaluate_infer_on_generated_studies(synthetic, tmp_path):
     from SpineAILib.models.bundle import load_bundle
     from SpineAITraining import train_lumbar_severity
     from SpineAITraining.rsna2024.layout import RSNADataset
-    from SpineAITraining.rsna2024.predict import predict_study
+    from SpineAILib.severity.predict import predict_study
 
     root, ids, truth = synthetic
     bundle = tmp_path / "bundle"
@@ -304,7 +305,7 @@ def test_train_evaluate_infer_on_generated_studies(synthetic, tmp_path):
 
 
 def test_missing_sagittal_t1_marks_foramina_not_assessed(synthetic, tmp_path):
-    from SpineAITraining.rsna2024.grading import study_crops
+    from SpineAILib.severity.grading import study_crops
     from SpineAITraining.rsna2024.layout import RSNADataset
 
     root, ids, truth = synthetic
@@ -324,9 +325,10 @@ def test_missing_sagittal_t1_marks_foramina_not_assessed(synthetic, tmp_path):
 def test_volume_input_crops_like_its_dicom_series(synthetic):
     """A loaded VolumeImage (what the lumbar-mri task holds) gives the same crops as the DICOM files."""
     from SpineAILib.io.dicom import load_folder
-    from SpineAITraining.rsna2024.grading import crop
-    from SpineAITraining.rsna2024.layout import RSNADataset, series_from_volume
-    from SpineAITraining.rsna2024.predict import canal_points_from_discs
+    from SpineAILib.severity.grading import crop
+    from SpineAILib.severity.study import series_from_volume
+    from SpineAITraining.rsna2024.layout import RSNADataset
+    from SpineAILib.severity.predict import canal_points_from_discs
 
     root, ids, truth = synthetic
     study = RSNADataset(root).load_study(ids[1])

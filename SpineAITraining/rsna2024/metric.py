@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .submission import GRADE_NAMES, GRADES, condition_group, parse_row_id
+from SpineAILib.severity.submission import GRADE_NAMES, GRADES, condition_group, parse_row_id
 
 SAMPLE_WEIGHTS = (1.0, 2.0, 4.0)  # Normal/Mild, Moderate, Severe
 EPS = float(np.finfo(np.float64).eps)
@@ -144,7 +144,7 @@ def score(solution_rows, submission_rows, any_severe_scalar=1.0):
 
 def solution_from_wide(rows):
     """Solution rows (row_id, grade) from train.csv's wide form; empty cells are not scored."""
-    from .submission import CONDITIONS, LEVELS, row_id
+    from SpineAILib.severity.submission import CONDITIONS, LEVELS, row_id
 
     solution = []
     for row in _rows(rows):

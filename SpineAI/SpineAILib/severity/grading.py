@@ -11,7 +11,7 @@ ones. The slices become the channels of a 2-D CNN (MONAI ResNet18, narrow) with 
 
 import numpy as np
 
-from .layout import NEEDS
+from .study import NEEDS
 from .submission import CONDITIONS, GRADES, GROUPS, LEVELS, condition_group
 
 CLASS_WEIGHTS = (1.0, 2.0, 4.0)  # the metric's sample weights, as cross-entropy weights

@@ -24,7 +24,7 @@ def load(bundle, device="auto"):
     """A LoadedBundle for a bundle folder (or the LoadedBundle itself)."""
     if hasattr(bundle, "model") and hasattr(bundle, "metadata"):
         return bundle
-    from SpineAILib.models.bundle import load_bundle
+    from ..models.bundle import load_bundle
 
     return load_bundle(bundle, device=device, expected_task=TASK)
 
