@@ -1,6 +1,8 @@
 """Ultrasound cine readers: real DICOM/NRRD files, phantom round trips, bad input."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -208,6 +210,159 @@ def test_huge_video_is_refused_before_reading(tmp_path, grey, monkeypatch):
     path = write_cine_video(grey, tmp_path / "cine.avi", fps=20)
     monkeypatch.setattr(images, "MAX_VOLUME_BYTES", 1_000_000)  # 12x160x200x3 = 1.15 MB
     assert "12x160x200x3" in one_line_error(load_video, path)
+
+
+# ---------------------------------------------------------------------------- 4K: downscaled on read
+
+UHD = (2160, 3840)  # rows, cols of a 4K (UHD) frame
+UHD_FRAMES = 24
+UHD_FPS = 25.0
+
+
+def _screen_frames(n=UHD_FRAMES, shape=UHD):
+    """A generated infant spine cine as a 4K screen recording would show it: the 224 px
+    image scaled up into the middle of a black 16:9 screen (grey content, RGB frames)."""
+    import cv2
+
+    from SpineAITraining.ultrasound.generator import generate_cine
+
+    small = generate_cine(5, machine="linear_hf", n_frames=n).to_cine().frames
+    rows, cols = shape
+    left = (cols - rows) // 2
+    for frame in small:
+        screen = np.zeros((rows, cols, 3), np.uint8)
+        screen[:, left : left + rows] = cv2.resize(frame, (rows, rows), interpolation=cv2.INTER_LINEAR)[..., np.newaxis]
+        yield screen
+
+
+@pytest.fixture(scope="module")
+def uhd_video(tmp_path_factory):
+    """A real 3840x2160 MPEG-4 file written by OpenCV, 24 frames at 25 frames/s (about 6 s to write)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("uhd") / "screen_4k.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), UHD_FPS, (UHD[1], UHD[0]))
+    assert writer.isOpened()
+    first = None
+    for frame in _screen_frames():
+        first = frame if first is None else first
+        writer.write(frame)
+    writer.release()
+    return path, first
+
+
+def test_4k_video_is_downscaled_on_read(uhd_video):
+    import cv2
+
+    path, first = uhd_video
+    cine = load(path)
+    assert cine.n_frames == UHD_FRAMES
+    assert cine.frame_shape == (1080, 1920)  # the longer side capped at 1920 px, aspect ratio kept
+    assert not cine.is_color
+    np.testing.assert_allclose(cine.frame_times_ms, np.arange(UHD_FRAMES) * 1000.0 / UHD_FPS, atol=1e-6)
+    assert cine.pixel_spacing == pytest.approx((2.0, 2.0))  # 1 mm per original pixel, two per stored pixel
+    assert cine.metadata["downscaled_from"] == [2160, 3840]
+    assert any("downscaled on read from 3840x2160 to 1920x1080" in w for w in cine.warnings), cine.warnings
+    assert any("1 mm per pixel of the original frames" in w for w in cine.warnings)
+    # the picture itself, not just its size: the first frame is the source frame shrunk (lossy codec)
+    expected = cv2.cvtColor(cv2.resize(first, (1920, 1080), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    assert np.abs(cine.frames[0].astype(int) - expected).mean() < 4
+
+
+def test_4k_video_over_the_memory_limit_is_downscaled_to_fit(uhd_video):
+    path, _ = uhd_video
+    limit = 60_000_000  # bytes; 24 RGB frames at 1920x1080 would need 149 MB
+    cine = load_video(path, max_bytes=limit)
+    rows, cols = cine.frame_shape
+    assert cine.n_frames == UHD_FRAMES and UHD_FRAMES * rows * cols * 3 <= limit
+    assert 640 <= cols < 1920 and abs(cols / rows - 16 / 9) < 0.01
+    assert cine.pixel_spacing == pytest.approx((2160 / rows, 3840 / cols))  # the same size in mm
+    note = next(w for w in cine.warnings if "downscaled on read" in w)
+    assert f"from 3840x2160 to {cols}x{rows}" in note and "limit" in note
+    # no cap on the side: only the limit shrinks the frames
+    cine = load_video(path, max_side=None, max_bytes=limit)
+    assert UHD_FRAMES * cine.frame_shape[0] * cine.frame_shape[1] * 3 <= limit
+
+
+def test_4k_video_is_refused_when_even_downscaled_it_cannot_fit(uhd_video):
+    path, _ = uhd_video
+    message = one_line_error(load_video, path, max_bytes=5_000_000)
+    assert "3840x2160" in message and "640x360" in message and "limit" in message
+
+
+def test_4k_video_read_never_holds_the_full_size_cine(uhd_video, tmp_path):
+    """Peak memory (VmHWM) of a fresh process reading the 4K file stays below what the
+    full-size frames alone would take; without downscaling the same read needs more."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("VmHWM needs Linux /proc")
+    path, _ = uhd_video
+    script = (
+        "import json, sys\n"
+        "import cv2, numpy\n"
+        "from SpineAILib.io.cine import load_video\n"
+        "def hwm():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024\n"
+        "before = hwm()\n"
+        "cine = load_video(sys.argv[1], **json.loads(sys.argv[2]))\n"
+        "print(json.dumps({'grown': hwm() - before, 'shape': list(cine.frames.shape)}))\n"
+    )
+
+    def peak(**kwargs):
+        done = subprocess.run([sys.executable, "-c", script, str(path), json.dumps(kwargs)], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    full_rgb = UHD_FRAMES * UHD[0] * UHD[1] * 3  # 597 MB: what the reader held before it downscaled
+    shrunk = peak()
+    assert shrunk["shape"] == [UHD_FRAMES, 1080, 1920]
+    assert shrunk["grown"] < 0.6 * full_rgb, shrunk  # measured: 286 MB (RGB 149 MB + grey 50 MB + decoder)
+    whole = peak(max_side=None, max_bytes=4 * 1024**3)  # the same read without downscaling
+    assert whole["shape"] == [UHD_FRAMES, 2160, 3840]
+    assert whole["grown"] > full_rgb > shrunk["grown"], (whole, shrunk)
+
+
+def test_spineai_run_lp_ultrasound_on_a_4k_video(uhd_video, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    path, _ = uhd_video
+    out = tmp_path / "run"
+    env = dict(os.environ, SPINEAI_HEATMAPS="0", SPINEAI_MASKS="0", OMP_NUM_THREADS="1")
+    done = subprocess.run([str(Path(sys.executable).with_name("spineai")), "run", "lp-ultrasound", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["results"]["frames"] == UHD_FRAMES
+    assert any("downscaled on read from 3840x2160 to 1920x1080" in w for w in report["warnings"]), report["warnings"]
+    assert report["results"]["scene_cine_downscaled_to"] == [720, 1280]  # the scene copy is smaller still
+    with open(out / "frames.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == UHD_FRAMES
+    assert [float(r["time_ms"]) for r in rows[:3]] == pytest.approx([0.0, 40.0, 80.0])
+    assert (out / "scene.mrb").stat().st_size > 0 and (out / "timeline.png").is_file()
+
+
+def test_frame_folder_wider_than_1920_px_is_downscaled(tmp_path):
+    import cv2
+
+    frames = [f[:1440, :2560] for f in _screen_frames(n=4)]  # 2560x1440 screenshots
+    for n, frame in enumerate(frames, start=1):
+        assert cv2.imwrite(str(tmp_path / f"shot{n}.png"), frame)
+    cine = load(tmp_path)
+    assert cine.n_frames == 4 and cine.frame_shape == (1080, 1920)
+    assert cine.pixel_spacing == pytest.approx((1440 / 1080, 2560 / 1920))
+    assert any("from 2560x1440 to 1920x1080" in w for w in cine.warnings), cine.warnings
+    expected = cv2.cvtColor(cv2.resize(frames[2], (1920, 1080), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    assert np.abs(cine.frames[2].astype(int) - expected).max() <= 1  # PNG is lossless
+    small = load_frame_folder(tmp_path, max_bytes=4 * 900 * 500 * 3)
+    assert 4 * small.frame_shape[0] * small.frame_shape[1] * 3 <= 4 * 900 * 500 * 3
+    message = one_line_error(load_frame_folder, tmp_path, max_bytes=100_000)
+    assert "2560x1440" in message and "limit" in message
 
 
 def test_frames_of_different_sizes_are_refused(tmp_path, grey):

@@ -141,17 +141,26 @@ def plane_of_normal(normal, tolerance_deg=30.0):
     return ("sagittal", "coronal", "axial")[axis]
 
 
-def check_allocation(shape, dtype, what="volume"):
-    """Refuse (with the size) before allocating more than MAX_VOLUME_BYTES."""
+def check_allocation(shape, dtype, what="volume", limit=None):
+    """Refuse (with the size) before allocating more than ``limit`` bytes (default MAX_VOLUME_BYTES)."""
     from .errors import InputError
 
+    limit = MAX_VOLUME_BYTES if limit is None else limit
     nbytes = int(np.prod([int(s) for s in shape], dtype=np.float64)) * np.dtype(dtype).itemsize
-    if nbytes > MAX_VOLUME_BYTES:
+    if nbytes > limit:
         raise InputError(
             f"{what} of {'x'.join(str(int(s)) for s in shape)} {np.dtype(dtype).name} would need "
-            f"{nbytes / 1024**3:.1f} GiB; the limit is {MAX_VOLUME_BYTES / 1024**3:.0f} GiB"
+            f"{format_gib(nbytes)}; the limit is {format_gib(limit)}"
         )
     return nbytes
+
+
+def format_gib(nbytes):
+    """Bytes as GiB for messages: '1.1 GiB', '2 GiB' (the limit), '0.002 GiB' (small test limits)."""
+    gib = nbytes / 1024**3
+    if abs(gib - round(gib)) < 1e-6 and gib >= 1:
+        return f"{round(gib)} GiB"
+    return f"{gib:.1f} GiB" if gib >= 0.1 else f"{gib:.2g} GiB"
 
 
 def check_finite(voxels, what="volume"):

@@ -8,8 +8,21 @@ overlays) stays RGB.
 
 Files without timing or pixel size get 30 frames/s and 1 mm pixels, each with a
 warning, because measurements in mm or s would otherwise be silently wrong.
+
+Large frames (4K screen recordings) are downscaled on read by the video and
+frame-folder readers, frame by frame, so the full-size cine is never held:
+frames whose longer side is over MAX_FRAME_SIDE (1920 px: a full-HD scanner
+screen; the models read 128-224 px and the scene shows at most 1280 px) are
+shrunk to it, and further when the whole cine would still be over the allocation
+limit (images.MAX_VOLUME_BYTES), down to MIN_FRAME_SIDE (640 px on the longer
+side); a cine that does not fit even then is refused with its sizes. The pixel
+spacing is scaled with the frames (the picture keeps its size in mm), the cine's
+warnings say from what size to what size, and ``metadata['downscaled_from']``
+holds the original (rows, cols). DICOM and .seq.nrrd cines are not downscaled
+(their decoders hand over whole arrays): over the limit they are refused.
 """
 
+import math
 import re
 from pathlib import Path
 
@@ -19,6 +32,8 @@ from ..errors import InputError
 from ..images import Cine, check_allocation
 
 DEFAULT_FPS = 30.0
+MAX_FRAME_SIDE = 1920  # longer frame side kept on read (px); larger frames are downscaled to it
+MIN_FRAME_SIDE = 640  # never downscale below this (longer side, px) to fit the memory limit: refuse instead
 # Largest per-pixel channel spread (max - min of R, G, B) still called grey. Lossy
 # codecs (MPEG-4, MJPEG, JPEG) leave up to ~3 levels of chroma noise on grey content.
 GREY_TOLERANCE = 8
@@ -74,7 +89,10 @@ def natural_key(path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _unknown_spacing_warning(what):
+def _unknown_spacing_warning(what, downscaled=False):
+    if downscaled:
+        return (f"{what}: pixel spacing is not stored; 1 mm per pixel of the original frames assumed "
+                "(distances in mm will be wrong)")
     return f"{what}: pixel spacing is not stored; 1 mm per pixel assumed (distances in mm will be wrong)"
 
 
@@ -86,6 +104,57 @@ def _assumed_fps_times(n, fps, what, warnings):
     if not fps or fps <= 0:
         raise InputError(f"{what}: frame rate must be positive, got {fps}")
     return np.arange(n, dtype=np.float64) * (1000.0 / fps)
+
+
+def fit_frame_size(what, n, rows, cols, channels=3, itemsize=1, max_side=MAX_FRAME_SIDE, max_bytes=None):
+    """(rows, cols, reason) to store ``n`` frames of ``rows`` x ``cols`` at: the same size
+    (reason None), or smaller (aspect ratio kept) when the longer side is over ``max_side``
+    (None: no cap) or the cine (``n * rows * cols * channels * itemsize`` bytes) would be
+    over ``max_bytes`` (default images.MAX_VOLUME_BYTES). Refuses (InputError, with the
+    sizes) when even frames of MIN_FRAME_SIDE px on the longer side would not fit."""
+    from .. import images
+
+    limit = images.MAX_VOLUME_BYTES if max_bytes is None else max_bytes
+    per_pixel = max(int(n), 1) * channels * itemsize
+    full = per_pixel * rows * cols
+    longer = max(rows, cols)
+    scale, reasons = 1.0, []
+    if max_side and longer > max_side:
+        scale = max_side / longer
+        reasons.append(f"longer side over {max_side} px")
+    if full * scale * scale > limit:
+        scale = min(scale, math.sqrt(limit / full))
+        reasons.append(f"{n} frames at {cols}x{rows} would need {images.format_gib(full)}, over the "
+                       f"{images.format_gib(limit)} limit")
+    if scale >= 1.0:
+        return rows, cols, None
+    new_rows, new_cols = max(1, int(rows * scale)), max(1, int(cols * scale))
+    while per_pixel * new_rows * new_cols > limit and min(new_rows, new_cols) > 1:  # rounding
+        new_rows, new_cols = new_rows - (new_rows >= new_cols), new_cols - (new_cols >= new_rows)
+    floor = min(MIN_FRAME_SIDE, longer)
+    if max(new_rows, new_cols) < floor and floor == longer:  # small frames are never shrunk: the plain refusal
+        images.check_allocation((max(int(n), 1), rows, cols, channels), np.dtype(f"u{itemsize}"), what=what, limit=limit)
+    if max(new_rows, new_cols) < floor:
+        small = floor / longer
+        min_rows, min_cols = max(1, round(rows * small)), max(1, round(cols * small))
+        raise InputError(
+            f"{what}: {n} frames of {cols}x{rows} would need {images.format_gib(full)}; even downscaled to "
+            f"{min_cols}x{min_rows} (the smallest kept, {floor} px on the longer side) they would need "
+            f"{images.format_gib(per_pixel * min_rows * min_cols)}; the limit is {images.format_gib(limit)}"
+        )
+    return new_rows, new_cols, "; ".join(reasons)
+
+
+def _downscale_note(what, shape, new_shape, reason):
+    rows, cols = shape
+    new_rows, new_cols = new_shape
+    return (f"{what}: frames downscaled on read from {cols}x{rows} to {new_cols}x{new_rows} px ({reason}); "
+            f"pixel spacing scaled to match")
+
+
+def _scaled_spacing(spacing, shape, new_shape):
+    """(row, col) spacing of frames resized from ``shape`` to ``new_shape`` (same size in mm)."""
+    return (spacing[0] * shape[0] / new_shape[0], spacing[1] * shape[1] / new_shape[1])
 
 
 # ---------------------------------------------------------------------------- DICOM
@@ -237,8 +306,12 @@ def _dicom_metadata(ds, photometric):
 # ---------------------------------------------------------------------------- video
 
 
-def load_video(path):
-    """A video file (MP4, AVI, ... whatever this OpenCV/FFmpeg build decodes) -> Cine."""
+def load_video(path, max_side=MAX_FRAME_SIDE, max_bytes=None):
+    """A video file (MP4, AVI, ... whatever this OpenCV/FFmpeg build decodes) -> Cine.
+
+    Frames over ``max_side`` px, or too many for ``max_bytes`` (default: the
+    allocation limit) at full size, are downscaled as they are decoded (module
+    docstring); the warning says from what size to what size."""
     import cv2
 
     from . import check_readable
@@ -248,30 +321,37 @@ def load_video(path):
     try:
         if not capture.isOpened():
             raise InputError(f"{path.name}: cannot decode video (damaged file or a codec this build lacks)")
-        frames, times_ms, expected = _read_video_frames(capture, path)
+        frames, times_ms, expected, full_shape, reason = _read_video_frames(capture, path, max_side, max_bytes)
         fps = capture.get(cv2.CAP_PROP_FPS)
         fourcc = _fourcc(capture.get(cv2.CAP_PROP_FOURCC))
     finally:
         capture.release()
     warnings = []
+    metadata = {"format": "video", "fps": float(fps), "fourcc": fourcc}
     if expected > len(frames) + 1:
         warnings.append(f"{path.name}: video ended after {len(frames)} of {expected} announced frames (truncated?)")
     times = _video_times(times_ms, fps, len(frames), path.name, warnings)
-    warnings.append(_unknown_spacing_warning(path.name))
+    spacing = (1.0, 1.0)
+    if reason:
+        warnings.append(_downscale_note(path.name, full_shape, frames.shape[1:3], reason))
+        spacing = _scaled_spacing(spacing, full_shape, frames.shape[1:3])
+        metadata["downscaled_from"] = list(full_shape)
+    warnings.append(_unknown_spacing_warning(path.name, downscaled=bool(reason)))
     return Cine(
         frames=collapse_grey(frames),
         frame_times_ms=times,
-        pixel_spacing=(1.0, 1.0),
+        pixel_spacing=spacing,
         description=path.stem,
         source=str(path),
-        metadata={"format": "video", "fps": float(fps), "fourcc": fourcc},
+        metadata=metadata,
         warnings=warnings,
     )
 
 
-def _read_video_frames(capture, path):
-    """All frames as (N, H, W, 3) RGB, their POS_MSEC stamps and the announced count.
-    Refuses before reading when the announced size is over the memory limit."""
+def _read_video_frames(capture, path, max_side=MAX_FRAME_SIDE, max_bytes=None):
+    """All frames as (N, H, W, 3) RGB (downscaled on the fly when needed), their POS_MSEC
+    stamps, the announced count, the decoded (rows, cols) and the downscaling reason (None:
+    full size). Refuses before reading when even the downscaled cine is over the limit."""
     import cv2
 
     ok, frame = capture.read()
@@ -280,8 +360,9 @@ def _read_video_frames(capture, path):
     announced = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
     height, width = frame.shape[:2]
     capacity = max(announced, 1)
-    check_allocation((capacity, height, width, 3), np.uint8, what=f"{path.name} video")
-    frames = np.empty((capacity, height, width, 3), dtype=np.uint8)
+    rows, cols, reason = fit_frame_size(f"{path.name} video", capacity, height, width, 3, 1, max_side, max_bytes)
+    check_allocation((capacity, rows, cols, 3), np.uint8, what=f"{path.name} video", limit=max_bytes)
+    frames = np.empty((capacity, rows, cols, 3), dtype=np.uint8)
     times = []
     n = 0
     while ok:
@@ -289,13 +370,15 @@ def _read_video_frames(capture, path):
             raise InputError(f"{path.name}: frame {n + 1} is {frame.shape[1]}x{frame.shape[0]}, not {width}x{height}")
         if n == capacity:  # the container under-announced its frame count: grow by half
             capacity = capacity + capacity // 2 + 1
-            check_allocation((capacity, height, width, 3), np.uint8, what=f"{path.name} video")
-            frames = np.concatenate([frames, np.empty((capacity - n, height, width, 3), np.uint8)])
+            check_allocation((capacity, rows, cols, 3), np.uint8, what=f"{path.name} video", limit=max_bytes)
+            frames = np.concatenate([frames, np.empty((capacity - n, rows, cols, 3), np.uint8)])
+        if reason:
+            frame = cv2.resize(frame, (cols, rows), interpolation=cv2.INTER_AREA)
         cv2.cvtColor(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2RGB, dst=frames[n])
         times.append(capture.get(cv2.CAP_PROP_POS_MSEC))
         n += 1
         ok, frame = capture.read()
-    return frames[:n], np.asarray(times, dtype=np.float64), announced
+    return frames[:n], np.asarray(times, dtype=np.float64), announced, (height, width), reason
 
 
 def _video_times(stamps_ms, fps, n, what, warnings):
@@ -358,11 +441,12 @@ def load_image(path):
     )
 
 
-def load_frame_folder(folder, fps=None):
+def load_frame_folder(folder, fps=None, max_side=MAX_FRAME_SIDE, max_bytes=None):
     """A folder of same-size PNG/JPEG/BMP/TIFF frames, in natural name order -> Cine.
 
     Image files carry no timing: frames are ``fps`` apart (30 frames/s with a
-    warning when not given).
+    warning when not given). Frames over ``max_side`` px, or too many for
+    ``max_bytes`` at full size, are downscaled as they are read (module docstring).
     """
     from . import IMAGE_SUFFIXES, check_readable
 
@@ -376,33 +460,54 @@ def load_frame_folder(folder, fps=None):
     if not files:
         raise InputError(f"{folder}: no PNG/JPEG/BMP/TIFF frames in this folder")
     warnings = []
-    stack = _read_frame_stack(files)
+    metadata = {"format": "frame folder", "files": [p.name for p in files]}
+    stack, full_shape, reason = _read_frame_stack(files, folder.name, max_side, max_bytes)
     frames = collapse_grey(to_uint8(stack, folder.name, warnings))
+    del stack
     times = _assumed_fps_times(len(files), fps, folder.name, warnings)
-    warnings.append(_unknown_spacing_warning(folder.name))
+    spacing = (1.0, 1.0)
+    if reason:
+        warnings.append(_downscale_note(folder.name, full_shape, frames.shape[1:3], reason))
+        spacing = _scaled_spacing(spacing, full_shape, frames.shape[1:3])
+        metadata["downscaled_from"] = list(full_shape)
+    warnings.append(_unknown_spacing_warning(folder.name, downscaled=bool(reason)))
     return Cine(
         frames=frames,
         frame_times_ms=times,
+        pixel_spacing=spacing,
         description=folder.name,
         source=str(folder),
-        metadata={"format": "frame folder", "files": [p.name for p in files]},
+        metadata=metadata,
         warnings=warnings,
     )
 
 
-def _read_frame_stack(files):
-    """Read every file into one preallocated array; sizes must all match the first."""
+def _read_frame_stack(files, what="frames", max_side=MAX_FRAME_SIDE, max_bytes=None):
+    """Read every file into one preallocated array, downscaled on the fly when needed
+    (fit_frame_size); sizes must all match the first. Returns (stack, the files' (rows,
+    cols), downscaling reason or None)."""
+    import cv2
+
     first = _read_image_file(files[0])
-    check_allocation((len(files),) + first.shape[:2] + (3,), first.dtype, what=f"{len(files)} frames")
+    full_shape = first.shape[:2]
+    rows, cols, reason = fit_frame_size(what, len(files), *full_shape, 3, first.dtype.itemsize,
+                                        max_side, max_bytes)
+    check_allocation((len(files), rows, cols, 3), first.dtype, what=f"{len(files)} frames", limit=max_bytes)
+
+    def shrink(image):
+        return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA) if reason else image
+
+    first = shrink(first)
     stack = np.empty((len(files),) + first.shape, dtype=first.dtype)
     stack[0] = first
     for n, path in enumerate(files[1:], start=1):
         image = _read_image_file(path)
-        if image.shape[:2] != first.shape[:2]:
+        if image.shape[:2] != full_shape:
             raise InputError(
                 f"{path.name}: frame size {image.shape[1]}x{image.shape[0]} differs from "
-                f"{files[0].name} ({first.shape[1]}x{first.shape[0]}); all frames must be the same size"
+                f"{files[0].name} ({full_shape[1]}x{full_shape[0]}); all frames must be the same size"
             )
+        image = shrink(image)
         if image.ndim != stack.ndim - 1:  # grey and colour frames mixed: hold all as RGB
             if image.ndim == 2:
                 image = np.repeat(image[..., np.newaxis], 3, axis=-1)
@@ -411,7 +516,7 @@ def _read_frame_stack(files):
         if image.dtype.itemsize > stack.dtype.itemsize:
             stack = stack.astype(image.dtype)
         stack[n] = image
-    return stack
+    return stack, full_shape, reason
 
 
 def load_sequence_nrrd(path):
