@@ -156,11 +156,11 @@ def check_allocation(shape, dtype, what="volume", limit=None):
 
 
 def format_gib(nbytes):
-    """Bytes as GiB for messages: '1.1 GiB', '2 GiB' (the limit), '0.002 GiB' (small test limits)."""
+    """Bytes for messages: '4.7 GiB', '2 GiB' (the limit), '57.2 MiB' (under 0.1 GiB)."""
     gib = nbytes / 1024**3
     if abs(gib - round(gib)) < 1e-6 and gib >= 1:
         return f"{round(gib)} GiB"
-    return f"{gib:.1f} GiB" if gib >= 0.1 else f"{gib:.2g} GiB"
+    return f"{gib:.1f} GiB" if gib >= 0.1 else f"{nbytes / 1024**2:.3g} MiB"
 
 
 def check_finite(voxels, what="volume"):

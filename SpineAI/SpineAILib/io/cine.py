@@ -111,11 +111,13 @@ def fit_frame_size(what, n, rows, cols, channels=3, itemsize=1, max_side=MAX_FRA
     (reason None), or smaller (aspect ratio kept) when the longer side is over ``max_side``
     (None: no cap) or the cine (``n * rows * cols * channels * itemsize`` bytes) would be
     over ``max_bytes`` (default images.MAX_VOLUME_BYTES). Refuses (InputError, with the
-    sizes) when even frames of MIN_FRAME_SIDE px on the longer side would not fit."""
+    sizes) when fitting the limit would take the longer side below MIN_FRAME_SIDE px
+    (frames already that small are never shrunk for memory: the plain size refusal)."""
     from .. import images
 
     limit = images.MAX_VOLUME_BYTES if max_bytes is None else max_bytes
-    per_pixel = max(int(n), 1) * channels * itemsize
+    n = max(int(n), 1)
+    per_pixel = n * channels * itemsize
     full = per_pixel * rows * cols
     longer = max(rows, cols)
     scale, reasons = 1.0, []
@@ -123,25 +125,23 @@ def fit_frame_size(what, n, rows, cols, channels=3, itemsize=1, max_side=MAX_FRA
         scale = max_side / longer
         reasons.append(f"longer side over {max_side} px")
     if full * scale * scale > limit:
+        floor = min(MIN_FRAME_SIDE, longer)
+        if longer <= MIN_FRAME_SIDE:
+            images.check_allocation((n, rows, cols, channels), np.dtype(f"u{itemsize}"), what=what, limit=limit)
         scale = min(scale, math.sqrt(limit / full))
+        if longer * scale < floor:
+            small = floor / longer
+            min_rows, min_cols = max(1, round(rows * small)), max(1, round(cols * small))
+            raise InputError(
+                f"{what}: {n} frames of {cols}x{rows} would need {images.format_gib(full)}; even downscaled to "
+                f"{min_cols}x{min_rows} (the smallest kept, {floor} px on the longer side) they would need "
+                f"{images.format_gib(per_pixel * min_rows * min_cols)}; the limit is {images.format_gib(limit)}"
+            )
         reasons.append(f"{n} frames at {cols}x{rows} would need {images.format_gib(full)}, over the "
                        f"{images.format_gib(limit)} limit")
     if scale >= 1.0:
         return rows, cols, None
-    new_rows, new_cols = max(1, int(rows * scale)), max(1, int(cols * scale))
-    while per_pixel * new_rows * new_cols > limit and min(new_rows, new_cols) > 1:  # rounding
-        new_rows, new_cols = new_rows - (new_rows >= new_cols), new_cols - (new_cols >= new_rows)
-    floor = min(MIN_FRAME_SIDE, longer)
-    if max(new_rows, new_cols) < floor and floor == longer:  # small frames are never shrunk: the plain refusal
-        images.check_allocation((max(int(n), 1), rows, cols, channels), np.dtype(f"u{itemsize}"), what=what, limit=limit)
-    if max(new_rows, new_cols) < floor:
-        small = floor / longer
-        min_rows, min_cols = max(1, round(rows * small)), max(1, round(cols * small))
-        raise InputError(
-            f"{what}: {n} frames of {cols}x{rows} would need {images.format_gib(full)}; even downscaled to "
-            f"{min_cols}x{min_rows} (the smallest kept, {floor} px on the longer side) they would need "
-            f"{images.format_gib(per_pixel * min_rows * min_cols)}; the limit is {images.format_gib(limit)}"
-        )
+    new_rows, new_cols = max(1, int(rows * scale)), max(1, int(cols * scale))  # floor: never over the limit
     return new_rows, new_cols, "; ".join(reasons)
 
 
