@@ -192,7 +192,7 @@ def test_case_run(tmp_path_factory):
 def test_run_writes_every_output(test_case_run):
     report = json.loads((test_case_run / "report.json").read_text())
     outputs = report["outputs"]
-    for role in ("segmentation", "discs", "levels", "overlay_sagittal", "overlay_3d", "scene"):
+    for role in ("segmentation", "discs", "levels", "severity", "heatmap", "overlay_sagittal", "overlay_3d", "scene"):
         assert (test_case_run / outputs[role]).stat().st_size > 0, role
     results = report["results"]
     assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4", "L5"]
@@ -200,6 +200,10 @@ def test_run_writes_every_output(test_case_run):
     not_visible = {d["level"]: d for d in results["disc_levels"] if not d["visible"]}
     assert list(not_visible) == ["L5/S1"] and "S1" in not_visible["L5/S1"]["reason"]
     assert report["model"]["bundle_id"] == "lumbar-mri-vertebrae"
+    severity = results["severity"]  # a lone volume: canal graded at the four visible levels, the rest not assessed
+    assert severity["rows"] == 25 and severity["rows_assessed"] == 4
+    assert severity["model"]["bundle_id"] == "lumbar-mri-severity-synthetic"
+    assert any("synthetic" in w for w in report["warnings"])
 
 
 @pytest.mark.realdata
@@ -255,3 +259,5 @@ def test_cervical_mri_has_no_lumbar_levels(tmp_path):
     assert results["lumbar_levels_found"] == [] and results["visible_disc_levels"] == []
     assert "levels" not in report["outputs"]  # no ROI file without a visible level
     assert (tmp_path / "out" / "vertebrae.seg.nrrd").is_file()
+    assert results["severity"]["rows_assessed"] == 0  # nothing graded where no lumbar level is found
+    assert "heatmap" not in report["outputs"]

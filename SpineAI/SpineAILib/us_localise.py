@@ -181,18 +181,9 @@ def probabilities_to_result(probabilities, frame_shape, thresholds=None, min_com
 def default_localiser_path():
     """The bundled localiser: the catalogue's entry for ``lp-ultrasound/localiser`` when it lists
     one, else ``SpineAI/Resources/Models/lp-ultrasound-localiser`` when present; else None."""
-    from .models.catalogue import RESOURCES_DIR, REPO_MODELS_DIR, list_models
+    from .models.catalogue import sub_model_path
 
-    try:
-        for entry in list_models(TASK):
-            if entry["location"]:
-                return Path(entry["location"])
-    except BundleError:
-        pass
-    for base in (RESOURCES_DIR / "Models", REPO_MODELS_DIR):
-        if (base / BUNDLE_DIR_NAME / "metadata.json").is_file():
-            return base / BUNDLE_DIR_NAME
-    return None
+    return sub_model_path(TASK, BUNDLE_DIR_NAME)
 
 
 def load_localiser(bundle_path=None, device="auto", backend="torch"):

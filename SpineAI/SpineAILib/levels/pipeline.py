@@ -4,6 +4,7 @@ Used by the lumbar-mri workflow and by the evaluation script, so the reported
 metrics are those of what users run.
 """
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,8 @@ from .predict import predict_labels, prepare
 MIN_PLANE_MM = 30.0  # a sagittal field of view smaller than this cannot hold one lumbar body
 # Signed images whose low end reaches this are in Hounsfield units (air -1000): CT.
 CT_AIR_HU = -500.0
+HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK"}
+HEAD_WORDS = {"brain", "head", "cerebral", "cranial", "skull"}
 
 
 @dataclass
@@ -29,9 +32,19 @@ class LevelResult:
 
 
 def check_mri(image):
-    """Refuse CT (by modality or by Hounsfield-like intensities) and views too small to hold a level."""
+    """Refuse CT and brain/head MRI, and views too small to hold a level; the layout of the sagittal slices."""
+    check_modality(image)
+    return check_field_of_view(image)
+
+
+def check_modality(image):
+    """CT (by modality or by Hounsfield-like intensities) and brain/head studies (by their header) are refused."""
     if image.modality == "CT":
         raise InputError("the input is a CT (DICOM modality CT); lumbar-mri needs a sagittal MRI of the lumbar spine")
+    region = head_region(image.metadata)
+    if region:
+        raise InputError(f"the input is a brain/head MRI ({region}); lumbar-mri needs a sagittal MRI of the lumbar spine, "
+                         "so no lumbar level is named")  # fmt: skip
     voxels = image.voxels
     if np.issubdtype(voxels.dtype, np.signedinteger) or np.issubdtype(voxels.dtype, np.floating):
         low = float(np.percentile(voxels[:: max(1, voxels.shape[0] // 16)], 1))
@@ -40,7 +53,23 @@ def check_mri(image):
                 f"the input looks like a CT, not an MRI: its intensities go down to {float(voxels.min()):.0f} "
                 "(Hounsfield units, air at -1000); lumbar-mri needs a sagittal MRI of the lumbar spine"
             )
-    layout = SagittalLayout.of(voxels.shape, image.ijk_to_ras)
+
+
+def head_region(metadata):
+    """'BodyPartExamined HEAD' / 'series description "T1 brain"' when the header says head or brain, else ''."""
+    part = str(metadata.get("BodyPartExamined", "")).strip().upper()
+    if part in HEAD_PARTS:
+        return f"BodyPartExamined {part}"
+    for key in ("SeriesDescription", "ProtocolName"):
+        words = set(re.split(r"[^a-z]+", str(metadata.get(key, "")).lower()))
+        if words & HEAD_WORDS:
+            return f'{key} "{metadata[key]}"'
+    return ""
+
+
+def check_field_of_view(image):
+    """The sagittal layout; InputError when the sagittal field of view cannot hold one lumbar body."""
+    layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
     extent = [(n - 1) * s for n, s in zip(layout.shape[1:], layout.spacing[1:])]
     if min(extent) < MIN_PLANE_MM:
         raise InputError(

@@ -123,6 +123,22 @@ def default_bundle_path(task, catalogue=None):
     return location
 
 
+def sub_model_path(task, folder_name=None, catalogue=None):
+    """The installed bundle for a sub-model ``task`` ('lumbar-mri/severity', 'lp-ultrasound/localiser'):
+    the catalogue's first entry for it that is on disk, else ``folder_name`` under the models
+    folders when it holds a bundle, else None (the workflow then runs without that part)."""
+    try:
+        for entry in list_models(task, catalogue):
+            if entry["location"]:
+                return Path(entry["location"])
+    except BundleError:
+        pass
+    for base in (RESOURCES_DIR / "Models", REPO_MODELS_DIR):
+        if folder_name and (base / folder_name / "metadata.json").is_file():
+            return base / folder_name
+    return None
+
+
 def resolve_bundle(task, model=None, catalogue=None):
     """The bundle folder to use for ``task``: ``model`` (a folder or a catalogue bundle_id) or the default."""
     _check_task(task)
@@ -153,5 +169,6 @@ __all__ = [
     "list_models",
     "load_catalogue",
     "resolve_bundle",
+    "sub_model_path",
     "validate_catalogue",
 ]

@@ -63,12 +63,6 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
     progress = progress or _no_progress
     spec = task_spec(task)
     out_dir = check_output_folder(out_dir, force)
-    t0 = time.perf_counter()
-    progress(0.0, f"reading {input_path}")
-    image = load(input_path, series=series)
-    check_input_fits(spec, image)
-    t_load = time.perf_counter() - t0
-    bundle_path = resolve_bundle(task, model)
     try:
         workflow = importlib.import_module(f"{__package__}.{spec.module}")
     except ModuleNotFoundError as error:
@@ -77,6 +71,13 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
         from ..errors import SpineAIError
 
         raise SpineAIError(f"the {task} workflow is not part of this SpineAI version ({__version__})") from None
+    t0 = time.perf_counter()
+    progress(0.0, f"reading {input_path}")
+    # A workflow may choose among a study's series itself (lumbar-mri: the sagittal T2 of a study folder).
+    image = getattr(workflow, "load_input", load)(input_path, series=series)
+    check_input_fits(spec, image)
+    t_load = time.perf_counter() - t0
+    bundle_path = resolve_bundle(task, model)
 
     with staged_output_folder(out_dir, force) as staging:
         job = Job(spec, image, Path(input_path), staging, bundle_path, device, progress)
