@@ -68,9 +68,7 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
     except ModuleNotFoundError as error:
         if error.name != f"{__package__}.{spec.module}":
             raise
-        from ..errors import SpineAIError
-
-        raise SpineAIError(f"the {task} workflow is not part of this SpineAI version ({__version__})") from None
+        workflow = None  # said after the input and bundle checks, which tell the user more
     t0 = time.perf_counter()
     progress(0.0, f"reading {input_path}")
     # A workflow may choose among a study's series itself (lumbar-mri: the sagittal T2 of a study folder).
@@ -78,6 +76,10 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
     check_input_fits(spec, image)
     t_load = time.perf_counter() - t0
     bundle_path = resolve_bundle(task, model)
+    if workflow is None:
+        from ..errors import SpineAIError
+
+        raise SpineAIError(f"the {task} workflow is not part of this SpineAI version ({__version__})")
 
     with staged_output_folder(out_dir, force) as staging:
         job = Job(spec, image, Path(input_path), staging, bundle_path, device, progress)
