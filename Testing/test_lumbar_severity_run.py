@@ -1,9 +1,9 @@
 """lumbar-mri part 2 in the workflow: severity grades at the levels the level model found.
 
-A DICOM study is written from a real T2 case of ../shared/data/mri_lumbar: the
-sagittal T2 as it is, a "Sagittal T1" series (the same volume with its contrast
-inverted: CSF dark, as on T1) and an "Axial T2" series resliced from it, all in one
-patient space. The runs check which series grades what, the missing-T1 and
+A DICOM study is written from a real T2 case of ../shared/data/mri_lumbar
+(SpineAILib.samples.mri_study): the sagittal T2 as it is, a "Sagittal T1" series (the
+same volume with its contrast inverted: CSF dark, as on T1) and an "Axial T2" series
+resliced from it, all in one patient space. The runs check which series grades what, the missing-T1 and
 axial-only studies, the table, the heat map and the scene.
 """
 
@@ -20,7 +20,6 @@ from SpineAILib.images import VolumeImage
 
 CASE = "vb2_05"  # T2, in the split's test part
 SPINEAI = str(Path(sys.executable).with_name("spineai"))
-AXIAL_STEP = 4  # mm between the resliced axial slices
 
 
 def _volume(path):
@@ -29,41 +28,11 @@ def _volume(path):
     return load(path)
 
 
-def _t1_like(image):
-    """The same anatomy with the contrast inverted (fluid dark, marrow bright), as a T1 shows it."""
-    v = image.voxels.astype(np.float32)
-    return VolumeImage(voxels=(v.max() - v).astype(np.int16), ijk_to_ras=image.ijk_to_ras.copy(), modality="MR")
-
-
-def _axial(image):
-    """Axial slices (every AXIAL_STEP mm along superior-inferior) of the sagittal volume, same patient space."""
-    from SpineAILib.levels.grid import SagittalLayout
-
-    layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
-    canonical = layout.to_canonical(image.voxels)  # (sagittal, rows S->I, columns A->P)
-    axial = np.ascontiguousarray(np.transpose(canonical, (1, 2, 0))[::AXIAL_STEP])  # (S->I, A->P, R/L)
-    m = layout.canonical_to_ras  # ijk = (column, row, sagittal)
-    matrix = np.eye(4)
-    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = m[:3, 2], m[:3, 0], m[:3, 1] * AXIAL_STEP
-    matrix[:3, 3] = m[:3, 3]
-    return VolumeImage(voxels=axial.astype(np.int16), ijk_to_ras=matrix, modality="MR")
-
-
 def _write_study(folder, kinds, axial_stacks=False):
-    """The study's series as DICOM. ``axial_stacks``: the axial series as RSNA's often are, short
-    stacks (3 slices) 40 mm apart with nothing between them, instead of one continuous volume."""
-    from SpineAILib.samples.dicom_writer import write_dicom_series
+    from SpineAILib.samples.mri_study import write_mri_study
 
     image = _volume(require(SHARED_DATA / "mri_lumbar" / f"{CASE}.nii.gz"))
-    image = VolumeImage(voxels=image.voxels.astype(np.int16), ijk_to_ras=image.ijk_to_ras, modality="MR")
-    series = {"Sagittal T2/STIR": image, "Sagittal T1": _t1_like(image), "Axial T2": _axial(image)}
-    for n, (description, volume) in enumerate(series.items(), start=1):
-        if description in kinds:
-            n_slices = volume.voxels.shape[0]
-            gaps = [k for k in range(n_slices) if k % 10 >= 3] if axial_stacks and description == "Axial T2" else ()
-            write_dicom_series(volume, folder / f"series{n}", modality="MR", series_description=description,
-                               study_uid="1.2.826.0.1.3680043.8.498.1", rescale=(1.0, 0.0), drop_slices=gaps)  # fmt: skip
-    return folder
+    return write_mri_study(image, folder, kinds, axial_stacks=axial_stacks)
 
 
 def _run(folder, out):
@@ -180,6 +149,7 @@ def test_signal_tells_fluid_bright_from_fluid_dark(tmp_path):
     """CSF/marrow ratio on a real T2 case and on its inverted copy (T1-like)."""
     from SpineAILib.io import load
     from SpineAILib.levels.discs import disc_levels
+    from SpineAILib.samples.mri_study import t1_like
     from SpineAILib.severity.from_levels import canal_points, weighting_from_signal
 
     image = load(require(SHARED_DATA / "mri_lumbar" / f"{CASE}.nii.gz"))
@@ -187,7 +157,7 @@ def test_signal_tells_fluid_bright_from_fluid_dark(tmp_path):
     canal = canal_points(disc_levels(labels), labels)
     assert sorted(canal) == ["l1_l2", "l2_l3", "l3_l4", "l4_l5"]
     assert weighting_from_signal(image, labels, canal)[0] == "t2"
-    assert weighting_from_signal(_t1_like(image), labels, canal)[0] == "t1"
+    assert weighting_from_signal(t1_like(image), labels, canal)[0] == "t1"
     flat = VolumeImage(voxels=np.full(image.voxels.shape, 100, np.int16), ijk_to_ras=image.ijk_to_ras)
     assert weighting_from_signal(flat, labels, canal) == (None, 1.0)  # no contrast: not guessed
 

@@ -4,6 +4,7 @@ One server for the whole browser scenario (startup and first frames cost ≈ 10 
 on two cores); the host check starts its own server without a browser.
 """
 
+import json
 import time
 
 import numpy as np
@@ -270,7 +271,8 @@ def test_clicking_a_result_row_centres_the_views_on_its_level(tmp_path):
 @pytest.mark.browser
 @pytest.mark.realdata
 def test_lumbar_mri_run_in_browser_on_a_real_case(shared_data, tmp_path):
-    """Load a held-out real lumbar MRI, press Run: named vertebrae, disc points and the level table appear."""
+    """Load a held-out real lumbar MRI, press Run: named vertebrae, disc points and the severity table
+    appear, and a table row centres the views on its level."""
     reason = missing_browser_reason()
     if reason:
         pytest.skip(reason)
@@ -295,4 +297,16 @@ def test_lumbar_mri_run_in_browser_on_a_real_case(shared_data, tmp_path):
         wait_until_frame_settles(page, SAGITTAL)
         sagittal = view_pixels(page, SAGITTAL, save_to=tmp_path / "sagittal_levels.png")
         assert coloured_fraction(sagittal) > 0.002, "no coloured vertebrae in the sagittal view"
+
+        # The severity table: 25 rows (5 levels x 5 conditions); a row takes the views to its disc.
+        assert "severity" in loaded
+        tables = page.locator(".spineai-table").all_inner_texts()
+        severity = next(text for text in tables if "p_severe" in text)
+        assert severity.count("spinal_canal_stenosis") == 5 and "not assessed" in severity
+        row = page.locator(".spineai-table tbody tr", has_text="L3/L4").filter(has_text="spinal_canal_stenosis")
+        row.first.click()
+        message = wait_for_text(page, "spineai-load-message", "t.startsWith('views centred')")
+        report = json.loads(next((tmp_path / "runs").rglob("report.json")).read_text())
+        disc = next(d for d in report["results"]["disc_levels"] if d["level"] == "L3/L4")
+        assert f"S {disc['centre_ras'][2]:.1f}" in message, message  # at the L3/L4 disc point
         assert server.process.poll() is None

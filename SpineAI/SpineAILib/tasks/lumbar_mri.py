@@ -204,6 +204,10 @@ def write_scene(job, result, discs, severity=None):
 
         rois = [add_roi(ctx, f"Level {d['level']}", d["centre"], ROI_SIZE_MM, label=d["level"], axes=roi_axes(d["normal"]))
                 for d in visible]  # fmt: skip
+        for roi in rois:  # boxes to read, not to drag: no handles cluttering the sagittal view (saved in the file)
+            display = roi.GetDisplayNode()
+            if display is not None:
+                display.SetHandlesInteractive(False)
         if rois:  # a markups file needs at least one markup: none when no level is visible
             write_markups_list(rois, out / OUTPUTS["levels"], save_node)
             job.outputs["levels"] = OUTPUTS["levels"]
