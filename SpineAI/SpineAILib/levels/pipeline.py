@@ -16,6 +16,9 @@ from .grid import SagittalLayout
 from .postprocess import clean_levels
 from .predict import predict_labels, prepare
 
+# The model runs on sagittal slices at least this far apart; thinner ones in between are
+# interpolated (levels.predict.predict_labels): 1 mm slices hardly differ from their neighbours.
+LATERAL_STEP_MM = 2.0
 MIN_PLANE_MM = 30.0  # a sagittal field of view smaller than this cannot hold one lumbar body
 # Signed images whose low end reaches this are in Hounsfield units (air -1000): CT.
 CT_AIR_HU = -500.0
@@ -97,8 +100,10 @@ def segment_vertebrae(image, bundle, progress=None):
 
     t0 = time.perf_counter()
     offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
+    step = max(1, int(LATERAL_STEP_MM // layout.spacing[0]))
     classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
-                             background_offset=offset)  # fmt: skip
+                             background_offset=offset, step=step)  # fmt: skip
+    timings["slices_predicted"] = len(range(0, canonical.shape[0], step)) + (1 if (canonical.shape[0] - 1) % step else 0)
     timings["predict_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()

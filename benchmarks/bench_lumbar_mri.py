@@ -1,0 +1,169 @@
+"""Lumbar MRI benchmark: level detection + severity grading per study (time, peak memory).
+
+    .venv/bin/python benchmarks/bench_lumbar_mri.py [--repeats 3] [--threads 2]
+
+Inputs, from ../shared/data/mri_lumbar: a T2 volume (vb2_05), a T1 FFE volume
+(vb3_18), and a three-series DICOM study made from vb2_05
+(SpineAILib.samples.mri_study: sagittal T2, sagittal T1-like, axial T2). Each
+measurement runs in a fresh subprocess (cold imports, its own VmHWM peak):
+
+- ``analysis_s``: reading the input + level model + disc levels + grading + Grad-CAM,
+  the part the issue's budget (<= 10 s, <= 3 GB on 2 CPU cores) is about;
+- ``run_s``: the whole ``run_task`` (also writing files, rendering overlays, scene.mrb).
+
+Writes benchmarks/results/lumbar_mri.json and lumbar_mri.md with the machine and its load.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data" / "mri_lumbar"
+sys.path.insert(0, str(HERE))
+from machine import describe_machine  # noqa: E402
+
+PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+
+ANALYSIS = """
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+t0 = time.perf_counter()
+from SpineAILib.levels.discs import disc_levels
+from SpineAILib.levels.pipeline import segment_vertebrae
+from SpineAILib.models.bundle import load_bundle
+from SpineAILib.models.catalogue import resolve_bundle
+from SpineAILib.severity import grade_levels
+from SpineAILib.severity.from_levels import study_for_run
+from SpineAILib.severity.study_input import load_study_input
+t_import = time.perf_counter() - t0
+device = sys.argv[2]
+t0 = time.perf_counter()
+image = load_study_input(sys.argv[1])
+t_read = time.perf_counter() - t0
+t0 = time.perf_counter()
+levels = load_bundle(resolve_bundle("lumbar-mri"), device=device, expected_task="lumbar-mri")
+severity = grade_levels.load(grade_levels.severity_bundle_path(), device)
+t_models = time.perf_counter() - t0
+t0 = time.perf_counter()
+result = segment_vertebrae(image, levels)
+discs = disc_levels(result.labelmap)
+t_levels = time.perf_counter() - t0
+t0 = time.perf_counter()
+study, canal, notes = study_for_run(image, Path(sys.argv[1]), result.labelmap, discs)
+rows, entries, points, loaded = grade_levels.grade(study, canal, severity, discs, device=device)
+t_grade = time.perf_counter() - t0
+t0 = time.perf_counter()
+heat = grade_levels.heatmap(rows, entries, points, loaded, image, study)
+t_heat = time.perf_counter() - t0
+print(json.dumps({"import_s": t_import, "read_s": t_read, "model_load_s": t_models, "levels_s": t_levels,
+                  "grading_s": t_grade, "heatmap_s": t_heat,
+                  "analysis_s": t_read + t_models + t_levels + t_grade + t_heat,
+                  "rows_assessed": sum(r["assessed"] for r in rows), "shape": list(image.voxels.shape),
+                  "peak_rss_mib": PEAK}))
+"""
+
+WHOLE_RUN = """
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[4]))
+t0 = time.perf_counter()
+from SpineAILib.tasks import run_task
+report = run_task("lumbar-mri", sys.argv[1], sys.argv[2], device=sys.argv[3], force=True)
+print(json.dumps({"run_s": time.perf_counter() - t0, "timings": report["timings"], "peak_rss_mib": PEAK}))
+"""
+
+
+def python_json(snippet, *args):
+    snippet = snippet.replace("PEAK", PEAK)
+    env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
+    out = subprocess.run([sys.executable, "-c", snippet, *map(str, args)], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def inputs(work):
+    from SpineAILib.io import load
+    from SpineAILib.samples.mri_study import write_mri_study
+
+    study = write_mri_study(load(SHARED / "vb2_05.nii.gz"), work / "study_vb2_05")
+    return {
+        "vb2_05 T2 volume (NIfTI)": SHARED / "vb2_05.nii.gz",
+        "vb3_18 T1 FFE volume (NIfTI)": SHARED / "vb3_18.nii.gz",
+        "3-series DICOM study from vb2_05": study,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    if not SHARED.is_dir():
+        sys.exit(f"{SHARED} is missing: this benchmark needs the real lumbar MRI cases")
+    load_before = os.getloadavg()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, path in inputs(work).items():
+            analysis = [python_json(ANALYSIS, path, args.device, args.threads) for _ in range(args.repeats)]
+            whole = [python_json(WHOLE_RUN, path, work / "out", args.device, args.threads) for _ in range(args.repeats)]
+            entry = {
+                "input": name,
+                "shape_kji": analysis[0]["shape"],
+                "rows_assessed": analysis[0]["rows_assessed"],
+                **{key: round(median([a[key] for a in analysis]), 3)
+                   for key in ("read_s", "model_load_s", "levels_s", "grading_s", "heatmap_s", "analysis_s")},
+                "analysis_peak_mib": round(max(a["peak_rss_mib"] for a in analysis)),
+                "run_s": round(median([w["run_s"] for w in whole]), 3),
+                "run_peak_mib": round(max(w["peak_rss_mib"] for w in whole)),
+            }  # fmt: skip
+            results.append(entry)
+            print(json.dumps(entry))
+    document = {
+        "benchmark": "lumbar-mri level detection + severity grading",
+        "machine": describe_machine(),
+        "device": args.device,
+        "torch_threads": args.threads,
+        "repeats": args.repeats,
+        "load_average_before_after": [round(v, 2) for v in load_before] + [round(v, 2) for v in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "lumbar_mri.json").write_text(json.dumps(document, indent=2))
+    machine = document["machine"]
+    lines = [
+        "# lumbar-mri: level detection + severity grading per study",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {args.device}, "
+        f"torch threads {args.threads}; median of {args.repeats} cold runs; load average before/after "
+        f"{document['load_average_before_after']}. Budget (issue 3): analysis <= 10 s, <= 3 GB.",
+        "",
+        "| input | shape (K,J,I) | read s | models s | levels s | grading s | Grad-CAM s | **analysis s** | peak MiB | whole run s | run peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['input']} | {r['shape_kji']} | {r['read_s']} | {r['model_load_s']} | {r['levels_s']} | "
+                     f"{r['grading_s']} | {r['heatmap_s']} | **{r['analysis_s']}** | {r['analysis_peak_mib']} | "
+                     f"{r['run_s']} | {r['run_peak_mib']} |")  # fmt: skip
+    (args.out / "lumbar_mri.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
