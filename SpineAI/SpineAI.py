@@ -34,6 +34,8 @@ from slicer.util import VTKObservationMixin
 
 TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
 DEVICES = ("auto", "cpu", "cuda")
+TIMELINE_WIDTH = 400  # px of the ultrasound timeline picture in the panel
+CALL_COLOURS = {"bad_quality": "#d62728", "spinal_cord": "#2ca02c", "csf": "#1f77b4"}  # as the timeline's
 
 # import name -> pip requirement. torch and torchvision come from the PyTorch extension
 # when it is installed, because it picks the wheel matching the user's CUDA driver.
@@ -116,6 +118,11 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._outDir = None
+        self._review = None  # SpineAILib.cine_review.CineReview of an ultrasound run
+        self._reviewBrowser = None  # the sequence browser of the reviewed cine
+        self._reviewFrame = None
+        self._timeline = None  # the timeline QPixmap, scaled, without the frame line
+        self._heatNode = None  # the heat-map layer the Heat map box shows
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -130,7 +137,10 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultRowClicked)
+        self.ui.bestFrameButton.connect("clicked(bool)", self.onBestFrameButton)
+        self.ui.heatmapCheckBox.connect("toggled(bool)", self.onHeatmapToggled)
         self._setRunning(False)
+        self._showReview(None, [])
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -149,6 +159,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
+        self._showReview(None, [])
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -231,7 +242,68 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             tables = [n for n in nodes if hasattr(n, "IsA") and n.IsA("vtkMRMLTableNode")]
             if tables:
                 self.ui.resultsTableView.setMRMLTableNode(tables[0])
+            self._showReview(self._outDir, nodes)
             self._status(f"Done in {job.seconds:.0f} s: {len(nodes)} result(s) loaded from {self._outDir}")
+
+    # --- ultrasound review and heat map (decisions in SpineAILib.cine_review / results) ---
+
+    def _showReview(self, outDir, nodes):
+        """Calls line, timeline and Best frame for an ultrasound run; the Heat map box for any run with one."""
+        if self._reviewBrowser is not None:
+            self.removeObserver(self._reviewBrowser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
+        self._review, self._reviewBrowser = self.logic.cine_review(outDir) if outDir else (None, None)
+        self._heatNode = self.logic.heatmap_layer(nodes) if nodes else None
+        self._reviewFrame, self._timeline = None, None
+        reviewing = self._review is not None
+        for widget in (self.ui.callsLabel, self.ui.timelineLabel, self.ui.bestFrameButton):
+            widget.visible = reviewing
+        self.ui.heatmapCheckBox.visible = self._heatNode is not None
+        self.ui.heatmapCheckBox.checked = False
+        if not reviewing:
+            return
+        if self._review.timeline is not None:
+            self._timeline = qt.QPixmap(str(self._review.timeline)).scaledToWidth(TIMELINE_WIDTH, qt.Qt.SmoothTransformation)
+        self.addObserver(self._reviewBrowser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
+        self._onBrowserModified()
+
+    def _onBrowserModified(self, caller=None, event=None):
+        """The cine moved (playing, stepping, Best frame): show the calls of the frame on screen."""
+        if self._review is None or self._reviewBrowser is None:
+            return
+        frame = self._reviewBrowser.GetSelectedItemNumber()
+        if frame == self._reviewFrame:
+            return
+        self._reviewFrame = frame
+        parts = [
+            f"<span style='color:{CALL_COLOURS.get(p['label'], 'black')}'><b>{p['text']}</b></span>" if p["called"] else p["text"]
+            for p in self._review.parts(frame)
+        ]
+        self.ui.callsLabel.text = f"{self._review.frame_text(frame)} — " + " · ".join(parts)
+        if self._timeline is not None:
+            picture = qt.QPixmap(self._timeline)
+            fraction = self._review.cursor_fraction(frame)
+            if fraction is not None:
+                x = int(round(fraction * picture.width()))
+                painter = qt.QPainter(picture)
+                pen = qt.QPen(qt.QColor("#e040fb"))
+                pen.setWidth(2)
+                painter.setPen(pen)
+                painter.drawLine(x, 0, x, picture.height())
+                painter.end()
+            self.ui.timelineLabel.setPixmap(picture)
+
+    def onBestFrameButton(self):
+        if self._review is None or self._reviewBrowser is None:
+            return
+        frame, message = self._review.next_best(self._reviewBrowser.GetSelectedItemNumber())
+        if frame is not None:
+            self._reviewBrowser.SetPlaybackActive(False)
+            self._reviewBrowser.SetSelectedItemNumber(frame)
+        self._status(message)
+
+    def onHeatmapToggled(self, checked):
+        if self._heatNode is not None:
+            self.logic.set_heatmap_visible(self._heatNode, checked)
 
 
     def onResultRowClicked(self, index):
@@ -495,11 +567,38 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def load_results(out_dir):
-        """Load the run's segmentations, markups and tables into the scene; returns the nodes."""
+        """Load the run's segmentations, markups, tables and heat maps (hidden) into the scene; returns the nodes."""
         from SpineAILib.results import load_results
         from SpineAILib.scene.context import SceneContext
 
         return load_results(SceneContext.from_slicer(), out_dir)
+
+    @staticmethod
+    def cine_review(out_dir):
+        """(CineReview, browser of its cine in the scene) for an ultrasound run, else (None, None)."""
+        from SpineAILib.cine_review import CineReview, review_browser
+        from SpineAILib.scene.context import SceneContext
+
+        review = CineReview.from_folder(out_dir)
+        browser = review_browser(SceneContext.from_slicer(), review)
+        return (review, browser) if browser is not None else (None, None)
+
+    @staticmethod
+    def heatmap_layer(nodes):
+        """The heat-map layer among the loaded result nodes (the last one), or None."""
+        from SpineAILib.results import heatmap_layers
+        from SpineAILib.scene.context import SceneContext
+
+        layers = heatmap_layers(SceneContext.from_slicer(), nodes)
+        return layers[-1] if layers else None
+
+    @staticmethod
+    def set_heatmap_visible(node, visible):
+        """The Heat map toggle: ``node`` as the slice views' coloured foreground layer, or none."""
+        from SpineAILib.scene.context import SceneContext
+        from SpineAILib.scene.overlays import set_heatmap_visible
+
+        return set_heatmap_visible(SceneContext.from_slicer(), node, bool(visible))
 
 
 #
@@ -518,6 +617,7 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.test_phantom_volume_info()
         self.test_output_folders_and_commands()
         self.test_load_results()
+        self.test_cine_review()
 
     def _phantom(self):
         """A 32x48x64 CT-like phantom: a bright cylinder ('vertebral body') in soft tissue."""
@@ -559,4 +659,27 @@ class SpineAITest(ScriptedLoadableModuleTest):
         nodes = SpineAILogic().load_results(folder)
         self.assertEqual(len(nodes), 1)
         self.assertTrue(nodes[0].IsA("vtkMRMLTableNode"))
+        self.delayDisplay("Test passed")
+
+    def test_cine_review(self):
+        """An ultrasound run's frames.tsv drives the calls line and Best frame of a 3-frame cine."""
+        import numpy as np
+
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-review"))
+        (folder / "frames.tsv").write_text(
+            "frame\ttime_ms\tp_bad_quality\tp_spinal_cord\tp_csf\tbad_quality\tspinal_cord\tcsf\n"
+            "0\t0\t0.9\t0.1\t0.1\t1\t0\t0\n1\t50\t0.1\t0.9\t0.97\t0\t1\t1\n2\t100\t0.1\t0.8\t0.2\t0\t1\t0\n"
+        )
+        (folder / "report.json").write_text('{"results": {"best_frames": [{"frame": 1}]}}')
+        sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "US")
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        for i in range(3):
+            slicer.util.updateVolumeFromArray(frame, np.full((1, 4, 5), i, np.uint8))
+            sequence.SetDataNodeAtValue(frame, str(i * 50))
+        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "US browser")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        review, found = SpineAILogic().cine_review(folder)
+        self.assertEqual(found.GetID(), browser.GetID())
+        self.assertTrue(review.calls_line(1).startswith("frame 2 / 3 · 50.0 ms — bad quality: no (p 0.10)"))
+        self.assertEqual(review.next_best(0)[0], 1)
         self.delayDisplay("Test passed")

@@ -60,6 +60,10 @@ def test_classes_follow_the_scripted_module_pattern(tree):
     methods = {f.name: [a.arg for a in f.args.args] for f in logic.body if isinstance(f, ast.FunctionDef)}
     assert methods["run"][:6] == ["self", "task", "input_path", "out_dir", "device", "model"]
     assert methods["load_results"] == ["out_dir"]
+    # The ultrasound review and the heat-map toggle go through SpineAILib (cine_review, results, overlays).
+    assert methods["cine_review"] == ["out_dir"]
+    assert methods["heatmap_layer"] == ["nodes"]
+    assert methods["set_heatmap_visible"] == ["node", "visible"]
 
 
 def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
@@ -73,8 +77,28 @@ def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
         and node.value.value.id == "self"
     }
     assert {"applyButton", "cancelButton", "progressBar", "statusLabel", "resultsTableView"} <= used
+    assert {"callsLabel", "timelineLabel", "bestFrameButton", "heatmapCheckBox"} <= used
     missing = sorted(used - set(ui_widgets))
     assert not missing, f"SpineAI.py uses self.ui.{missing} but SpineAI.ui has no such widget"
+
+
+def test_review_widgets_are_wired(tree, ui_widgets):
+    """Best frame and Heat map are connected to handlers; the review widgets have the right types."""
+    kinds = {"callsLabel": "QLabel", "timelineLabel": "QLabel", "bestFrameButton": "QPushButton",
+             "heatmapCheckBox": "QCheckBox"}
+    for name, cls in kinds.items():
+        assert ui_widgets[name].get("class") == cls, name
+    connects = {
+        (node.func.value.attr, node.args[0].value, ast.unparse(node.args[1]))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+        and isinstance(node.func.value, ast.Attribute) and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+    }
+    assert ("bestFrameButton", "clicked(bool)", "self.onBestFrameButton") in connects
+    assert ("heatmapCheckBox", "toggled(bool)", "self.onHeatmapToggled") in connects
+    widget = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIWidget")
+    handlers = {f.name for f in widget.body if isinstance(f, ast.FunctionDef)}
+    assert {"onBestFrameButton", "onHeatmapToggled", "_showReview", "_onBrowserModified"} <= handlers
 
 
 def _parameters(tree):

@@ -15,7 +15,8 @@ browser swaps them together while the cine plays, and the whole set saves into a
   (so the proxy ROI disappears on that frame, also where a viewer fills missing
   items from defaults).
 * heat maps: a sequence of float frames shown as the slice views' foreground layer
-  over the cine (``add_heatmap_sequence``).
+  over the cine (``add_heatmap_sequence``; ``attach_heatmap_sequence`` joins one read
+  back from a ``heatmap.seq.nrrd`` file to its cine).
 
 Pixel boxes are x0, y0, x1, y1 with x1 = last column + 1 (as ``us_localise``
 returns them); in RAS the ROI covers the pixels' full extent.
@@ -317,10 +318,23 @@ def boxes_from_sequence(browser, sequence):
 # -- heat maps ---------------------------------------------------------------------------
 
 
-def add_heatmap_sequence(ctx, browser, heats, name=None, colormap="ColdToHotRainbow", opacity=0.5, threshold=0.2, show=True):
+def grid_ijk_to_ras(frame_ijk_to_ras, frame_shape, grid_shape):
+    """IJK->RAS of a (rows, cols) grid that covers the same field of view as frames of
+    ``frame_shape`` (a coarser heat-map grid): grid pixel (i, j) lies at frame pixel
+    ((i + 0.5) * fx - 0.5, (j + 0.5) * fy - 0.5), f = frame size / grid size."""
+    fy = frame_shape[0] / grid_shape[0]
+    fx = frame_shape[1] / grid_shape[1]
+    grid_to_frame = np.array([[fx, 0, 0, 0.5 * fx - 0.5], [0, fy, 0, 0.5 * fy - 0.5], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return np.asarray(frame_ijk_to_ras, np.float64) @ grid_to_frame
+
+
+def add_heatmap_sequence(ctx, browser, heats, name=None, colormap="ColdToHotRainbow", opacity=0.5, threshold=0.2,
+                         show=True, own_grid=False):
     """Add per-frame heat maps (N, h, w) in 0..1 as a float frame sequence synchronised with the cine,
     shown as the slice views' foreground over the cine's proxy when ``show``. Maps of another size
-    are resized to the frames. Returns (sequence node, proxy volume node)."""
+    are resized to the frames, or with ``own_grid`` kept at their size on a grid covering the same
+    field of view (``grid_ijk_to_ras``: a 96-px heat map of a 4K cine stays small; the slice views
+    resample it). Returns (sequence node, proxy volume node)."""
     import cv2
     import slicer
 
@@ -332,6 +346,9 @@ def add_heatmap_sequence(ctx, browser, heats, name=None, colormap="ColdToHotRain
     if heats.ndim == 2:
         heats = heats[None]
     _check_frames(heats, len(values), "heat maps")
+    if own_grid:
+        ijk_to_ras = grid_ijk_to_ras(ijk_to_ras, (rows, cols), heats.shape[1:3])
+        rows, cols = heats.shape[1:3]
     sequence = _new_sequence(ctx, name or f"{browser.GetName()} heat map".replace(" browser", ""), "heatmap", cine_sequence)
     frame = slicer.vtkMRMLScalarVolumeNode()
     frame.SetIJKToRASMatrix(vtk_matrix(ijk_to_ras))
@@ -352,6 +369,61 @@ def add_heatmap_sequence(ctx, browser, heats, name=None, colormap="ColdToHotRain
     if show:
         show_foreground(ctx, proxy, cine_proxy, opacity)
     return sequence, proxy
+
+
+def _index_values(sequence):
+    return [sequence.GetNthIndexValue(i) for i in range(sequence.GetNumberOfDataNodes())]
+
+
+def cine_browser_for(ctx, n_items, index_values=None):
+    """The sequence browser whose cine has ``n_items`` frames, preferring one whose index
+    values equal ``index_values``; None when no cine has that many frames."""
+    candidates = []
+    for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
+        master = browser.GetMasterSequenceNode()
+        if master is None or master.GetNumberOfDataNodes() != n_items:
+            continue
+        if master.GetAttribute(OVERLAY_KIND_ATTRIBUTE):
+            continue  # an overlay's own browser, not a cine
+        if index_values is not None and _index_values(master) == list(index_values):
+            return browser
+        candidates.append(browser)
+    return candidates[0] if candidates else None
+
+
+def attach_heatmap_sequence(ctx, sequence, browser=None, colormap="ColdToHotRainbow", threshold=0.2):
+    """A heat-map sequence read from a file (``heatmap.seq.nrrd``) joined to the browser of the
+    cine it was made from, so it plays with it. The cine is ``browser`` or the one with as many
+    frames (``cine_browser_for``); where its index values differ (a cine indexed in seconds) the
+    heat map takes the cine's values item by item. Returns the proxy heat-map volume, not shown
+    (``overlays.set_heatmap_visible`` is the toggle), or None when no cine in the scene fits."""
+    from .overlays import HEATMAP_ATTRIBUTE, style_heatmap_display
+
+    values = _index_values(sequence)
+    browser = browser or cine_browser_for(ctx, len(values), values)
+    if browser is None:
+        return None
+    cine_sequence = _cine_sequence(browser)
+    cine_values = _index_values(cine_sequence)
+    if len(cine_values) != len(values):
+        raise ValueError(f"{sequence.GetName()}: {len(values)} heat maps, the cine has {len(cine_values)} frames")
+    if values != cine_values:
+        sequence.SetIndexName(cine_sequence.GetIndexName())
+        sequence.SetIndexUnit(cine_sequence.GetIndexUnit())
+        # Through values no item holds, so a new value never collides with an old one.
+        parked = [f"{1e12 + i:.0f}" for i in range(len(values))]
+        for steps in ((values, parked), (parked, cine_values)):
+            for old, new in zip(*steps):
+                if not sequence.UpdateIndexValue(old, new):
+                    raise ValueError(f"{sequence.GetName()}: could not re-index item {old} to {new}")
+    sequence.SetAttribute(OVERLAY_OF_ATTRIBUTE, cine_sequence.GetName() or "")
+    sequence.SetAttribute(OVERLAY_KIND_ATTRIBUTE, "heatmap")
+    proxy = _attach(ctx, browser, sequence)
+    style_heatmap_display(ctx, proxy, colormap, threshold)
+    cine_proxy = browser.GetProxyNode(cine_sequence)
+    if cine_proxy is not None:
+        proxy.SetAttribute(HEATMAP_ATTRIBUTE, cine_proxy.GetID())
+    return proxy
 
 
 # -- all at once ----------------------------------------------------------------------------

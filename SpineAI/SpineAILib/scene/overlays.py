@@ -15,6 +15,8 @@ from ..images import VolumeImage
 from .volumes import add_volume
 
 HEATMAP_ATTRIBUTE = "SpineAI.HeatMapOf"  # on the heat-map node: ID of the image it explains
+# On every heat-map layer (a volume or a heat sequence's proxy): what the "Heat map" toggles find.
+HEATMAP_LAYER_ATTRIBUTE = "SpineAI.HeatMap"
 DEFAULT_COLORMAP = "ColdToHotRainbow"
 # Slicer colour table name -> OpenCV colour map that looks the same (for scenes without it).
 _EQUIVALENT = {"ColdToHotRainbow": "jet", "Inferno": "inferno", "Magma": "magma", "Plasma": "plasma",
@@ -61,7 +63,75 @@ def style_heatmap_display(ctx, node, colormap=DEFAULT_COLORMAP, threshold=0.2):
     display.SetUpperThreshold(1.0e6)
     display.SetApplyThreshold(1 if threshold > 0 else 0)
     display.SetInterpolate(1)
+    node.SetAttribute(HEATMAP_LAYER_ATTRIBUTE, "1")
     return display
+
+
+def synchronized_sequences(browser):
+    """The sequences a browser plays along with its master (cine) sequence."""
+    from vtkmodules.vtkCommonCore import vtkCollection
+
+    collection = vtkCollection()
+    browser.GetSynchronizedSequenceNodes(collection, False)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def heatmap_layers(ctx):
+    """The heat-map layers in the scene, oldest first: volumes styled as heat maps and the
+    proxies of heat-map sequences (a proxy takes its items' attributes on every frame change,
+    so those are found through their browser, by the sequence's kind)."""
+    from .cine_overlays import OVERLAY_KIND_ATTRIBUTE
+
+    layers = [n for n in ctx.nodes("vtkMRMLScalarVolumeNode") if n.GetAttribute(HEATMAP_LAYER_ATTRIBUTE) == "1"]
+    for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
+        for sequence in synchronized_sequences(browser):
+            if sequence.GetAttribute(OVERLAY_KIND_ATTRIBUTE) == "heatmap":
+                proxy = browser.GetProxyNode(sequence)
+                if proxy is not None and proxy.GetID() not in {n.GetID() for n in layers}:
+                    layers.append(proxy)
+    return layers
+
+
+def is_heatmap_layer(ctx, node):
+    return node is not None and node.GetID() in {layer.GetID() for layer in heatmap_layers(ctx)}
+
+
+def heatmap_background(ctx, heat_node):
+    """The image a heat-map layer is drawn over: for a heat sequence's proxy, its cine's
+    proxy; else the node its HEATMAP_ATTRIBUTE names, or None."""
+    for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
+        master = browser.GetMasterSequenceNode()
+        if master is None or master.GetAttribute("SpineAI.OverlayKind"):
+            continue
+        for sequence in synchronized_sequences(browser):
+            proxy = browser.GetProxyNode(sequence)
+            if proxy is not None and heat_node is not None and proxy.GetID() == heat_node.GetID():
+                return browser.GetProxyNode(master)
+    background_id = heat_node.GetAttribute(HEATMAP_ATTRIBUTE) if heat_node is not None else None
+    return ctx.scene.GetNodeByID(background_id) if background_id else None
+
+
+def matching_background(ctx, heat_node):
+    """The image a heat-map volume explains: a non-heat scalar volume on the same voxel grid
+    (same dimensions and IJK->RAS within 1e-3), or None."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from .volumes import numpy_matrix
+
+    def geometry(node):
+        matrix = vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        image = node.GetImageData()
+        return (image.GetDimensions() if image is not None else None), numpy_matrix(matrix)
+
+    dims, matrix = geometry(heat_node)
+    for node in ctx.nodes("vtkMRMLScalarVolumeNode"):
+        if node is heat_node or node.GetAttribute(HEATMAP_LAYER_ATTRIBUTE) == "1" or node.IsA("vtkMRMLLabelMapVolumeNode"):
+            continue
+        other_dims, other = geometry(node)
+        if other_dims == dims and np.allclose(other, matrix, atol=1e-3):
+            return node
+    return None
 
 
 def show_foreground(ctx, foreground_node, background_node=None, opacity=0.5):
@@ -110,6 +180,5 @@ def add_heatmap_overlay(ctx, heat_image: VolumeImage, background_node=None, name
 def set_heatmap_visible(ctx, heat_node, visible=True, background_node=None, opacity=0.5):
     """The heat-map toggle: show ``heat_node`` as the slice views' foreground, or no foreground."""
     if background_node is None and heat_node is not None:
-        background_id = heat_node.GetAttribute(HEATMAP_ATTRIBUTE)
-        background_node = ctx.scene.GetNodeByID(background_id) if background_id else None
+        background_node = heatmap_background(ctx, heat_node)
     return show_foreground(ctx, heat_node if visible else None, background_node, opacity)

@@ -32,10 +32,13 @@ csf: the 0/1 calls) with its ``.schema.tsv``; ``timeline.png``; ``best_frame_K.p
 overlays (calls written on the frame; beside it the cord/CSF masks when a
 localisation bundle is installed (SpineAILib.us_localise) and Grad-CAM heat maps
 of cord and CSF (SpineAILib.explain); SPINEAI_MASKS=0 / SPINEAI_HEATMAPS=0 switch
-them off: both need torch, a few seconds more); ``scene.mrb`` (the cine as a
+them off: both need torch, a few seconds more); ``heatmap.seq.nrrd`` (per-frame
+Grad-CAM of the called cord/CSF labels on a coarse grid covering each frame,
+SpineAILib.us_heatmaps; a Slicer sequence with the cine's frame times, which the
+viewers' "Heat map" toggle overlays); ``scene.mrb`` (the cine as a
 sequence with a synchronised "calls" sequence, the per-frame mask and box
-sequences when localised, and the table). Frames over 1280 px (4K video) enter
-the scene downscaled.
+sequences when localised, the hidden heat-map sequence, and the table). Frames
+over 1280 px (4K video) enter the scene downscaled.
 """
 
 import time
@@ -59,7 +62,7 @@ from ..us_preprocess import (
     ultrasound_likeness,
 )
 
-OUTPUTS = {"table": "frames.tsv", "timeline": "timeline.png", "scene": "scene.mrb"}
+OUTPUTS = {"table": "frames.tsv", "timeline": "timeline.png", "scene": "scene.mrb", "heatmap": "heatmap.seq.nrrd"}
 COLUMNS = ("frame", "time_ms", "p_bad_quality", "p_spinal_cord", "p_csf", "bad_quality", "spinal_cord", "csf")
 OVERLAY_MAX_SIDE = 640
 CALLS_SEQUENCE_MAX_BYTES = 96 * 1024**2  # the per-frame "calls" sequence in scene.mrb is skipped above this
@@ -100,16 +103,20 @@ def run(job):
     calls = decide(probs, classifier.thresholds, labels, force_bad=screening["forced_bad"])
     best = best_frames(probs, calls, times, labels)
 
-    job.progress(0.7, "writing the table, timeline and overlays")
+    shown = best or [_most_usable_frame(probs, labels)]
+    heat = explain_cine(classifier, cine, box, calls, labels, shown, job)
+
+    job.progress(0.75, "writing the table, timeline and overlays")
     t0 = time.perf_counter()
     results = summarise(cine, probs, calls, best, classifier, screening, window, infer_s)
     job.results.update(results)
+    axes = {}
     plot_timeline(times, probs, calls, classifier.thresholds, out / OUTPUTS["timeline"], best=best,
-                  title=f"{cine.description or Path(str(job.input_path)).name}: {cine.n_frames} frames")
+                  title=f"{cine.description or Path(str(job.input_path)).name}: {cine.n_frames} frames", axes_out=axes)
     job.outputs["timeline"] = OUTPUTS["timeline"]
-    shown = best or [_most_usable_frame(probs, labels)]
+    job.results["timeline_axes"] = axes
     localisation = localise_cine(cine, calls, labels, job)
-    extras = _explanations(classifier, cine, box, shown, labels, job, localisation)
+    extras = _explanations(cine, box, classifier.preprocessor, shown, heat, localisation)
     overlays = []
     for rank, index in enumerate(shown, start=1):
         name = f"best_frame_{rank}.png" if best else "most_usable_frame.png"
@@ -122,7 +129,7 @@ def run(job):
 
     job.progress(0.85, "building the scene")
     t0 = time.perf_counter()
-    write_scene(job, cine, probs, calls, labels, localisation)
+    write_scene(job, cine, probs, calls, labels, localisation, heat["heats"] if heat else None)
     job.timings["scene_s"] = round(time.perf_counter() - t0, 3)
 
 
@@ -227,8 +234,12 @@ def _pyplot():
     return plt
 
 
-def plot_timeline(times_ms, probs, calls, thresholds, path, best=(), title="", truth=None, labels=LABELS):
-    """Per-frame (smoothed) probabilities over time, thresholds dashed, calls as bands below."""
+def plot_timeline(times_ms, probs, calls, thresholds, path, best=(), title="", truth=None, labels=LABELS, axes_out=None):
+    """Per-frame (smoothed) probabilities over time, thresholds dashed, calls as bands below.
+
+    ``axes_out`` (a dict) receives where the time axis lies in the picture: 'x_fraction'
+    [left, right] of the image width and 'time_s' [first, last] at those edges, so a viewer
+    can draw the current frame on it and turn a click into a time."""
     plt = _pyplot()
     colours = {"bad_quality": "#d62728", "spinal_cord": "#2ca02c", "csf": "#1f77b4"}  # cord green, CSF blue everywhere
     t = np.asarray(times_ms, dtype=float) / 1000.0
@@ -257,6 +268,10 @@ def plot_timeline(times_ms, probs, calls, thresholds, path, best=(), title="", t
     if len(t) == 1:
         ax.set_xlim(t[0] - 0.5, t[0] + 0.5)
     fig.tight_layout()
+    if axes_out is not None:
+        box = bands.get_position()  # shares the x axis with the probabilities
+        axes_out.update({"x_fraction": [round(float(box.x0), 5), round(float(box.x1), 5)],
+                         "time_s": [round(float(v), 6) for v in bands.get_xlim()]})
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -320,31 +335,46 @@ def _switched_off(variable):
     return os.environ.get(variable, "1").strip().lower() in ("0", "no", "false", "off")
 
 
-def _explanations(classifier, cine, box, indices, labels, job, localisation=None):
-    """{frame index: {'heat': ..., 'masks': ...}} from Grad-CAM (SpineAILib.explain) and the
-    localisation result when those are available; {} otherwise. Never fails the run."""
-    extras = {}
-    try:
-        from .. import explain
-    except ImportError:
-        explain = None
+def explain_cine(classifier, cine, box, calls, labels, shown, job):
+    """Per-frame Grad-CAM heat maps (SpineAILib.us_heatmaps: the review's "Heat map" overlay,
+    written as heatmap.seq.nrrd) plus the per-label maps of the ``shown`` best frames; None when
+    SPINEAI_HEATMAPS=0 or Grad-CAM is not possible here (no torch: a warning, the calls stand)."""
     if _switched_off("SPINEAI_HEATMAPS"):
-        explain = None
-    if explain is not None and indices:
-        try:
-            model = classifier.torch_model
-            pre = classifier.preprocessor
-            for index in indices:
-                x = pre.frame(cine.frames[index], box)
-                heat = {}
-                for label in ("spinal_cord", "csf"):
-                    square = explain.grad_cam(model, x, labels.index(label))
-                    heat[label] = square_to_frame(np.asarray(square, dtype=np.float32), cine.frames[index].shape[:2], box, pre)
-                extras.setdefault(index, {})["heat"] = heat
-        except Exception as error:  # explanation is a bonus: report, keep the calls
-            job.warnings.append(f"Grad-CAM heat maps skipped ({type(error).__name__}: {' '.join(str(error).split())[:120]})")
+        return None
+    t0 = time.perf_counter()
+    job.progress(0.68, "Grad-CAM heat maps")
+    try:
+        from .. import us_heatmaps
+
+        heat = us_heatmaps.cine_heatmaps(
+            classifier.torch_model, classifier.preprocessor, cine.frames, box, calls, labels, keep=shown,
+            progress=lambda f: job.progress(0.68 + 0.07 * f, "Grad-CAM heat maps"),
+        )
+    except Exception as error:  # explanation is a bonus: report, keep the calls
+        job.warnings.append(f"Grad-CAM heat maps skipped ({type(error).__name__}: {' '.join(str(error).split())[:120]})")
+        return None
+    job.warnings.extend(heat["warnings"])
+    job.timings["heatmaps_s"] = round(time.perf_counter() - t0, 3)
+    job.results["heatmaps"] = {
+        "frames_explained": int(heat["explained"]),
+        "every_nth_called_frame": int(heat["stride"]),
+        "grid": list(heat["grid"]) if heat["grid"] else None,
+        "content": "per frame: max of the spinal_cord and csf Grad-CAM maps of the labels called on it; 0 elsewhere",
+    }
+    return heat
+
+
+def _explanations(cine, box, pre, shown, heat, localisation=None):
+    """{frame index: {'heat': {label: map on the frame}, 'masks': ...}} for the best-frame pictures,
+    from the kept Grad-CAM maps and the localisation result when there are any."""
+    extras = {}
+    for index, squares in ((heat or {}).get("kept") or {}).items():
+        shape = cine.frames[index].shape[:2]
+        extras.setdefault(index, {})["heat"] = {
+            label: square_to_frame(np.asarray(square, dtype=np.float32), shape, box, pre) for label, square in squares.items()
+        }
     if localisation is not None:
-        for index in indices:
+        for index in shown:
             extras.setdefault(index, {})["masks"] = {
                 "spinal_cord": localisation["cord_masks"][index],
                 "csf": localisation["csf_masks"][index],
@@ -457,7 +487,7 @@ def scene_copy(cine, max_side=SCENE_MAX_SIDE):
                 description=cine.description, source=cine.source, metadata=dict(cine.metadata), warnings=list(cine.warnings))
 
 
-def write_scene(job, cine, probs, calls, labels, localisation=None):
+def write_scene(job, cine, probs, calls, labels, localisation=None, heats=None):
     from ..images import Cine
     from ..scene import SceneContext, add_cine, add_table, save_node, save_scene_mrb, set_frame
 
@@ -499,5 +529,15 @@ def write_scene(job, cine, probs, calls, labels, localisation=None):
             add_localisation_overlays(ctx, browser, localisation)
         except Exception as error:
             job.warnings.append(f"cord/CSF mask sequences left out of scene.mrb ({type(error).__name__}: {' '.join(str(error).split())[:120]})")
+    if heats is not None:
+        try:
+            from ..scene.cine_overlays import add_heatmap_sequence
+
+            # On its own coarse grid (us_heatmaps), hidden until the viewer's "Heat map" toggle.
+            heat_sequence, _ = add_heatmap_sequence(ctx, browser, heats, name=f"{name} heat map", show=False, own_grid=True)
+            save_node(heat_sequence, out / OUTPUTS["heatmap"])
+            job.outputs["heatmap"] = OUTPUTS["heatmap"]
+        except Exception as error:
+            job.warnings.append(f"heat map sequence not written ({type(error).__name__}: {' '.join(str(error).split())[:120]})")
     save_scene_mrb(ctx, out / OUTPUTS["scene"])
     job.outputs["scene"] = OUTPUTS["scene"]

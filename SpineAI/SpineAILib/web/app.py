@@ -32,11 +32,11 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from .. import io as spine_io
-from .. import navigation, results
+from .. import cine_review, navigation, results
 from ..io import volumes as io_volumes
 from ..errors import AmbiguousInputError, InputError, SpineAIError
 from ..images import Cine
-from ..scene import segmentations, sequences, storage, volumes
+from ..scene import overlays, segmentations, sequences, storage, volumes
 from ..scene.context import SceneContext
 from . import panel, viewer
 
@@ -105,6 +105,8 @@ class SpineAIWebApp(TrameApp):
         self._cine = None  # (browser, sequence, frame times in ms) of the shown cine
         self._play_task = None
         self._segmentation_shown = False  # 3-D then shows surfaces without slice planes
+        self._review = None  # CineReview of the ultrasound run shown over the cine
+        self._heat_node = None  # the heat-map layer the "Heat map" toggle shows
 
         register_rca_factories(
             self.slicer_app.view_manager,
@@ -133,6 +135,7 @@ class SpineAIWebApp(TrameApp):
         self.state.change("layout_id")(self._on_layout_id)
         self.state.change("volume_rendering")(self._on_volume_rendering)
         self.state.change("cine_frame")(self._on_cine_frame)
+        self.state.change("heatmap_visible")(self._on_heatmap_visible)
         self._build_ui()
 
     # -- UI -------------------------------------------------------------------
@@ -262,6 +265,7 @@ class SpineAIWebApp(TrameApp):
             return f"loaded {node.GetName()}"
         image = value
         name = _stem(path)
+        self._forget_results_views()  # results of another input do not belong over this one
         if isinstance(image, Cine):
             sequence, browser, proxy = sequences.add_cine(self.scene_ctx, image, name=name)
             self._show_cine(browser, sequence, proxy)
@@ -336,6 +340,8 @@ class SpineAIWebApp(TrameApp):
                 "cine_time_ms": self._cine[2][frame] if self._cine[2] else 0.0,
             }
         )
+        self._update_review(frame)
+        self._apply_heatmap()  # showing the cine reset the views' foreground layer
 
     # -- results --------------------------------------------------------------
 
@@ -362,9 +368,76 @@ class SpineAIWebApp(TrameApp):
             if source:
                 self._insert(source, self._read(source, "image"))
         nodes = results.load_results(self.scene_ctx, folder)
+        layers = results.heatmap_layers(self.scene_ctx, nodes)
+        layer_ids = {layer.GetID() for layer in layers}
         for node in nodes:
-            self._show_node(node)
+            if node.GetID() not in layer_ids:  # a heat map waits for its toggle
+                self._show_node(node)
+        if layers:
+            self._heat_node = layers[-1]
+            self.state.heatmap_available = True
+            self._apply_heatmap()
+        self._set_review(cine_review.CineReview.from_folder(folder))
         return f"loaded {len(nodes)} results from {folder.name}: {', '.join(n.GetName() for n in nodes)}"
+
+    # -- ultrasound review and heat maps ------------------------------------------
+
+    def _forget_results_views(self):
+        self._review, self._heat_node = None, None
+        self.state.update({"review_visible": False, "heatmap_available": False, "heatmap_visible": False})
+
+    def _set_review(self, review):
+        """Show the per-frame calls, timeline and Best frame for a run on the cine shown now."""
+        if review is None or self._cine is None or not review.matches(len(self._cine[2])):
+            self._review = None
+            self.state.review_visible = False
+            return
+        self._review = review
+        self.state.update({"review_visible": True, "review_timeline": review.timeline_data_url(),
+                           "review_message": review.overview()})
+        self._update_review(self._cine[0].GetSelectedItemNumber())
+
+    def _update_review(self, frame):
+        if self._review is None:
+            return
+        cursor = self._review.cursor_fraction(frame)
+        self.state.update({"review_frame_text": self._review.frame_text(frame),
+                           "review_parts": self._review.parts(frame),
+                           "review_cursor": -1 if cursor is None else cursor})
+
+    def best_frame(self):
+        """Best frame button: the next of the run's best frames (the shared review decides)."""
+        if self._review is None or self._cine is None:
+            return
+        index, message = self._review.next_best(self._cine[0].GetSelectedItemNumber())
+        if index is not None:
+            self._jump_to_frame(index)
+        self._set(review_message=message)
+
+    def seek_timeline(self, x):
+        """A click on the timeline at ``x`` (0..1 of its width): the frame at that time."""
+        if self._review is None or self._cine is None:
+            return
+        index = self._review.frame_at_fraction(float(x))
+        if index is not None:
+            self._jump_to_frame(index)
+
+    def _jump_to_frame(self, frame):
+        frame = min(max(int(frame), 0), len(self._cine[2]) - 1)
+        self._stop_cine()
+        self._go_to_frame(frame)
+        with self.state:
+            self.state.update({"cine_frame": frame, "cine_time_ms": self._cine[2][frame]})
+            self._update_review(frame)
+
+    def _apply_heatmap(self):
+        if self._heat_node is None or not self.scene_ctx.scene.IsNodePresent(self._heat_node):
+            return
+        overlays.set_heatmap_visible(self.scene_ctx, self._heat_node, bool(self.state.heatmap_visible))
+        viewer.render_slice_views(self.slicer_app)
+
+    def _on_heatmap_visible(self, heatmap_visible, **_):
+        self._apply_heatmap()
 
     # -- workflows --------------------------------------------------------------
 
@@ -430,10 +503,7 @@ class SpineAIWebApp(TrameApp):
         if target is None:
             self._set(load_message="this row names no place in the views", load_error=False)
         elif target[0] == "frame" and self._cine is not None:
-            frame = min(max(target[1], 0), len(self._cine[2]) - 1)
-            self._stop_cine()
-            self._go_to_frame(frame)
-            self._set(cine_frame=frame, cine_time_ms=self._cine[2][frame])
+            self._jump_to_frame(target[1])
         elif target[0] == "ras":
             viewer.jump_slices_to(self.scene_ctx.scene, target[1])
             self._set(load_message="views centred at R {:.1f} A {:.1f} S {:.1f}".format(*target[1]), load_error=False)
@@ -456,6 +526,7 @@ class SpineAIWebApp(TrameApp):
         self._stop_cine()
         self._volume = self._cine = self._input_path = None
         self._segmentation_shown = False
+        self._forget_results_views()
         self.scene_ctx.clear()
         self.state.update(
             {
@@ -514,7 +585,9 @@ class SpineAIWebApp(TrameApp):
             frame = max(0, bisect.bisect_right(times, elapsed_ms) - 1)
             if frame != browser.GetSelectedItemNumber():
                 self._go_to_frame(frame)
-                self._set(cine_frame=frame, cine_time_ms=times[frame])
+                with self.state:
+                    self.state.update({"cine_frame": frame, "cine_time_ms": times[frame]})
+                    self._update_review(frame)
             await asyncio.sleep(step_s)
 
     def _go_to_frame(self, frame):
@@ -530,6 +603,7 @@ class SpineAIWebApp(TrameApp):
         times = self._cine[2]
         if 0 <= frame < len(times) and self.state.cine_time_ms != times[frame]:
             self.state.cine_time_ms = times[frame]
+        self._update_review(frame)
 
 
 # -- entry points -----------------------------------------------------------------

@@ -37,6 +37,15 @@ DEFAULT_STATE = {
     "task_error": False,
     "results_path": "",
     "tables": [],
+    # ultrasound review (SpineAILib.cine_review) and the generic heat-map toggle
+    "review_visible": False,
+    "review_frame_text": "",
+    "review_parts": [],
+    "review_cursor": -1,
+    "review_timeline": "",
+    "review_message": "",
+    "heatmap_available": False,
+    "heatmap_visible": False,
 }
 
 LOAD_AS_ITEMS = [
@@ -69,6 +78,49 @@ def _message_line(text_name, error_name, element_id):
         classes=(f"{error_name} ? 'text-error text-caption mt-1' : 'text-medium-emphasis text-caption mt-1'",),
         style="white-space: nowrap; overflow: hidden; text-overflow: ellipsis;",
     )
+
+
+def _review(actions):
+    """An ultrasound run's review under the cine player: the calls of the frame on screen,
+    the timeline (a click jumps there) and the Best frame button."""
+    with html.Div(v_show=("review_visible",), id="spineai-review", classes="mt-1"):
+        with html.Div(id="spineai-cine-calls", classes="text-caption"):
+            html.Span("{{ review_frame_text }} — ")
+            html.Span(
+                "{{ (k ? ' · ' : '') + part.text }}",
+                v_for="(part, k) in review_parts",
+                key="part.label",
+                classes=(
+                    "part.called ? (part.label === 'bad_quality' ? 'text-error font-weight-bold'"
+                    " : 'text-success font-weight-bold') : 'text-medium-emphasis'",
+                ),
+            )
+        with html.Div(style="position: relative", classes="mt-1", v_show=("review_timeline",)):
+            html.Img(
+                src=("review_timeline",),
+                id="spineai-timeline",
+                title="click: go to that time",
+                style="width: 100%; display: block; cursor: pointer; background: white",
+                click=(actions.seek_timeline, "[$event.offsetX / $event.target.clientWidth]"),
+            )
+            html.Div(
+                id="spineai-timeline-cursor",
+                v_show=("review_cursor >= 0",),
+                style=(
+                    "{position: 'absolute', top: 0, bottom: 0, width: '2px', background: '#e040fb',"
+                    " left: (review_cursor * 100) + '%', pointerEvents: 'none'}",
+                ),
+            )
+        with html.Div(classes="d-flex align-center mt-1", style="gap: 8px"):
+            v3.VBtn(
+                "Best frame",
+                id="spineai-best-frame",
+                size="small",
+                variant="tonal",
+                prepend_icon="mdi-star-outline",
+                click=actions.best_frame,
+            )
+        _message_line("review_message", "false", "spineai-review-message")
 
 
 def build_panel(actions):
@@ -149,6 +201,15 @@ def build_panel(actions):
                 density="compact",
                 hide_details=True,
             )
+            # Any loaded heat map (ultrasound per frame, MRI volume) as a coloured layer over the image.
+            v3.VCheckbox(
+                v_model=("heatmap_visible",),
+                v_show=("heatmap_available",),
+                id="spineai-heatmap",
+                label="Heat map",
+                density="compact",
+                hide_details=True,
+            )
             v3.VBtn("Clear", size="small", variant="text", disabled=("busy || task_running",), click=actions.clear)
         v3.VSelect(
             v_model=("layout_id",),
@@ -184,6 +245,7 @@ def build_panel(actions):
                 id="spineai-cine-frame",
                 classes="text-caption",
             )
+            _review(actions)
 
         # -- Workflows -----------------------------------------------------------
         _heading("Workflows")

@@ -141,6 +141,12 @@ def fit_slice_views(slicer_app, view_ids=None):
             view.schedule_render()
 
 
+def render_slice_views(slicer_app):
+    """Render the slice views again (after their layers changed in the composite nodes)."""
+    for view in slicer_app.view_manager.get_slice_views():
+        view.schedule_render()
+
+
 def background_volume(slicer_app, scene):
     """The volume node shown as background in the first slice view that has one."""
     for view in slicer_app.view_manager.get_slice_views():
