@@ -5,8 +5,10 @@ NIfTI, an ultrasound cine as multi-frame DICOM), reads them back through the
 same readers a user's files go through, puts them into an MRML scene
 (volumes, segmentation with vertebra names, disc-level points, a table, the
 cine as a sequence), renders pictures, saves everything (.nrrd, .seg.nrrd,
-.mrk.json, .tsv, scene.mrb), and opens the CT in the web app for a browser
-screenshot. Each workflow adds its own run here as it lands.
+.mrk.json, .tsv, scene.mrb), runs each workflow with its bundled model on its
+sample (``runs/<task>/``: lumbar-mri on a three-series MRI study made from the
+phantom, lp-ultrasound on the cine), and opens the CT in the web app for a
+browser screenshot. Each workflow adds its own run here as it lands.
 """
 
 import json
@@ -26,6 +28,7 @@ def make_samples(folder):
     from .io.volumes import save_volume_file
     from .samples.cine_phantom import make_cine_phantom, write_cine_dicom
     from .samples.dicom_writer import write_dicom_series
+    from .samples.mri_study import write_mri_study
     from .samples.spine_phantom import make_phantom
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,6 +38,7 @@ def make_samples(folder):
     mr, mr_labels = make_phantom("MR", shape_kji=(40, 200, 160), spacing=(1.0, 1.0, 2.0), plane="sagittal", seed=1)
     save_volume_file(mr, folder / "mri_sagittal.nii.gz")
     save_volume_file(mr_labels, folder / "mri_sagittal_labels.nii.gz")
+    write_mri_study(mr, folder / "mri_study")  # sagittal T2, T1-like and axial series: the lumbar-mri input
     cine = make_cine_phantom(n_frames=24, seed=0)
     write_cine_dicom(cine, folder / "us_cine.dcm", color="MONOCHROME2", frame_time_ms=40.0)
     return {
@@ -42,6 +46,7 @@ def make_samples(folder):
         "ct_labels": folder / "ct_labels.nii.gz",
         "mri": folder / "mri_sagittal.nii.gz",
         "mri_labels": folder / "mri_sagittal_labels.nii.gz",
+        "mri_study": folder / "mri_study",
         "us_cine": folder / "us_cine.dcm",
     }
 
@@ -92,6 +97,28 @@ def build_scene(samples, out):
     }
 
 
+# The workflows the demo runs on the samples, and the sample each one reads.
+DEMO_RUNS = (("lumbar-mri", "mri_study"), ("lp-ultrasound", "us_cine"))
+
+
+def run_workflows(samples, out):
+    """Run each workflow with its installed model on its sample; {task: message or error}."""
+    from .errors import SpineAIError
+    from .tasks import run_task_isolated
+
+    said = {}
+    for task, sample in DEMO_RUNS:
+        _say(f"running {task} on {Path(samples[sample]).name} (its bundled model)")
+        try:
+            # a child process: VTK's offscreen rendering does not survive a second scene in this one
+            report = run_task_isolated(task, samples[sample], out / task, device="cpu")
+            said[task] = report["results"].get("message") or "done"
+        except SpineAIError as error:  # a missing bundle must not stop the rest of the demo
+            said[task] = f"not run: {error}"
+        _say(f"{task}: {said[task]}")
+    return said
+
+
 def run_demo(out_dir, force=False, web=True):
     t0 = time.perf_counter()
     with staged_output_folder(out_dir, force) as staging:
@@ -99,6 +126,7 @@ def run_demo(out_dir, force=False, web=True):
         samples = make_samples(staging / "samples")
         _say("loading them into an MRML scene and rendering pictures")
         summary = build_scene(samples, staging)
+        summary["workflows"] = run_workflows(samples, staging / "runs")
         summary["samples"] = {k: str(Path(v).relative_to(staging)) for k, v in samples.items()}
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_text_atomic(staging / "summary.json", json.dumps(summary, indent=2))
