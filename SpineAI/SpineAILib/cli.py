@@ -50,6 +50,23 @@ def build_parser():
     p.add_argument("--open", action="store_true", help="open the system's browser")
     p.set_defaults(func=cmd_web)
 
+    p = sub.add_parser("dataset", help="export annotated cases as a de-identified training dataset, or import one to edit")
+    dataset = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    q = dataset.add_parser("export", help="write a dataset folder the training package reads (spineai-train TASK --data DIR)")
+    q.add_argument("sources", nargs="+", metavar="SCENE_OR_CASE_FOLDER",
+                   help="run output folders, annotation case folders or .mrb scenes")
+    q.add_argument("--task", required=True, choices=TASK_NAMES)
+    q.add_argument("--out", required=True, help="dataset folder (new or empty, unless --add)")
+    q.add_argument("--add", action="store_true", help="add the cases to the dataset in --out (a case already there is replaced)")
+    q.add_argument("--split", help="fractions by case, e.g. train=0.7,validation=0.15,test=0.15 (the default)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the split order")
+    q.add_argument("--key-file", help="de-identification key (default ~/.config/spineai/deidentify.key, made on first use)")
+    q.set_defaults(func=cmd_dataset_export)
+    q = dataset.add_parser("import", help="write a dataset's cases back as case folders to open and edit")
+    q.add_argument("dataset", help="a dataset folder written by `spineai dataset export`")
+    q.add_argument("--out", help="folder for the case folders (default: DATASET-cases beside it)")
+    q.set_defaults(func=cmd_dataset_import)
+
     p = sub.add_parser("demo", help="generate sample data, load it into a scene, render it, open it in the web app")
     p.add_argument("--out", default="demo_output")
     p.add_argument("--force", action="store_true", help="replace an earlier demo output")
@@ -136,6 +153,30 @@ def cmd_web(args):
     from .web.app import serve
 
     return serve(args.input, host=args.host, port=args.port, open_browser=args.open, out_dir=args.out) or 0
+
+
+def _progress(fraction, message):
+    print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_dataset_export(args):
+    from .dataset import export_dataset
+
+    manifest = export_dataset(args.sources, args.task, args.out, add=args.add, split=args.split, seed=args.seed,
+                              progress=_progress, key_file=args.key_file)  # fmt: skip
+    counts = {}
+    for case in manifest["cases"]:
+        counts[case["split"]] = counts.get(case["split"], 0) + 1
+    print(f"{args.out}: {len(manifest['cases'])} cases ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    return 0
+
+
+def cmd_dataset_import(args):
+    from .dataset import import_dataset
+
+    for folder in import_dataset(args.dataset, args.out, progress=_progress):
+        print(folder)
+    return 0
 
 
 def cmd_demo(args):
