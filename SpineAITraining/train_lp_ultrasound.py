@@ -19,7 +19,11 @@ by-frame split of the same videos and reports its (inflated) test score beside.
 Training: BCE with per-label pos_weight, AdamW, cosine learning rate, the seeds'
 augmentations (preprocess.Augmenter); each epoch is reseeded from (seed, epoch),
 checkpointed to BUNDLE.work/ (safetensors + JSON, never pickles; ``--resume``
-continues and repeats the run it continues); early stopping on the validation macro ROC AUC (or loss: --select).
+continues and repeats the run it continues); early stopping on the validation macro ROC AUC (or loss: --select);
+TensorBoard logs in BUNDLE.work/tensorboard. A SpineAI dataset export (``spineai dataset export``)
+is a seeds' layout with a split column: its split is used as it is. Under ``torchrun`` the
+frames of each epoch are sharded over the processes (DistributedDataParallel; see
+SpineAITraining/distributed.py); rank 0 validates and writes.
 The smoothing window (0, 100, 200, 300 ms) and the thresholds are chosen on the
 validation cines, the thresholds on the smoothed probabilities for the clinical
 priorities (thresholds.py). The bundle holds the best validation epoch's
@@ -98,6 +102,7 @@ def parse_args(argv):
     p.add_argument("--version", default=VERSION)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (default: BUNDLE.work/tensorboard)")
     args = p.parse_args(argv)
     args.size = args.size or DEFAULT_SIZES[args.network]
     args.lr = args.lr or (2e-3 if args.network == "small" else 1e-3)
@@ -177,7 +182,25 @@ def _video_from_record(record):
     if times is None:
         fps = float(get("fps", default=30.0) or 30.0)
         times = np.arange(len(labels)) * (1000.0 / fps)
-    return Video(name, np.asarray(frames), labels, np.asarray(times, dtype=np.float64), str(get("machine", default="") or ""))
+    return Video(name, np.asarray(frames), labels, np.asarray(times, dtype=np.float64), str(get("machine", default="") or ""),
+                 extra={"split": getattr(record, "split", None)})
+
+
+def given_split(videos):
+    """{'train', 'val', 'test'}: lists of videos, from the labels table's split column; None without one."""
+    from SpineAILib.errors import InputError
+
+    named = [v for v in videos if v.extra.get("split")]
+    if not named:
+        return None
+    if len(named) != len(videos):
+        raise InputError("the labels table gives a split for some videos only")
+    parts = {k: [v for v in videos if v.extra["split"] == k] for k in ("train", "val", "test")}
+    empty = [name for name, k in (("train", "train"), ("validation", "val"), ("test", "test")) if not parts[k]]
+    if empty:
+        raise InputError(f"the dataset's split has no {' and no '.join(empty)} videos; export more cases or choose "
+                         "--split fractions that give each part a case")
+    return parts
 
 
 def _read_rgb_or_grey(cv2, path):
@@ -326,18 +349,23 @@ def _load_checkpoint(work, model, optimizer):
     return state
 
 
-def train_model(args, parts, pre, work, label="main", progress=True):
+def train_model(args, parts, pre, work, label="main", progress=True, dist=None):
     """Train one network on parts['train'], early-stopped on parts['val']; returns
-    (model with the best weights, history, info)."""
+    (model with the best weights, history, info). ``dist``: a distributed.Distributed
+    (torchrun): each process trains on its shard, rank 0 validates, logs and checkpoints."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    from SpineAILib.models.device import choose_device
+    from SpineAITraining.distributed import Distributed
+    from SpineAITraining.tracking import tracker
     from SpineAITraining.ultrasound.classifier import bce_loss, build_classifier, count_parameters, pos_weights
     from SpineAITraining.ultrasound.metrics import evaluate
     from SpineAITraining.ultrasound.preprocess import EvalTransform, TrainTransform
 
-    device = choose_device(args.device)
+    dist = dist or Distributed()
+    main_rank = dist.is_main
+    progress = progress and main_rank
+    device = dist.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -350,7 +378,10 @@ def train_model(args, parts, pre, work, label="main", progress=True):
     criterion = bce_loss(pw).to(device)
     plain = torch.nn.BCEWithLogitsLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, len(items) // args.batch_size)
+    local_items = len(items) // dist.world_size if dist.enabled else len(items)  # DistributedSampler, drop_last
+    if local_items == 0:
+        raise ValueError(f"{len(items)} training frames cannot be shared by {dist.world_size} processes")
+    steps_per_epoch = max(1, local_items // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     train_tf, eval_tf = TrainTransform(pre), EvalTransform(pre)
     work.mkdir(parents=True, exist_ok=True)
@@ -358,7 +389,10 @@ def train_model(args, parts, pre, work, label="main", progress=True):
     if args.resume and (work / "state.json").is_file():
         state = _load_checkpoint(work, model, optimizer)
         history, best, bad_epochs, start_epoch = state["history"], state["best"], state["bad_epochs"], state["epoch"] + 1
-        log.info("[%s] resumed after epoch %d (best validation score %.4f)", label, state["epoch"], best)
+        if main_rank:
+            log.info("[%s] resumed after epoch %d (best validation score %.4f)", label, state["epoch"], best)
+    net = dist.wrap(model, device)  # DistributedDataParallel under torchrun; the model itself otherwise
+    board = tracker(work / "tensorboard", enabled=main_rank and not getattr(args, "no_tensorboard", False))
     t_start = time.perf_counter()
     from tqdm import tqdm
 
@@ -368,14 +402,21 @@ def train_model(args, parts, pre, work, label="main", progress=True):
         state = json.loads((work / "state.json").read_text()) if (work / "state.json").is_file() else {}
         history, best, start_epoch = state.get("history", []), state.get("best", math.inf), args.epochs
     for epoch in range(start_epoch, args.epochs):
+        stop = None
         if bad_epochs >= args.patience and epoch >= args.min_epochs:
-            break
-        if args.max_minutes and (time.perf_counter() - t_start) / 60 > args.max_minutes:
+            stop = "patience"
+        elif args.max_minutes and (time.perf_counter() - t_start) / 60 > args.max_minutes:
             log.warning("[%s] time budget of %.0f min reached before epoch %d; keeping the best epoch", label, args.max_minutes, epoch + 1)
+            stop = "time"
+        if dist.broadcast(stop):  # rank 0's clock and scores decide for every process
             break
-        rng = np.random.default_rng([args.seed, epoch, 17])
+        if dist.enabled:  # each process its own shard of one seeded permutation, its own augmentation draws
+            rng = np.random.default_rng([args.seed, epoch, 17, dist.rank])
+            order = items[dist.shard(len(items), args.seed, epoch)]
+        else:
+            rng = np.random.default_rng([args.seed, epoch, 17])
+            order = items[rng.permutation(len(items))]
         torch.manual_seed(args.seed * 1000 + epoch)
-        order = items[rng.permutation(len(items))]
         model.train()
         t0 = time.perf_counter()
         losses = []
@@ -388,12 +429,15 @@ def train_model(args, parts, pre, work, label="main", progress=True):
             x, y = make_batch(train, batch, train_tf, rng)
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
+            loss = criterion(net(x), y)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         train_time = time.perf_counter() - t0
+        if not main_rank:  # rank 0 validates and decides; the others wait for its verdict
+            history, best, bad_epochs = dist.broadcast(None)
+            continue
         probs = predict_videos(model, val, eval_tf, device)
         p = np.concatenate(probs)
         yv = np.concatenate([v.labels for v in val])
@@ -408,8 +452,10 @@ def train_model(args, parts, pre, work, label="main", progress=True):
             "val_auc_macro": table["overall"]["roc_auc_macro"],
             "lr": lr,
             "seconds": round(train_time, 1),
-            "frames_per_s": round(len(order[: steps_per_epoch * args.batch_size]) / train_time, 1),
+            "frames_per_s": round(len(order[: steps_per_epoch * args.batch_size]) * dist.world_size / train_time, 1),
         }
+        if dist.enabled:
+            entry["processes"] = dist.world_size
         history.append(entry)
         # lower is better for both: the loss, or 1 - macro AUC
         score = val_loss if args.select == "loss" else 1.0 - (entry["val_auc_macro"] if entry["val_auc_macro"] is not None else 0.0)
@@ -426,7 +472,14 @@ def train_model(args, parts, pre, work, label="main", progress=True):
             f"{entry['val_auc_macro']:.4f}" if entry["val_auc_macro"] is not None else "n/a",
             train_time, entry["frames_per_s"], " *" if improved else "",
         )
+        board.scalars(epoch + 1, {k: entry[k] for k in ("train_loss", "val_loss", "val_f1_micro", "val_auc_macro", "lr",
+                                                           "frames_per_s") if entry.get(k) is not None}, prefix=f"{label}/")  # fmt: skip
         _save_checkpoint(work, model, optimizer, {"epoch": epoch, "history": history, "best": best, "bad_epochs": bad_epochs, "label": label})
+        dist.broadcast((history, best, bad_epochs))
+    in_sync = dist.replicas_in_sync(model)
+    board.close()
+    if not main_rank:
+        return model, history, {"processes": dist.world_size, "replicas_in_sync": in_sync}
     if (work / "best.safetensors").is_file():
         model.load_state_dict(load_file(str(work / "best.safetensors")))
     model.eval()
@@ -436,6 +489,8 @@ def train_model(args, parts, pre, work, label="main", progress=True):
             "epochs_run": len(history), "selection": args.select, "best_val_score": best,
             "best_epoch": next((h["epoch"] for h in history if h.get("score") == best), None), "device": str(device),
             "train_minutes": round((time.perf_counter() - t_start) / 60, 2)}
+    if dist.enabled:
+        info.update(processes=dist.world_size, backend=dist.backend, replicas_in_sync=in_sync)
     if getattr(args, "evaluate_only", False) and (work / "info.json").is_file():
         info["train_minutes"] = json.loads((work / "info.json").read_text()).get("train_minutes")
     else:
@@ -503,8 +558,18 @@ def _state_mb(model):
 
 
 def main(argv=None):
+    from SpineAITraining.distributed import setup
+
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    dist = setup(args.device)
+    try:
+        return _main(args, argv, dist)
+    finally:
+        dist.close()
+
+
+def _main(args, argv, dist):
+    logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from SpineAILib.errors import InputError, OutputError
     from SpineAILib.us_inference import LABELS
     from SpineAILib.us_preprocess import Preprocessor, content_box
@@ -512,6 +577,8 @@ def main(argv=None):
 
     if args.out.exists() and not args.overwrite and not args.resume:
         raise OutputError(f"{args.out} already exists (pass --overwrite to replace it)")
+    if dist.enabled and (args.leaky_comparison or args.evaluate_only):
+        raise InputError("--leaky-comparison and --evaluate-only run in one process; leave them out under torchrun")
     work = args.work or args.out.with_name(args.out.name + ".work")
     t0 = time.perf_counter()
     labels = list(LABELS)
@@ -552,8 +619,12 @@ def main(argv=None):
     n_neg = args.negatives if args.negatives is not None else max(2, len(videos) // 8)
     negatives = negative_videos(n_neg, args.seed, size=(224, 224)) if n_neg else []
     neg_test = negative_videos(max(2, n_neg // 3), args.seed + 99, size=(224, 224)) if n_neg else []
+    dataset_split = None if generated_eval else given_split(videos)
     if generated_eval:
         parts = {"train": videos, **generated_eval}
+    elif dataset_split is not None:
+        parts = dataset_split
+        data_desc += "; split by video as the dataset's labels table gives it"
     else:
         parts = split_videos(videos, args.fractions, args.seed)
     if args.screen_fraction > 0:  # training cines only: validation and test stay as recorded
@@ -572,7 +643,9 @@ def main(argv=None):
              len(negatives), len(neg_test), time.perf_counter() - t0)
 
     # -- train
-    model, history, info = train_model(args, parts, pre, work / "by-video", "by-video", progress=not args.quiet)
+    model, history, info = train_model(args, parts, pre, work / "by-video", "by-video", progress=not args.quiet, dist=dist)
+    if not dist.is_main:
+        return 0  # rank 0 evaluates and writes the bundle
     from SpineAITraining.ultrasound.preprocess import EvalTransform
 
     eval_tf = EvalTransform(pre)
@@ -631,8 +704,9 @@ def main(argv=None):
     state = _fp16_state(model) if storage == "fp16" else model.state_dict()
     split_record = {
         "method": ("by video: separately generated validation/test cines (other subjects)" if generated_eval
+                   else "by video, as the dataset's split column gives it" if dataset_split is not None
                    else "by video, stratified by machine"),
-        "fractions": None if generated_eval else args.fractions,
+        "fractions": None if generated_eval or dataset_split is not None else args.fractions,
         "smoothing_window_search": [{k: w[k] for k in ("window_ms", "val_f1_micro")} for w in window_search],
         **{k: [v.name for v in parts[k] if v.kind == "spine"] for k in ("train", "val", "test")},
         "negatives_train": [f"{v.name} ({v.kind})" for v in negatives],
@@ -664,6 +738,7 @@ def main(argv=None):
             "pos_weight": dict(zip(labels, info["pos_weight"])),
             "epochs_run": info["epochs_run"],
             "train_minutes": info["train_minutes"],
+            "processes": info.get("processes", 1),
             "augmentations": "hue, saturation, tint, brightness, contrast, gamma, flips, rotation, zoom, shift, blur, speckle, burnt-in text, JPEG",
         },
         overwrite=args.overwrite or args.resume,
@@ -747,6 +822,12 @@ def main(argv=None):
     (report / "metrics.md").write_text("\n".join(md) + "\n")
     log.info("wrote %s (%.1f min); test F1 (micro) %.4f%s", folder, (time.perf_counter() - t0) / 60, tables["test"]["overall"]["f1_micro"],
              f", held-out machine {tables['held_out_machine']['overall']['f1_micro']:.4f}" if "held_out_machine" in tables else "")
+    if not args.no_tensorboard:  # the final table beside the curves
+        from SpineAITraining.tracking import tracker
+
+        board = tracker(work / "by-video" / "tensorboard")
+        board.text("metrics", "\n".join(md), step=len(history))
+        board.close()
     print(markdown_table({k: tables[k] for k in order}))
     return 0
 

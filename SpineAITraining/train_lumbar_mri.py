@@ -11,7 +11,13 @@ bundle was trained on a GPU with 15 augmentation workers (``--workers``).
 
 Checkpoints go to BUNDLE.work/ after each epoch (``--resume`` continues from
 there); each epoch reseeds from (seed, epoch), so a resumed run repeats the run it
-continues. The bundle holds the weights of the best validation epoch.
+continues. The bundle holds the weights of the best validation epoch. TensorBoard logs go to
+BUNDLE.work/tensorboard. ``--data`` may also be a SpineAI dataset export (``spineai dataset
+export --task lumbar-mri``): its cases and its split (dataset.json) are used.
+
+Under ``torchrun --nproc_per_node N`` (SpineAITraining/distributed.py) each process draws
+its own samples-per-epoch / N patches with its own seed, DistributedDataParallel averages
+the gradients, and rank 0 validates, checkpoints and writes the bundle.
 """
 
 import argparse
@@ -56,6 +62,7 @@ def parse_args(argv):
     p.add_argument("--val-cases", help="comma-separated case ids instead of the split's validation part")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs (default: BUNDLE.work/tensorboard)")
     p.add_argument("--workers", type=int, default=0, help="augmentation processes (0: in the training process)")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
     p.add_argument("--time-budget", type=float, help="seconds: after epoch 1, cut --epochs to what fits")
@@ -253,6 +260,41 @@ def summarise(results):
     return {"dice_mean": float(np.mean(per_case)) if per_case else 0.0, "levels_named": float(np.mean(named)) if named else 0.0}
 
 
+def write_report(folder, history, best):
+    """BUNDLE/report: metrics.md (validation Dice per case and level at the best epoch) and
+    training_curves.png (loss, validation Dice and levels named per epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    levels = [n for n in CLASS_NAMES[1:] if any(n in s for s in best["per_case"].values())]
+    lines = [f"# Validation at the best epoch ({best['epoch']}): Dice per level (slice-wise argmax, native grid)", "",
+             "| case | " + " | ".join(levels) + " | mean |", "|---|" + "---|" * (len(levels) + 1)]  # fmt: skip
+    for case, scores in sorted(best["per_case"].items()):
+        cells = [f"{scores[n]:.3f}" if n in scores else "" for n in levels]
+        mean = f"{np.mean(list(scores.values())):.3f}" if scores else ""
+        lines.append(f"| {case} | " + " | ".join(cells) + f" | {mean} |")
+    per_level = [[s[n] for s in best["per_case"].values() if n in s] for n in levels]
+    lines.append("| **mean** | " + " | ".join(f"{np.mean(v):.3f}" if v else "" for v in per_level)
+                 + f" | {best['dice_mean']:.3f} |")  # fmt: skip
+    lines += ["", f"Levels named (every labelled level Dice >= 0.5): {best['levels_named']:.2f} of the cases."]
+    (folder / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = [h["epoch"] for h in history]
+    axes[0].plot(epochs, [h["loss"] for h in history], marker="o")
+    axes[0].set(xlabel="epoch", ylabel="training loss (CE + Dice)", title="loss")
+    validated = [h for h in history if "dice_mean" in h]
+    axes[1].plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], marker="o", label="Dice (mean)")
+    axes[1].plot([h["epoch"] for h in validated], [h["levels_named"] for h in validated], marker="s", label="levels named")
+    axes[1].set(xlabel="epoch", ylim=(0, 1), title="validation")
+    axes[1].legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(folder / "training_curves.png", dpi=100)
+    plt.close(figure)
+
+
 # -- training -----------------------------------------------------------------------
 
 
@@ -267,7 +309,17 @@ def seed_everything(seed):
 
 
 def main(argv=None):
+    from .distributed import setup
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    dist = setup(args.device)
+    try:
+        return _main(args, argv, dist)
+    finally:
+        dist.close()
+
+
+def _main(args, argv, dist):
     from monai.data import set_track_meta
     from tqdm import tqdm
 
@@ -281,9 +333,13 @@ def main(argv=None):
     set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms here
     if args.out.exists() and not args.overwrite and not args.write_cache:
         raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
-    split = mri_lumbar.load_split()
+    split = mri_lumbar.dataset_split(args.data if args.data and args.data.is_dir() else None)
+    export = mri_lumbar.is_export(args.data) if args.data and args.data.is_dir() else False
     train_ids = args.train_cases.split(",") if args.train_cases else split["train"]
     val_ids = args.val_cases.split(",") if args.val_cases else split["validation"]
+    if export and (not train_ids or not val_ids):
+        raise InputError(f"{args.data}: the dataset's split has no {'training' if not train_ids else 'validation'} cases "
+                         "with label maps; export more cases or choose --split fractions that give each part a case")
     leaked = sorted(set(train_ids + val_ids) & set(split["test"]))
     if leaked:
         raise InputError(f"cases {', '.join(leaked)} belong to the test split; they never train or tune")
@@ -307,7 +363,7 @@ def main(argv=None):
         print(f"wrote {len(train) + len(val)} prepared cases to {args.write_cache}", file=sys.stderr)
         return 0
 
-    device = choose_device(args.device)
+    device = dist.device(args.device) if dist.enabled else choose_device(args.device)
     channels = tuple(int(c) for c in args.channels.split(","))
     spec = network_spec(channels)
     work = args.work or args.out.with_name(args.out.name + ".work")
@@ -315,7 +371,7 @@ def main(argv=None):
     seed_everything(args.seed)
     model = build_network(spec["name"], **spec["args"]).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, args.samples_per_epoch // args.batch_size)
+    steps_per_epoch = max(1, args.samples_per_epoch // (args.batch_size * dist.world_size))  # per process
     epochs, step, start_epoch, best, history, best_state = args.epochs, 0, 0, None, [], None
     checkpoint = work / "last.pt"
     if args.resume and checkpoint.is_file():
@@ -325,20 +381,28 @@ def main(argv=None):
         start_epoch, step, epochs = int(state["epoch"]), int(state["step"]), int(state["epochs"])
         epochs = max(epochs, args.epochs) if args.time_budget is None else epochs
         history, best, best_state = json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
-        print(f"resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
+        if dist.is_main:
+            print(f"resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
+    from .tracking import tracker
+
+    net = dist.wrap(model, device)
+    board = tracker(work / "tensorboard", enabled=dist.is_main and not args.no_tensorboard)
 
     epoch = start_epoch
     while epoch < epochs:
-        seed_everything(args.seed * 1000 + epoch)
+        seed = args.seed * 1000 + epoch
+        seed = seed * 1009 + dist.rank if dist.enabled else seed  # each process its own patches
+        seed_everything(seed)
         model.train()
         losses = []
         t0 = time.perf_counter()
-        loader = batches(train, steps_per_epoch * args.batch_size, args.batch_size, args.seed * 1000 + epoch, args.workers)
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=args.quiet, file=sys.stderr)
+        loader = batches(train, steps_per_epoch * args.batch_size, args.batch_size, seed, args.workers)
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=args.quiet or not dist.is_main,
+                   file=sys.stderr)  # fmt: skip
         for images, labels in bar:
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, epochs * steps_per_epoch, args.lr)
-            loss = loss_fn(model(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True))
+            loss = loss_fn(net(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -347,6 +411,11 @@ def main(argv=None):
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         epoch += 1
         entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "train_seconds": round(time.perf_counter() - t0, 1)}
+        if not dist.is_main:  # rank 0 validates, checkpoints and decides how many epochs run
+            history, epochs = dist.broadcast(None)
+            continue
+        if dist.enabled:
+            entry["processes"] = dist.world_size
         if epoch % args.val_every == 0 or epoch == epochs:
             results = validate(model, val, device)
             entry.update({k: round(v, 4) for k, v in summarise(results).items()})
@@ -363,18 +432,27 @@ def main(argv=None):
             if fit < epochs:
                 epochs = max(epoch, fit)
                 print(f"time budget {args.time_budget:.0f} s: training {epochs} epochs", file=sys.stderr)
+        board.scalars(epoch, {k: entry[k] for k in ("loss", "dice_mean", "levels_named", "seconds") if k in entry},
+                      prefix="lumbar-mri/")  # fmt: skip
+        board.scalars(epoch, {"lr": optimiser.param_groups[0]["lr"]}, prefix="lumbar-mri/")
         torch.save(
             {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
              "epochs": epochs, "history": json.dumps(history), "best": json.dumps(best), "best_model": best_state},
             work / "last.tmp",
         )  # fmt: skip
         (work / "last.tmp").replace(checkpoint)
+        dist.broadcast((history, epochs))
+
+    in_sync = dist.replicas_in_sync(model)
+    board.close()
+    if not dist.is_main:
+        return 0
 
     if best_state is None:
         raise InputError("no epoch was validated (--epochs must exceed the epochs already done)")
     model.load_state_dict(best_state)
     seconds = round(time.perf_counter() - t_start, 1)
-    val_data = f"validation split of mri_lumbar ({len(val_ids)} cases: {', '.join(val_ids)}), 1 mm grid, slice-wise argmax"
+    val_data = f"validation split of {'the export' if export else 'mri_lumbar'} ({len(val_ids)} cases: {', '.join(val_ids)}), 1 mm grid, slice-wise argmax"
     metrics = [
         {"name": "dice_mean_validation", "value": round(best["dice_mean"], 4), "data": val_data},
         {"name": "levels_named_validation", "value": round(best["levels_named"], 4), "data": val_data},
@@ -398,10 +476,11 @@ def main(argv=None):
                           "upper_percentile": 99.5, "range": [0.0, 1.0], "clip": True},
         },  # fmt: skip
         labels=CLASS_NAMES,
-        data="Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 "
-        "bodies) and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg",
+        data=(f"SpineAI dataset export {args.data} (lumbar-mri; label maps of T11-L5 as annotated)" if export else
+              "Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 "
+              "bodies) and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg"),
         seed=args.seed,
-        split={"file": "SpineAITraining/splits/mri_lumbar_split.json", "seed": split["seed"], "train": train_ids,
+        split={"file": split.get("file", "SpineAITraining/splits/mri_lumbar_split.json"), "seed": split["seed"], "train": train_ids,
                "validation": val_ids, "test": split["test"]},  # fmt: skip
         metrics=metrics,
         command=command,
@@ -412,12 +491,14 @@ def main(argv=None):
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "seconds": seconds, "best_epoch": best["epoch"], "history": history,
             "validation_per_case": best["per_case"],
+            "processes": dist.world_size, **({"replicas_in_sync": in_sync} if dist.enabled else {}),
             "augmentation": "random S-I/A-P field of view, affine (rotation 0.2 rad, scale 0.8-1.2, shear, shift), "
             "simulated low resolution, Gaussian blur, bias field, random intensity curve, gamma, scale/shift, noise",
             "loss": "cross entropy + soft Dice; vb3 pixels more than 3 mm above L1 ignored (T12 unlabelled there)",
         },  # fmt: skip
         overwrite=args.overwrite,
     )
+    write_report(Path(folder) / "report", history, best)
     print(f"best epoch {best['epoch']}: validation Dice {best['dice_mean']:.3f}, levels named {best['levels_named']:.2f}; "
           f"{seconds:.0f} s; wrote {folder}", file=sys.stderr)  # fmt: skip
     return 0

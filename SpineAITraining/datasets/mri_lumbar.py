@@ -4,6 +4,11 @@ Two sources (see that folder's README): ``vb3_NN`` T1 volumes with L1-L5 bodies
 labelled (T12 visible but unlabelled) and ``vb2_NN`` T2 volumes with T11-L5
 labelled. The split is by case and stratified by source; it lives in
 ``splits/mri_lumbar_split.json`` and is regenerated only to check it is stable.
+
+A SpineAI dataset export (``spineai dataset export --task lumbar-mri``: ``case-NNNN.nii.gz``
++ ``case-NNNN_labels.nii.gz`` and a ``dataset.json`` manifest) is read the same way: its
+cases are the manifest's cases with a label map, each labels what its map holds, and its
+split is the manifest's (``dataset_split``).
 """
 
 import json
@@ -20,6 +25,9 @@ CASE_PATTERN = re.compile(r"^(vb[23])_(\d+)\.nii\.gz$")
 # Labels each source annotates (VerSe numbers).
 LABELLED = {"vb2": (18, 19, 20, 21, 22, 23, 24), "vb3": (20, 21, 22, 23, 24)}
 SEQUENCE = {"vb2": "T2 TSE (Zukic et al. 2014)", "vb3": "T1 FFE (MyoSegmenTUM, Burian et al. 2019)"}
+MANIFEST = "dataset.json"
+EXPORT_SOURCE = "export"
+LEVEL_VALUES = range(18, 25)  # T11..L5: what the level model learns
 
 
 @dataclass(frozen=True)
@@ -28,19 +36,38 @@ class Case:
     source: str  # "vb2" or "vb3"
     image: Path
     labels: Path
+    labelled: tuple = None  # export cases: the levels their label map holds
 
     @property
     def labelled_values(self):
-        return LABELLED[self.source]
+        return self.labelled if self.labelled is not None else LABELLED[self.source]
 
 
 def source_of(case_id):
     return case_id.split("_")[0]
 
 
+def is_export(data_dir):
+    return (Path(data_dir) / MANIFEST).is_file()
+
+
+def _manifest(data_dir):
+    from SpineAILib.errors import InputError
+
+    try:
+        manifest = json.loads((Path(data_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{data_dir}: {MANIFEST} is not readable ({error})") from None
+    if manifest.get("task") != "lumbar-mri":
+        raise InputError(f"{data_dir}: holds a {manifest.get('task')} dataset, not lumbar-mri")
+    return manifest
+
+
 def list_cases(data_dir):
     """Every case with both image and label file, sorted by id."""
     data_dir = Path(data_dir)
+    if is_export(data_dir):
+        return _export_cases(data_dir)
     cases = []
     for path in sorted(data_dir.glob("vb*_*.nii.gz")):
         match = CASE_PATTERN.match(path.name)
@@ -75,6 +102,31 @@ def split_document(case_ids, seed=SPLIT_SEED):
         "seed": seed,
         **make_split(case_ids, seed),
     }
+
+
+def _export_cases(data_dir):
+    cases = []
+    for entry in _manifest(data_dir)["cases"]:
+        image, labels = data_dir / f"{entry['id']}.nii.gz", data_dir / f"{entry['id']}_labels.nii.gz"
+        if image.is_file() and labels.is_file():
+            levels = tuple(int(v) for v in entry.get("labelled", []) if int(v) in LEVEL_VALUES)
+            cases.append(Case(entry["id"], EXPORT_SOURCE, image, labels, labelled=levels))
+    return sorted(cases, key=lambda c: c.case_id)
+
+
+def dataset_split(data_dir):
+    """The split to train with: an export's own (its manifest, by case), else the fixed split file."""
+    if data_dir is None or not is_export(data_dir):
+        return load_split()
+    manifest = _manifest(data_dir)
+    parts = {"train": [], "validation": [], "test": []}
+    labelled = {c.case_id for c in _export_cases(Path(data_dir))}
+    for entry in manifest["cases"]:
+        if entry["id"] in labelled and entry.get("split") in parts:
+            parts[entry["split"]].append(entry["id"])
+    return {"dataset": f"SpineAI dataset export {data_dir}", "file": str(Path(data_dir) / MANIFEST),
+            "method": manifest.get("split", {}).get("method", "by case"), "seed": manifest.get("split", {}).get("seed"),
+            **{k: sorted(v) for k, v in parts.items()}}  # fmt: skip
 
 
 def load_split(path=SPLIT_FILE):

@@ -8,6 +8,10 @@ Layout (what ``generator.write_seed_layout`` writes, and what the seeds used)::
     root/<video>/masks/frame_0001_csf.png
     root/machines.csv                        optional: video, machine, view
 
+Optional columns of the labels table: ``split`` (train / validation / test, constant per
+video: a SpineAI dataset export writes it and the trainers then use it instead of their
+own split) and ``time_ms`` (frame times, for the temporal smoothing).
+
 Also accepted: the plain seeds' table without masks or machines; column names matched
 case-insensitively with spaces/underscores/hyphens ignored ("Bad quality",
 "bad_quality"; "Spinal Cord", "spinal_cord", "cord"; "Fluid", "Spinal Fluid", "csf");
@@ -41,7 +45,10 @@ _COLUMN_ROLES = {
     "badquality": "bad_quality", "bad": "bad_quality", "quality": None, "badimagequality": "bad_quality",
     "spinalcord": "spinal_cord", "cord": "spinal_cord",
     "fluid": "csf", "csf": "csf", "spinalfluid": "csf", "cerebrospinalfluid": "csf",
+    "split": "split", "part": "split", "subset": "split", "timems": "time_ms",
 }
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "test": "test", "testing": "test"}  # fmt: skip
 _LABEL_ROLES = ("bad_quality", "spinal_cord", "csf")
 _SEEDS_NAMES = {"bad_quality": "bad quality", "spinal_cord": "spinal cord", "csf": "fluid (or csf)"}
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
@@ -58,6 +65,8 @@ class VideoRecord:
     machine: str | None = None
     view: str | None = None
     extra: dict = field(default_factory=dict)
+    split: str | None = None  # "train", "val" or "test" when the labels table says
+    times_ms: np.ndarray | None = None  # (N,) frame times when the labels table has them
 
     @property
     def n_frames(self):
@@ -167,8 +176,29 @@ def load_seed_layout(root):
         labels = np.array([e[1] for e in entries], dtype=np.uint8).reshape(-1, 3)
         cord, csf = _mask_paths(frames)
         machine, view = machines.get(vid, (None, None))
-        records.append(VideoRecord(vid, frames, labels, cord, csf, machine, view))
+        splits = {e[2] for e in entries}
+        if len(splits) > 1:
+            raise InputError(f"video {vid}: its frames are in several splits ({', '.join(sorted(map(str, splits)))}); split by video")
+        times = [e[3] for e in entries]
+        times = np.array(times, np.float64) if all(t is not None for t in times) else None
+        records.append(VideoRecord(vid, frames, labels, cord, csf, machine, view, split=splits.pop(), times_ms=times))
     return records
+
+
+def splits_from_records(records):
+    """{'train', 'val', 'test': [video ids]} from the table's split column; None when it has none.
+
+    Every video must then have a split (a table split for some videos only is refused)."""
+    named = [r for r in records if r.split]
+    if not named:
+        return None
+    missing = [r.video_id for r in records if not r.split]
+    if missing:
+        raise InputError(f"the labels table gives a split for some videos only (none for {', '.join(missing[:3])})")
+    out = {"train": [], "val": [], "test": []}
+    for r in records:
+        out[r.split].append(r.video_id)
+    return out
 
 
 def _collect(base, table, per_video, video):
@@ -182,6 +212,8 @@ def _collect(base, table, per_video, video):
         if not name:
             raise InputError(f"{table.name} line {line}: empty frame file")
         labels = [_flag(cell(r), table.name, line, header[roles[r]].strip()) for r in _LABEL_ROLES]
+        split = _split_name(cell("split"), table.name, line) if "split" in roles else None
+        time_ms = _time(cell("time_ms"), table.name, line) if "time_ms" in roles else None
         vid = video or (cell("video") if "video" in roles else "")
         rel = Path(name.replace("\\", "/"))
         if vid:
@@ -218,7 +250,25 @@ def _collect(base, table, per_video, video):
         if labels[0] and (labels[1] or labels[2]):
             # the seeds' rule: a bad-quality frame shows neither cord nor fluid
             labels = [1, 0, 0]
-        per_video.setdefault(vid, []).append((path, labels))
+        per_video.setdefault(vid, []).append((path, labels, split, time_ms))
+
+
+def _split_name(value, table, line):
+    if not value:
+        return None
+    name = _SPLIT_NAMES.get(value.strip().lower())
+    if name is None:
+        raise InputError(f"{table} line {line}: split must be train, validation or test, got {value!r}")
+    return name
+
+
+def _time(value, table, line):
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{table} line {line}: time_ms must be a number, got {value!r}") from None
 
 
 def _mask_paths(frames):

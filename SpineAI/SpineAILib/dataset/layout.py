@@ -190,7 +190,7 @@ def _write_volume(root, case_id, a, task):
                                  "voxel": {"min": low, "max": high},
                                  "ras": {"center": _r(roi["center"]), "size": _r(roi["size"]), "axes": np.round(roi["axes"], 6).tolist()}})  # fmt: skip
     if task == "lumbar-mri":
-        rows[DISCS_FILE] = [{"label": label, "ras": _r(ras), "voxel": _r((inverse @ np.append(ras, 1.0))[:3], 2)}
+        rows[DISCS_FILE] = [{"case": case_id, "label": label, "ras": _r(ras), "voxel": _r((inverse @ np.append(ras, 1.0))[:3], 2)}
                             for label, ras in a.points if DISC_LABEL.match(str(label))]  # fmt: skip
         rows[SEVERITY_TABLE] = [dict(r, case=case_id) for r in a.severity]
     if task == "cervical-ct" and a.fractures is not None:
