@@ -22,6 +22,7 @@ class CineAnnotation:
     masks: dict = field(default_factory=dict)  # structure -> (N, H, W) bool; frames without a drawn mask all False
     mask_frames: np.ndarray = None  # (N,) bool: frames whose masks were drawn (None: every frame, when masks exist)
     boxes: dict = field(default_factory=dict)  # structure -> (N, 4) x0 y0 x1 y1 pixels, NaN rows = none
+    labelled: np.ndarray = None  # (N,) bool: frames whose labels were set (None: every frame)
 
 
 @dataclass

@@ -1,16 +1,15 @@
-"""``spineai dataset import``: a dataset's cases back as case folders to open and edit again.
+"""``spineai dataset import``: a dataset's cases back as annotation case folders to edit again.
 
-Each case becomes a folder shaped like a run's output (``report.json`` naming the image
-beside it, and the results under the names ``spineai run`` uses), so the web app, the
-desktop module and the annotation session open it like any run, and ``spineai dataset
-export --add`` takes it back into the same dataset: its report.json carries the case's
-dataset key, so the re-export replaces the case instead of adding a copy.
-
-    cine:   image.seq.nrrd, frames.tsv (labels), scene.mrb (cine, mask and box sequences)
-    volume: image.nii.gz, vertebrae.seg.nrrd, discs.mrk.json, boxes.mrk.json, severity.tsv, fractures.tsv
+Each case becomes an annotation case folder (SpineAILib.annotation: ``annotation.json``
+and the annotation files beside it) with the case's de-identified image inside it
+(``image.seq.nrrd`` for a cine: frames, frame times and pixel spacing; ``image.nii.gz``
+for a volume), so the web app, the desktop module and ``AnnotationSession`` open it like
+any case. Its ``dataset_case.json`` names the case's key in the dataset, so
+``spineai dataset export --add`` takes the edited case back into the same dataset as a
+replacement, not as a copy. Labels imported are marked as the user's (they are the
+dataset's truth, whoever made them first).
 """
 
-import csv
 import json
 from pathlib import Path
 
@@ -21,38 +20,31 @@ from ..outputs import staged_output_folder
 from .cases import CERVICAL, MASK_SUFFIX, US_LABELS
 from .layout import BOXES_FILE, DISCS_FILE, FRACTURES_TABLE, LABELS_TABLE, SEVERITY_TABLE
 from .manifest import read_manifest, sha256_file
+from .sources import DATASET_LINK
 
 
 def import_dataset(dataset_dir, out_dir=None, progress=None):
-    """Write one case folder per case of ``dataset_dir`` into ``out_dir``; returns their paths."""
+    """Write one annotation case folder per case of ``dataset_dir`` into ``out_dir``; returns their paths."""
     dataset_dir = Path(dataset_dir)
     manifest = read_manifest(dataset_dir)
     _verify(dataset_dir, manifest)
-    out_dir = Path(out_dir) if out_dir else dataset_dir.with_name(dataset_dir.name + "-cases")
+    out_dir = Path(out_dir).absolute() if out_dir else dataset_dir.absolute().with_name(dataset_dir.name + "-cases")
     progress = progress or (lambda fraction, message: None)
     tables = _tables(dataset_dir, manifest["task"])
     with staged_output_folder(out_dir) as staging:
         for n, case in enumerate(manifest["cases"]):
             progress(n / max(1, len(manifest["cases"])), f"importing {case['id']}")
             folder = staging / case["id"]
+            final = out_dir / case["id"]  # annotation.json names the image where it will be
             folder.mkdir()
             if case["kind"] == "cine":
-                outputs = _cine_case(dataset_dir, case, tables, folder)
-                image = "image.seq.nrrd"
+                _cine_case(dataset_dir, case, tables, folder, final, manifest["task"])
             else:
-                outputs = _volume_case(dataset_dir, case, tables, folder, manifest["task"])
-                image = "image.nii.gz"
-            report = {
-                "task": manifest["task"],
-                "input": {"path": str((out_dir / case["id"] / image).absolute()), "kind": case["kind"]},
-                "outputs": outputs,
-                "results": {"message": "imported from a SpineAI dataset for editing"},
-                "dataset": {"case": case["id"], "key": case["key"], "split": case["split"],
-                            "key_fingerprint": manifest["deidentification"]["key_fingerprint"],
-                            "study_uid": case.get("study_uid"), "series_uid": case.get("series_uid")},
-                "warnings": [],
-            }  # fmt: skip
-            (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+                _volume_case(dataset_dir, case, tables, folder, final, manifest["task"])
+            link = {"dataset": manifest.get("created"), "case": case["id"], "key": case["key"], "split": case["split"],
+                    "key_fingerprint": manifest["deidentification"]["key_fingerprint"],
+                    "study_uid": case.get("study_uid"), "series_uid": case.get("series_uid")}  # fmt: skip
+            (folder / DATASET_LINK).write_text(json.dumps(link, indent=2) + "\n", encoding="utf-8")
     progress(1.0, f"{len(manifest['cases'])} cases written to {out_dir}")
     return [out_dir / case["id"] for case in manifest["cases"]]
 
@@ -92,96 +84,88 @@ def _read_png(path, grey=False):
     return image
 
 
-def _cine_case(root, case, tables, folder):
+def _new_case(folder, final, task, image, image_name):
+    from ..annotation.case import CaseData
+    from ..annotation.session import default_user, image_description, now
+
+    user = default_user()
+    description = image_description(image, final / image_name)
+    case = CaseData(folder=folder, task=task, image=description, created={"user": user, "time": now()})
+    case.saved = {"user": user, "time": now()}
+    return case
+
+
+def _cine_case(root, case, tables, folder, final, task):
     from ..images import Cine
-    from ..scene.cine_overlays import add_box_sequences, add_mask_sequence
     from ..scene.context import SceneContext
     from ..scene.sequences import add_cine
-    from ..scene.storage import save_node, save_scene_mrb
-    from ..scene.tables import add_table
-
-    rows = _rows_of(tables, LABELS_TABLE, case["id"])
-    n = case["frames"]
-    if len(rows) != n:
-        raise InputError(f"{root}: labels.csv has {len(rows)} rows for {case['id']}, which has {n} frames")
-    frames = np.stack([_read_png(root / case["id"] / r["frame_file"]) for r in rows])
-    times = np.array([float(r["time_ms"]) for r in rows])
-    cine = Cine(frames=frames, frame_times_ms=times, pixel_spacing=tuple(case["pixel_spacing"]), description=case["id"])
-    labels = np.array([[int(r[k]) for k in US_LABELS] for r in rows], np.uint8)
-    ctx = SceneContext.headless()
-    sequence, browser, _ = add_cine(ctx, cine, case["id"])
-    save_node(sequence, folder / "image.seq.nrrd")
-    columns = {"frame": list(range(n)), "time_ms": [round(float(t), 4) for t in times],
-               **{f"p_{k}": [float(v) for v in labels[:, j]] for j, k in enumerate(US_LABELS)},
-               **{k: [int(v) for v in labels[:, j]] for j, k in enumerate(US_LABELS)}}  # fmt: skip
-    table = add_table(ctx, "frames", columns)
-    save_node(table, folder / "frames.tsv")
-    masks = {}
-    for structure, suffix in MASK_SUFFIX.items():
-        paths = [root / case["id"] / "masks" / f"{Path(r['frame_file']).stem}_{suffix}.png" for r in rows]
-        if any(p.is_file() for p in paths):
-            masks[structure] = np.stack([_read_png(p) > 0 if p.is_file() else np.zeros(cine.frame_shape, bool) for p in paths])
-    if masks:
-        add_mask_sequence(ctx, browser, masks)
-    boxes = {}
-    for box in _rows_of(tables, BOXES_FILE, case["id"]):
-        array = boxes.setdefault(box["label"], np.full((n, 4), np.nan, np.float32))
-        array[int(box["frame"])] = box["pixel"]
-    if boxes:
-        add_box_sequences(ctx, browser, boxes)
-    save_scene_mrb(ctx, folder / "scene.mrb")
-    return {"image": "image.seq.nrrd", "table": "frames.tsv", "scene": "scene.mrb"}
-
-
-def _volume_case(root, case, tables, folder, task):
-    from ..io import load
-    from ..scene.context import SceneContext
-    from ..scene.markups import add_points, add_roi
-    from ..scene.segmentations import add_segmentation_from_labelmap
     from ..scene.storage import save_node
-    from ..scene.volumes import add_volume
+    from .layout import frame_files as list_frames
+
+    frame_files = list_frames(root / case["id"])
+    if len(frame_files) != case["frames"]:
+        raise InputError(f"{root}: {case['id']} has {len(frame_files)} frame files, dataset.json says {case['frames']}")
+    rows = {r["frame_file"]: r for r in _rows_of(tables, LABELS_TABLE, case["id"])}
+    frames = np.stack([_read_png(p) for p in frame_files])
+    period = 1000.0 / 30.0
+    times = np.array([float(rows[p.name]["time_ms"]) if p.name in rows else np.nan for p in frame_files])
+    if np.isnan(times).any():  # unlabelled frames have no row: their times from the labelled ones' spacing
+        known = np.nonzero(~np.isnan(times))[0]
+        if len(known) >= 2:
+            period = float(np.median(np.diff(times[known]) / np.diff(known)))
+        start = times[known[0]] - known[0] * period if len(known) else 0.0
+        times = np.where(np.isnan(times), start + np.arange(len(times)) * period, times)
+    cine = Cine(frames=frames, frame_times_ms=times, pixel_spacing=tuple(case["pixel_spacing"]), description=case["id"])
+    ctx = SceneContext.headless()
+    sequence, _, _ = add_cine(ctx, cine, case["id"])
+    save_node(sequence, folder / "image.seq.nrrd")
+    data = _new_case(folder, final, task, cine, "image.seq.nrrd")
+    data.labels = np.zeros((cine.n_frames, 3), np.int8)
+    for index, path in enumerate(frame_files):
+        row = rows.get(path.name)
+        if row is not None:
+            data.labels[index] = [int(row[k]) for k in US_LABELS]
+            data.sources[f"labels/{index}"] = "user"
+        mask = np.zeros((1, *cine.frame_shape), np.uint8)
+        drawn = False
+        for value, (structure, suffix) in enumerate(MASK_SUFFIX.items(), start=1):
+            mask_path = root / case["id"] / "masks" / f"{path.stem}_{suffix}.png"
+            if mask_path.is_file():
+                drawn = True
+                mask[0][_read_png(mask_path) > 0] = value
+        if drawn:
+            data.masks[index] = mask
+            data.sources[f"mask/{index}"] = "user"
+    for box in _rows_of(tables, BOXES_FILE, case["id"]):
+        x0, y0, x1, y1 = (int(round(v)) for v in box["pixel"])
+        data.boxes[(int(box["frame"]), box["label"])] = (x0, y0, 0, x1, y1, 1)
+        data.sources[f"box/{int(box['frame'])}/{box['label']}"] = "user"
+    data.write()
+
+
+def _volume_case(root, case, tables, folder, final, task):
+    from ..annotation.labelmap import ras_to_box
+    from ..io import load
 
     case_id = case["id"]
     (folder / "image.nii.gz").write_bytes((root / f"{case_id}.nii.gz").read_bytes())
-    outputs = {"image": "image.nii.gz"}
     image = load(folder / "image.nii.gz")
-    ctx = SceneContext.headless()
-    volume = add_volume(ctx, image, name=case_id)
+    data = _new_case(folder, final, task, image, "image.nii.gz")
     labels_path = root / f"{case_id}_labels.nii.gz"
     if labels_path.is_file():
-        labels = load(labels_path)
-        labels.is_labelmap = True
-        segmentation = add_segmentation_from_labelmap(ctx, labels, reference_node=volume, name="Vertebrae", closed_surface=False)
-        save_node(segmentation, folder / "vertebrae.seg.nrrd")
-        outputs["segmentation"] = "vertebrae.seg.nrrd"
-    discs = _rows_of(tables, DISCS_FILE, case_id)
-    if discs:
-        save_node(add_points(ctx, "Disc levels", [(d["label"], d["ras"]) for d in discs]), folder / "discs.mrk.json")
-        outputs["discs"] = "discs.mrk.json"
-    boxes = _rows_of(tables, BOXES_FILE, case_id)
-    if boxes:
-        from ..tasks.lumbar_mri import write_markups_list
-
-        rois = [add_roi(ctx, f"Box {b['label']}", b["ras"]["center"], b["ras"]["size"], label=b["label"], axes=b["ras"]["axes"])
-                for b in boxes]  # fmt: skip
-        write_markups_list(rois, folder / "boxes.mrk.json", save_node)
-        outputs["boxes"] = "boxes.mrk.json"
-    severity = _rows_of(tables, SEVERITY_TABLE, case_id)
-    if severity:
-        _write_tsv(folder / "severity.tsv", ("level", "condition", "grade", "assessed"),
-                   [dict(r, assessed=1) for r in severity])  # fmt: skip
-        outputs["severity"] = "severity.tsv"
-    fractures = _rows_of(tables, FRACTURES_TABLE, case_id)
-    if fractures:
-        row = fractures[0]
-        _write_tsv(folder / "fractures.tsv", ("vertebra", "call"),
-                   [{"vertebra": k, "call": row[k]} for k in (*CERVICAL, "patient_overall")])  # fmt: skip
-        outputs["fractures"] = "fractures.tsv"
-    return outputs
-
-
-def _write_tsv(path, columns, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[r.get(c, "") for c in columns] for r in rows])
+        data.mask = np.asarray(load(labels_path).voxels).astype(np.uint8)
+        data.sources["mask"] = "user"
+    for d in _rows_of(tables, DISCS_FILE, case_id):
+        data.points[d["label"]] = tuple(float(v) for v in d["ras"])
+        data.sources[f"point/{d['label']}"] = "user"
+    for r in _rows_of(tables, SEVERITY_TABLE, case_id):
+        data.severity[(r["level"], r["condition"])] = r["grade"]
+        data.sources[f"severity/{r['level']}/{r['condition']}"] = "user"
+    for r in _rows_of(tables, FRACTURES_TABLE, case_id):
+        for vertebra in CERVICAL:
+            data.fractures[vertebra] = int(r[vertebra])
+            data.sources[f"fracture/{vertebra}"] = "user"
+    for b in _rows_of(tables, BOXES_FILE, case_id):
+        data.boxes[(None, b["label"])] = ras_to_box(b["ras"]["center"], b["ras"]["size"], b["ras"]["axes"], image.ijk_to_ras)
+        data.sources[f"box/{b['label']}"] = "user"
+    data.write()

@@ -2,10 +2,11 @@
 
 lp-ultrasound (the seeds' layout, SpineAITraining/ultrasound/dataset.py)::
 
-    case-0001/frame_0001.png ...            the frames (grey or RGB PNG, no metadata chunks)
+    case-0001/frame_0001.png ...            every frame of the cine (grey or RGB PNG, no metadata chunks)
     case-0001/masks/frame_0001_cord.png     0/255 masks, for frames whose masks were drawn
     case-0001/masks/frame_0001_csf.png
     labels.csv                              video, frame_file, time_ms, bad_quality, spinal_cord, csf, split
+                                            (one row per labelled frame; a frame never labelled has none)
 
 lumbar-mri and cervical-ct (the mri_lumbar layout, SpineAITraining/datasets/mri_lumbar.py)::
 
@@ -49,6 +50,12 @@ LAYOUT_NAMES = {
     "lumbar-mri": "mri_lumbar layout: <case>.nii.gz + <case>_labels.nii.gz (VerSe numbers), discs.json, severity.csv",
     "cervical-ct": "volume layout: <case>.nii.gz + <case>_labels.nii.gz (VerSe numbers), fractures.csv",
 }
+
+
+def frame_files(folder):
+    """A case folder's frame PNGs in frame order (frame_0002 before frame_0010)."""
+    key = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]  # noqa: E731
+    return sorted(Path(folder).glob("frame_*.png"), key=key)
 
 
 # -- deterministic bytes -----------------------------------------------------------------------
@@ -146,6 +153,8 @@ def _write_cine(root, case_id, a):
                 if structure in a.masks:
                     mask = a.masks[structure][i].astype(np.uint8) * 255
                     files.append(write_file(root, f"{case_id}/masks/{name}_{suffix}.png", png_bytes(mask)))
+        if a.labelled is not None and not a.labelled[i]:
+            continue  # a frame never labelled is not a negative: its image stays (for import), no row
         label_rows.append({"video": case_id, "frame_file": f"{name}.png", "time_ms": f"{float(cine.frame_times_ms[i]):.3f}",
                            **{k: int(v) for k, v in zip(US_LABELS, a.labels[i])}})  # fmt: skip
         for structure, array in sorted(a.boxes.items()):
@@ -155,7 +164,7 @@ def _write_cine(root, case_id, a):
             center, size = box_to_ras(box, ijk_to_ras)
             boxes.append({"case": case_id, "label": structure, "frame": i, "frame_file": f"{name}.png",
                           "pixel": _r(box, 2), "ras": {"center": _r(center), "size": _r(size), "axes": np.eye(3).tolist()}})  # fmt: skip
-    facts = {"kind": "cine", "frames": cine.n_frames, "frame_size": list(cine.frame_shape), "color": bool(cine.is_color),
+    facts = {"kind": "cine", "frames": cine.n_frames, "labelled_frames": len(label_rows), "frame_size": list(cine.frame_shape), "color": bool(cine.is_color),
              "pixel_spacing": _r(cine.pixel_spacing, 6), "masks": sorted(a.masks) if has_masks else [],
              "boxes": len(boxes), "labelled": list(US_LABELS)}  # fmt: skip
     return files, {LABELS_TABLE: label_rows, BOXES_FILE: boxes}, facts

@@ -6,8 +6,9 @@ A source is
   sequences of ``scene.mrb`` for a cine; ``vertebrae.seg.nrrd``, ``discs.mrk.json``,
   ``levels.mrk.json``, ``severity.tsv``, ``fractures.tsv`` for a volume);
 * a Slicer scene (``.mrb``): the image and whatever annotation nodes it holds;
-* an annotation case folder (``annotation.json`` naming the image, the edited results
-  as files beside it, in the run folder's names), read like a run folder.
+* an annotation case folder (SpineAILib.annotation: ``annotation.json`` naming the image,
+  the edited annotations beside it), read through ``annotation.case.load_case``; frames
+  never labelled there are left out of the labels table (unknown is not negative).
 Nothing from a header, report or file name is kept except the UIDs (pseudonymised later).
 """
 
@@ -22,6 +23,7 @@ from .cases import CERVICAL, US_LABELS, US_STRUCTURES, CineAnnotation, SourceCas
 
 ANNOTATION_FILE = "annotation.json"
 REPORT_FILE = "report.json"
+DATASET_LINK = "dataset_case.json"  # written by import: the case's key in its dataset
 
 
 def read_source(path, task):
@@ -32,13 +34,86 @@ def read_source(path, task):
     if path.is_file() and path.name.lower().endswith(".mrb"):
         return read_scene(path, task)
     if path.is_dir() and (path / ANNOTATION_FILE).is_file():
-        return read_case_folder(path, task, json_file=ANNOTATION_FILE)
+        return read_annotation_folder(path, task)
     if path.is_dir() and (path / REPORT_FILE).is_file():
         return read_case_folder(path, task, json_file=REPORT_FILE)
     raise InputError(f"{path}: not a run folder (report.json), an annotation case folder ({ANNOTATION_FILE}) or a .mrb scene")
 
 
 # -- run folders and annotation case folders ------------------------------------------------
+
+
+def dataset_link(folder):
+    """A case imported from a dataset carries its key there (dataset_case.json), so a re-export replaces it."""
+    path = Path(folder) / DATASET_LINK
+    return _read_json(path) if path.is_file() else {}
+
+
+def read_annotation_folder(folder, task):
+    """An annotation case folder (SpineAILib.annotation), read through its own ``load_case``."""
+    from ..annotation.case import load_case
+
+    case = load_case(folder)
+    if case.task != task:
+        raise InputError(f"{folder}: is annotated for {case.task}, not {task}")
+    path = Path(case.image.get("path") or "")
+    if not path.exists():
+        raise InputError(f"{folder}: its image {path} is gone; the export needs the image the annotations were made on")
+    image = load_task_image(task, path, series=case.image.get("series"))
+    annotation = _cine_from_case(case, image, folder) if case.is_cine else _volume_from_case(case, image, folder)
+    meta = getattr(image, "metadata", {}) or {}
+    link = dataset_link(folder)
+    return SourceCase(task, str(folder), annotation, series_uid=meta.get("SeriesInstanceUID"),
+                      study_uid=meta.get("StudyInstanceUID"), dataset_key=link.get("key"),
+                      dataset_fingerprint=link.get("key_fingerprint"))  # fmt: skip
+
+
+def _cine_from_case(case, cine, folder):
+    from ..annotation.case import CINE_STRUCTURES
+    from ..images import Cine
+
+    if not isinstance(cine, Cine) or cine.n_frames != case.n_frames or list(cine.frame_shape) != list(case.image["frame_shape"]):
+        raise InputError(f"{folder}: its image no longer matches the annotation (frames or frame size differ)")
+    n = cine.n_frames
+    labelled = np.array([f"labels/{f}" in case.sources for f in range(n)], bool)
+    labels = np.asarray(case.labels, np.int64).clip(0, 1).astype(np.uint8)
+    masks, mask_frames = {}, np.zeros(n, bool)
+    if case.masks:
+        for structure, value in CINE_STRUCTURES.items():
+            masks[structure] = np.zeros((n, *cine.frame_shape), bool)
+        for frame, mask in case.masks.items():
+            mask_frames[frame] = True
+            for structure, value in CINE_STRUCTURES.items():
+                masks[structure][frame] = mask[0] == value
+    boxes = {}
+    for (frame, label), box in case.boxes.items():
+        if frame is not None and label in US_STRUCTURES:
+            boxes.setdefault(label, np.full((n, 4), np.nan, np.float32))[frame] = (box[0], box[1], box[3], box[4])
+    return CineAnnotation(cine=cine, labels=labels, masks=masks, mask_frames=mask_frames if case.masks else None,
+                          boxes=boxes, labelled=labelled)  # fmt: skip
+
+
+def _volume_from_case(case, image, folder):
+    from ..images import VolumeImage
+
+    if not isinstance(image, VolumeImage) or tuple(image.voxels.shape) != tuple(case.grid_shape):
+        raise InputError(f"{folder}: its image no longer matches the annotation (the volume's size differs)")
+    annotation = VolumeAnnotation(image=image)
+    if case.mask is not None and case.mask.any():
+        annotation.labels = VolumeImage(voxels=np.asarray(case.mask), ijk_to_ras=image.ijk_to_ras, is_labelmap=True)
+    annotation.points = [(level, tuple(float(v) for v in ras)) for level, ras in case.points.items()]
+    annotation.severity = [{"level": level, "condition": condition, "grade": grade}
+                           for (level, condition), grade in sorted(case.severity.items())]  # fmt: skip
+    if case.fractures:
+        annotation.fractures = {k: int(case.fractures.get(k, 0)) for k in CERVICAL}
+        annotation.fractures["patient_overall"] = int(any(annotation.fractures.values()))
+    for (frame, label), _ in sorted(case.boxes.items(), key=lambda kv: str(kv[0])):
+        center, size, axes = case.box_geometry(frame, label)
+        annotation.rois.append({"label": label, "center": [float(v) for v in center], "size": [float(v) for v in size],
+                                "axes": np.asarray(axes, float).tolist()})  # fmt: skip
+    if annotation.labels is None and not annotation.points and annotation.fractures is None and not annotation.severity:
+        raise InputError(f"{folder}: nothing is annotated in this case yet")
+    return annotation
 
 
 def _read_json(path):
@@ -86,7 +161,7 @@ def read_case_folder(folder, task, json_file=REPORT_FILE):
     image_path = _image_path(folder, document, json_file)
     series = document.get("series") or (document.get("input") or {}).get("series")
     image = load_task_image(task, image_path, series=series)
-    dataset = document.get("dataset") or {}
+    dataset = dataset_link(folder)
     if task == "lp-ultrasound":
         annotation = _cine_folder(folder, image)
     else:
