@@ -52,6 +52,9 @@ def export_dataset(sources, task, out_dir, *, add=False, split=None, seed=0, pro
     sources = [Path(s) for s in sources]
     if not sources:
         raise InputError("no sources to export (give run folders, annotation case folders or .mrb scenes)")
+    missing = [s for s in sources if not s.exists()]
+    if missing:  # before any work: a typo should cost nothing
+        raise InputError(f"{missing[0]}: no such file or folder")
     out_dir, old = _check_target(out_dir, add)
     fractions = parse_split(split)
     key = deid.load_key(key_file)
