@@ -42,6 +42,7 @@ SIZES = {
 }
 SIZE_KEYS = ("body_rx", "body_ry", "body_hh", "canal_rx", "canal_ry", "disc", "tp", "sp_len", "sp_down")
 BIFID = {"C2", "C3", "C4", "C5", "C6"}
+CHILD = dict(zip(NAMES[:-1], NAMES[1:]))  # the level below each level
 
 
 def frame(rot, centre):
@@ -89,7 +90,19 @@ def draw_spine(rng, scale=1.0):
         for key in ("canal_rx", "canal_ry", "tp", "sp_len"):
             s[key] *= scale * jitter()
         s["sp_down"] += float(rng.normal(0, 4))
+        s["osteo_top"] = s["osteo_bottom"] = 0.0
         sizes[name] = s
+    # Degenerated discs (older trauma patients): narrowed, anterior osteophytes on both
+    # neighbouring rims, sometimes gas in the disc (vacuum phenomenon). Not fractures.
+    degeneration = float(rng.uniform(0.0, 0.5))
+    vacuum = {}
+    order_down = list(SIZES)  # C2 ... T5
+    for upper, lower in zip(order_down[:-1], order_down[1:]):
+        if upper.startswith("C") and upper != "C2" and rng.random() < degeneration:
+            sizes[upper]["disc"] *= float(rng.uniform(0.4, 0.8))
+            sizes[upper]["osteo_bottom"] = float(rng.uniform(1.0, 3.0))
+            sizes[lower]["osteo_top"] = float(rng.uniform(1.0, 3.0))
+            vacuum[upper] = bool(rng.random() < 0.25)
 
     # Sagittal angle of each level's axis (degrees, + leans the top forward): a thoracic
     # kyphosis below T1 and a cervical lordosis above it; sometimes straight or reversed
@@ -129,7 +142,8 @@ def draw_spine(rng, scale=1.0):
         disc_rot = rotation("x", -(theta[lower] + theta[upper]) / 2)
         rx = 0.97 * (up["body_rx"] + lo.sizes["body_rx"]) / 2
         ry = 0.97 * (up["body_ry"] + lo.sizes["body_ry"]) / 2
-        discs.append((upper, lower, frame(disc_rot, (top_lo + bottom_up) / 2), rx, ry, up["disc"] / 2 + 0.6))
+        discs.append((upper, lower, frame(disc_rot, (top_lo + bottom_up) / 2), rx, ry, up["disc"] / 2 + 0.6,
+                      vacuum.get(upper, False)))
 
     # C1: its lateral masses (8.5 mm half height) rest 2 mm above C2's superior facets.
     c2 = levels["C2"]
@@ -145,7 +159,8 @@ def draw_spine(rng, scale=1.0):
     fm = c1.point((0, 4.0, c1_sizes["mass_hh"] + 2.0 + 9.0))
     skull = frame(skull_rot, fm)
     params = {"lordosis_deg": round(lordosis, 2), "kyphosis_deg": round(kyphosis, 2), "head_nod_deg": round(nod, 2),
-              "scale": round(float(scale), 4)}
+              "scale": round(float(scale), 4), "degenerated_discs": [f"{u}/{CHILD[u]}" for u in vacuum],
+              "vacuum_discs": [f"{u}/{CHILD[u]}" for u, v in vacuum.items() if v]}
     ordered = {name: levels[name] for name in NAMES}
     return Spine(ordered, discs, skull, params)
 
@@ -191,8 +206,17 @@ def _transverse(s, side, y, z, foramen_r, tip_tubercles=True):
 
 
 def _body(s, mods):
-    return EllipticCylinder((0.0, s["canal_ry"] + 0.8 + s["body_ry"], 0.0), s["body_rx"], s["body_ry"], s["body_hh"],
+    """The body (compressed when ``mods`` say so) with any anterior osteophytes on its rims."""
+    cy = s["canal_ry"] + 0.8 + s["body_ry"]
+    body = EllipticCylinder((0.0, cy, 0.0), s["body_rx"], s["body_ry"], s["body_hh"],
                             wedge=mods.get("wedge", 0.0), dip=mods.get("dip", 0.0))
+    lips = []
+    for key, sign in (("osteo_top", 1.0), ("osteo_bottom", -1.0)):
+        size = s.get(key, 0.0)
+        if size:
+            lips.append(Ellipsoid((0.0, cy + s["body_ry"] - 1.0, sign * (s["body_hh"] - 0.3)),
+                                  (s["body_rx"] * 0.75, 1.0 + size, 0.8 + size * 0.6)))
+    return Union([body] + lips) if lips else body
 
 
 def subaxial(level, mods):

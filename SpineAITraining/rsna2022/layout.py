@@ -82,12 +82,12 @@ class RSNA2022Dataset:
             raise InputError(f"{self.root} is not in the RSNA 2022 layout: {table.name} is missing")
         if not self.images.is_dir():
             raise InputError(f"{self.root} is not in the RSNA 2022 layout: {self.images.name}/ is missing")
-        self.labels = {}
+        self.targets = {}  # uid -> {target: 0/1}
         if split == "train":
             for n, row in enumerate(_read_csv(table, ("StudyInstanceUID",) + TARGETS), start=2):
                 uid = row["StudyInstanceUID"].strip()
-                self.labels[uid] = {t: _label(row[t], f"{table.name} line {n} {t}") for t in TARGETS}
-            listed = list(self.labels)
+                self.targets[uid] = {t: _label(row[t], f"{table.name} line {n} {t}") for t in TARGETS}
+            listed = list(self.targets)
         else:
             listed = list(dict.fromkeys(r["StudyInstanceUID"].strip() for r in _read_csv(table, ("StudyInstanceUID",))))
         self.boxes = {}
@@ -133,6 +133,11 @@ class RSNA2022Dataset:
     def has_segmentation(self, uid):
         return str(uid) in self.segmentation_paths
 
+    def labels(self, uid):
+        """{C1 ... C7, patient_overall: 0/1} of a study, or None (test split, unlabelled)."""
+        found = self.targets.get(str(uid))
+        return dict(found) if found is not None else None
+
     # ------------------------------------------------------------ images
 
     def load_ct(self, uid):
@@ -173,14 +178,16 @@ class RSNA2022Dataset:
         numbers = ct.metadata.get("slice_numbers") or self.slice_numbers(uid, ct).tolist()
         return {int(n): k for k, n in enumerate(numbers)}
 
-    def load_segmentation(self, uid, ct):
-        """The study's segmentation as a label map on ``ct``'s grid (the quirk undone)."""
+    def load_segmentation(self, uid, ct=None):
+        """The study's segmentation as a label map on ``ct``'s grid (the quirk undone);
+        ``ct`` defaults to load_ct(uid)."""
         import nibabel as nib
 
         uid = str(uid)
         path = self.segmentation_paths.get(uid)
         if path is None:
             raise InputError(f"study {uid} has no segmentation in {self.root / 'segmentations'}")
+        ct = self.load_ct(uid) if ct is None else ct
         try:
             nii = nib.load(str(path))
             data = np.asanyarray(nii.dataobj)
@@ -223,7 +230,7 @@ class RSNA2022Dataset:
         """Metric solution rows (row_id, fractured) for ``study_ids`` (default: all studies)."""
         rows = []
         for uid in study_ids or self.study_ids:
-            labels = self.labels.get(str(uid))
+            labels = self.targets.get(str(uid))
             if labels is None:
                 raise InputError(f"study {uid} has no labels in {self.split}.csv")
             rows += [{"row_id": row_id(uid, t), "fractured": labels[t]} for t in TARGETS]

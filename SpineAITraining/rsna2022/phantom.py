@@ -323,16 +323,19 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
         back = min(_ras(to_ras, spine.levels[n].point((0, -60.0, 0)))[1] for n in ("C4", "T1"))
         table_y = back - float(rng.uniform(2, 25))
     _paint_soft(canvas, sur, to_ras, table_y)
-    for upper, lower, disc_frame, rx, ry, hh in spine.discs:
+    for upper, lower, disc_frame, rx, ry, hh, vacuum in spine.discs:
         d_shape = disc_shape(rx, ry, hh)
         block = canvas.block(to_ras @ disc_frame, d_shape.bounds())
         if block is not None:
             d = d_shape.evaluate(block)
             canvas.tissue[canvas.window(block)][d < 0] = T.DISC
+            if vacuum:  # gas in a degenerated disc
+                gas = Ellipsoid((float(rng.uniform(-3, 3)), rx * 0.1, 0.0), (rx * 0.45, ry * 0.35, max(hh - 1.2, 0.4)))
+                canvas.tissue[canvas.window(block)][gas.evaluate(block) < 0] = T.AIR
     timings["soft"] = time.perf_counter() - t0
 
     # 2. Bones: vertebrae (labelled, fractured), then everything else (label 0).
-    cortex = {"vertebra": float(rng.uniform(0.8, 1.4))}
+    cortex = {"vertebra": float(rng.uniform(0.6, 1.1))}
     fractured_zone = {}
     for name, level in spine.levels.items():
         mine = [f for f in fractures if f.vertebra == name]
@@ -506,8 +509,7 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
                               source="phantom", is_labelmap=True, metadata={"label_names": dict(LABEL_NAMES)})
     zone_image = VolumeImage(zone, matrix.copy(), modality="CT", description=description + " fracture zones",
                              source="phantom", is_labelmap=True, metadata={"label_names": dict(LABEL_NAMES)})
-    timings["total"] = time.perf_counter() - t0
-    meta["seconds"] = round(timings["total"], 3)
+    timings["total"] = time.perf_counter() - t0  # kept out of meta, which is a pure function of the seed
     return CervicalCase(ct, label_image, fractured, boxes, meta, zone_image, {k: round(v, 3) for k, v in timings.items()})
 
 

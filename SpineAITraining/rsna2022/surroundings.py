@@ -86,6 +86,14 @@ class Surroundings:
         self.lung_ry = np.minimum(48.0, 1.3 * depth) * body_scale
         self.vessels = (zs > z_of["T2"]) & (zs < z_of["C1"])
         self.post_fat = rng.uniform(0, 12)
+        # Fat between the muscles: a dozen ellipsoids at random places inside the neck.
+        self.blobs = []
+        for _ in range(int(rng.integers(6, 16))):
+            zc = float(rng.uniform(z_of["T2"], z_of["C1"]))
+            row = int((zc - self.z0) / STEP)
+            centre = (float(self.cx[row] + rng.uniform(-0.75, 0.75) * self.ax[row]),
+                      float(self.cy[row] + self.offset[row] + rng.uniform(-0.75, 0.75) * self.ay[row]), zc)
+            self.blobs.append((centre, (float(rng.uniform(3, 10)), float(rng.uniform(2.5, 7)), float(rng.uniform(8, 30)))))
         for key, value in list(vars(self).items()):  # float32 tables: lookups stay float32
             if isinstance(value, np.ndarray) and value.dtype == np.float64 and key != "skull_frame":
                 setattr(self, key, value.astype(np.float32))
@@ -125,6 +133,11 @@ class Surroundings:
             view = out[w]
             view[mask] = code
 
+        for (bx, by, bz), (rx, ry, rz) in self.blobs:
+            w = block.window(((bx - rx, by - ry, bz - rz), (bx + rx, by + ry, bz + rz)))
+            if w is not None:
+                blob = ((x[w] - bx) / rx) ** 2 + ((y[w] - by) / ry) ** 2 + ((z[w] - bz) / rz) ** 2 < 1
+                paint(w, blob & (out[w] == T.MUSCLE), T.FAT)
         # Fat planes: beside the nuchal midline, and in the lateral neck around the vessels.
         w = window(cx.min() - 34, cx.max() + 34, cy.min() - 33, cy.max() - 19)
         if w is not None:
