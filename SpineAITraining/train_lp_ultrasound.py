@@ -739,6 +739,7 @@ def _main(args, argv, dist):
             "epochs_run": info["epochs_run"],
             "train_minutes": info["train_minutes"],
             "processes": info.get("processes", 1),
+            **({"replicas_in_sync": info["replicas_in_sync"]} if "replicas_in_sync" in info else {}),
             "augmentations": "hue, saturation, tint, brightness, contrast, gamma, flips, rotation, zoom, shift, blur, speckle, burnt-in text, JPEG",
         },
         overwrite=args.overwrite or args.resume,

@@ -355,7 +355,8 @@ def _main(args, argv, dist):
         missing = [c for c in train_ids + val_ids if c not in all_cases]
         if missing:
             raise InputError(f"{args.data}: cases {', '.join(missing)} are missing")
-        print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
+        if dist.is_main:
+            print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
         train = [load_case(all_cases[c]) for c in train_ids]
         val = [load_case(all_cases[c], keep_native=True) for c in val_ids]
     if args.write_cache:
