@@ -269,3 +269,51 @@ def test_split_assignment_is_by_case_and_stable():
     assert assign_splits([], ["a", "b", "c"], parse_split("train=0.7,validation=0.15,test=0.15"), 0, order_key).keys() == {"a", "b", "c"}
     assert sorted(assign_splits([], ["a", "b", "c"], parse_split(None) or {"train": .7, "validation": .15, "test": .15},
                                 0, order_key).values()) == ["test", "train", "validation"]  # fmt: skip
+
+
+def test_an_annotation_case_exports_its_labelled_frames_only_and_leaks_nothing(sources, tmp_path, monkeypatch):
+    from SpineAILib.annotation.session import AnnotationSession
+    from SpineAILib.dataset import export_dataset
+    from SpineAILib.scene.sequences import frame_ijk_to_ras
+
+    monkeypatch.setenv("SPINEAI_USER", "Qwertyson")  # who edited is kept in the case, never exported
+    cine_path = sources["root"] / PLANTED_FOLDER / "cine.dcm"
+    case = tmp_path / f"{PLANTED_FOLDER}-case"
+    centre = (frame_ijk_to_ras(sources["cine"].pixel_spacing) @ np.array([30.0, 40.0, 0.0, 1.0]))[:3]
+    with AnnotationSession.open(case, image_path=cine_path, task="lp-ultrasound") as session:
+        session.set_frame_labels(0, spinal_cord=1, csf=1)
+        session.set_frame_labels(2, bad_quality=1)
+        session.paint([centre], "spinal_cord", radius_mm=2.0, frame=1)
+    manifest = export_dataset([case], "lp-ultrasound", tmp_path / "ds")
+    rows = (tmp_path / "ds" / "labels.csv").read_text().splitlines()
+    assert rows[1:] == ["case-0001,frame_0001.png,0.000,0,1,1,train", "case-0001,frame_0003.png,66.667,1,0,0,train"]
+    assert len(list((tmp_path / "ds" / "case-0001").glob("frame_*.png"))) == 6  # the whole cine, for import
+    assert sorted(p.name for p in (tmp_path / "ds" / "case-0001" / "masks").iterdir()) == ["frame_0002_cord.png", "frame_0002_csf.png"]
+    assert manifest["cases"][0]["labelled_frames"] == 2
+    assert leaks(tmp_path / "ds") == []
+
+
+def test_cervical_ct_export_writes_the_fracture_table(tmp_path):
+    from dataset_helpers import write_report
+
+    from SpineAILib.dataset import export_dataset
+    from SpineAILib.io.volumes import save_volume_file
+    from SpineAILib.samples.spine_phantom import make_phantom
+    from SpineAILib.scene import SceneContext, add_segmentation_from_labelmap, add_volume, save_node
+
+    image, labels = make_phantom("CT", shape_kji=(24, 48, 48), spacing=(3.0, 3.0, 4.0))
+    labels.voxels[labels.voxels > 0] -= 17  # L1..L5 (20..24) -> C3..C7, a stand-in cervical column
+    run = tmp_path / "run"
+    run.mkdir()
+    path = save_volume_file(image, tmp_path / "ct.nii.gz")
+    ctx = SceneContext.headless()
+    segmentation = add_segmentation_from_labelmap(ctx, labels, reference_node=add_volume(ctx, image), closed_surface=False)
+    save_node(segmentation, run / "vertebrae.seg.nrrd")
+    table = ["vertebra\tpresent\tprobability\tcall"] + [f"C{i}\t1\t0.1\t{int(i == 5)}" for i in range(1, 8)]
+    (run / "fractures.tsv").write_text("\n".join(table + ["patient_overall\t1\t0.6\t1"]) + "\n")
+    write_report(run, "cervical-ct", path, {"segmentation": "vertebrae.seg.nrrd", "fractures": "fractures.tsv"})
+    manifest = export_dataset([run], "cervical-ct", tmp_path / "ds", key_file=tmp_path / "k")
+    assert (tmp_path / "ds" / "fractures.csv").read_text().splitlines() == [
+        "case,patient_overall,C1,C2,C3,C4,C5,C6,C7,split", "case-0001,1,0,0,0,0,1,0,0,train"]
+    assert manifest["cases"][0]["labelled"] == [int(v) for v in np.unique(labels.voxels) if v] and labels.voxels.max() <= 7
+    assert set(manifest["cases"][0]["files"]) == {"case-0001.nii.gz", "case-0001_labels.nii.gz"}
