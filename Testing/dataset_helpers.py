@@ -8,8 +8,6 @@ model, so the export's de-identification is tested in seconds.
 import json
 from pathlib import Path
 
-import numpy as np
-
 # Distinctive strings planted in every identifying DICOM attribute; none may reach an export.
 PLANTED = {
     "PatientName": "Qwertyson^Planted",

@@ -79,8 +79,8 @@ def labels_on_grid(labels, image):
     out = np.zeros(image.voxels.shape, labels.voxels.dtype)
     kk, jj, ii = (np.arange(n) for n in image.voxels.shape)
     lk, lj, li = labels.voxels.shape
+    grid = np.stack(np.meshgrid(ii, jj, indexing="xy"), axis=-1).reshape(-1, 2)
     for k in kk:  # slice by slice: bounded memory on big volumes
-        grid = np.stack(np.meshgrid(ii, jj, indexing="xy"), axis=-1).reshape(-1, 2)
         ijk = np.column_stack([grid[:, 0], grid[:, 1], np.full(len(grid), k), np.ones(len(grid))])
         src = np.rint((to_label @ ijk.T)[:3]).astype(np.int64)
         inside = (src[0] >= 0) & (src[0] < li) & (src[1] >= 0) & (src[1] < lj) & (src[2] >= 0) & (src[2] < lk)

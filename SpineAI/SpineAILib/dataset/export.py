@@ -117,7 +117,7 @@ def _make_staging(out_dir):
     return staging
 
 
-def _link_existing(out_dir, staging, manifest, task):
+def _link_existing(out_dir, staging, manifest):
     """Hard-link (or copy) every case file of the existing dataset into staging."""
     for case in manifest["cases"]:
         for relative in case["files"]:
@@ -143,7 +143,7 @@ def _export_into(staging, old_dir, manifest, sources, task, key, key_print, prog
     before = {case["key"]: (case["files"], case["split"]) for case in manifest["cases"]}
     rows = read_shared_rows(old_dir, task) if old_dir is not None else {name: [] for name in SHARED_FILES[task]}
     if old_dir is not None:
-        _link_existing(old_dir, staging, manifest, task)
+        _link_existing(old_dir, staging, manifest)
     seen, new_keys = {}, []
     for n, source in enumerate(sources):
         progress(0.9 * n / len(sources), f"reading {source.name}")
