@@ -59,7 +59,6 @@ class CaseLayers:
                 name = structure_name(value, self.case.kind)
                 r, g, b = terminology.label_info(name)["color"]
                 node.SetColor(value, name, r, g, b, 1.0)
-        node.SetNamesInitialised(True)
         return node
 
     def show_mask(self, frame=None):
@@ -111,6 +110,7 @@ class CaseLayers:
                 display.SetColor(*rgb)
                 display.SetFillOpacity(0.0)  # outline only: the box must not hide the image
                 display.SetHandlesInteractive(False)
+                display.SetPropertiesLabelVisibility(False)  # the colour says which structure
                 node.SetLocked(True)
                 self.box_nodes[label] = node
             matrix = np.eye(4)

@@ -38,7 +38,7 @@ from ..errors import AmbiguousInputError, InputError, SpineAIError
 from ..images import Cine
 from ..scene import overlays, segmentations, sequences, storage, volumes
 from ..scene.context import SceneContext
-from . import panel, viewer
+from . import annotate, annotate_panel, panel, viewer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def _view_marker(server, view_id, view):
 def _slice_view_ui(server, view_id, view):
     create_vertical_slice_view_gutter_ui(server, view_id, view)
     _view_marker(server, view_id, view)
+    annotate_panel.view_overlay(view.get_singleton_tag())  # catches brush strokes and box clicks
 
 
 def _threed_view_ui(server, view_id, view):
@@ -100,6 +101,7 @@ class SpineAIWebApp(TrameApp):
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="spineai-web-"))
         self._input_path = None  # file the shown image came from: what Run works on
         self._input_series = None  # the series of a multi-series DICOM folder that was loaded
+        self._input_image = None  # the Cine / VolumeImage read from _input_path (annotation reuses it)
         self._series_path = None  # the folder the series picker lists
         self._volume = None  # volume node shown in the views (not a cine)
         self._cine = None  # (browser, sequence, frame times in ms) of the shown cine
@@ -136,6 +138,7 @@ class SpineAIWebApp(TrameApp):
         self.state.change("volume_rendering")(self._on_volume_rendering)
         self.state.change("cine_frame")(self._on_cine_frame)
         self.state.change("heatmap_visible")(self._on_heatmap_visible)
+        self.annotator = annotate.WebAnnotator(self)
         self._build_ui()
 
     # -- UI -------------------------------------------------------------------
@@ -144,7 +147,7 @@ class SpineAIWebApp(TrameApp):
         with VAppLayout(self.server, full_height=True) as self.ui:
             self.ui.root.theme = "dark"
             with v3.VNavigationDrawer(location="right", width=380, permanent=True):
-                panel.build_panel(self)
+                panel.build_panel(self, annotate=lambda: annotate_panel.build(self.annotator, panel._heading))
             with v3.VMain(), html.Div(classes="d-flex flex-row", style="height: 100vh"):
                 self.layout_manager.initialize_layout_grid(self.ui)
 
@@ -196,7 +199,8 @@ class SpineAIWebApp(TrameApp):
             loop = asyncio.get_running_loop()
             payload = await loop.run_in_executor(None, self._read, path, load_as, series)
             message = self._insert(path, payload)
-            self._input_series = series
+            if payload[0] != "case":  # a case brings its own image and series
+                self._input_series = series
             self._set(load_message=message, load_error=False, series_items=[], load_series=None)
         except AmbiguousInputError:
             # Several series: list them and let the user choose (the CLI's --series).
@@ -233,6 +237,8 @@ class SpineAIWebApp(TrameApp):
         path = spine_io.check_readable(Path(path).expanduser())
         if path.is_dir() and (path / "report.json").is_file():
             return ("results", path)
+        if path.is_dir() and (path / "annotation.json").is_file():
+            return ("case", path)
         if path.is_file() and path.name.lower().endswith(results.NODE_FILE_SUFFIXES):
             return ("node-file", path)
         if path.is_file() and path.name.lower().endswith(".mrb"):
@@ -253,6 +259,8 @@ class SpineAIWebApp(TrameApp):
         kind, value = payload
         if kind == "results":
             return self._load_results_folder(value)
+        if kind == "case":
+            return self._open_case_folder(value)
         if kind == "scene":
             nodes = storage.load_scene_mrb(self.scene_ctx, value)
             images = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode") and not n.IsA("vtkMRMLLabelMapVolumeNode")]
@@ -265,11 +273,14 @@ class SpineAIWebApp(TrameApp):
             return f"loaded {node.GetName()}"
         image = value
         name = _stem(path)
+        if not getattr(image, "is_labelmap", False):
+            self.annotator.close()  # a case belongs to the image it was opened on
         self._forget_results_views()  # results of another input do not belong over this one
         if isinstance(image, Cine):
             sequence, browser, proxy = sequences.add_cine(self.scene_ctx, image, name=name)
             self._show_cine(browser, sequence, proxy)
-            self._input_path = str(path)
+            self._input_path, self._input_image = str(path), image
+            self.annotator.suggest_folder(path)
             self._suggest_task("cine", image.modality)
             rows, cols = image.frame_shape
             return f"loaded cine {sequence.GetName()}: {image.n_frames} frames {cols}×{rows}"
@@ -282,10 +293,26 @@ class SpineAIWebApp(TrameApp):
             return f"loaded segmentation {node.GetName()}: {node.GetSegmentation().GetNumberOfSegments()} segments"
         node = volumes.add_volume(self.scene_ctx, image, name=name)
         self._show_node(node)
-        self._input_path = str(path)
+        self._input_path, self._input_image = str(path), image
+        self.annotator.suggest_folder(path)
         self._suggest_task("volume", image.modality)
         dims = "×".join(str(d) for d in image.dimensions)
         return f"loaded {node.GetName()}: {dims} {image.modality or ''}".rstrip()
+
+    def _open_case_folder(self, folder):
+        """A case folder typed in Load: its image, then the case itself (Annotate panel)."""
+        from ..annotation.case import load_case
+
+        case = load_case(folder)
+        series = case.image.get("series")
+        self._insert(case.image["path"], self._read(case.image["path"], "image", series))
+        self._input_series = series
+        if not case.is_cine and case.task in TASK_NAMES:
+            self.state.task = case.task
+        self.annotator.open_case(str(folder))
+        if not self.state.annot_open:
+            raise InputError(self.state.annot_message or f"{folder}: the case did not open")
+        return f"opened case {Path(folder).name} ({case.task})"
 
     def _suggest_task(self, input_kind, modality):
         """Preselect the only workflow that takes this kind of input and modality, if one does."""
@@ -524,7 +551,8 @@ class SpineAIWebApp(TrameApp):
 
     def clear(self):
         self._stop_cine()
-        self._volume = self._cine = self._input_path = None
+        self.annotator.close()
+        self._volume = self._cine = self._input_path = self._input_image = None
         self._segmentation_shown = False
         self._forget_results_views()
         self.scene_ctx.clear()
@@ -594,6 +622,15 @@ class SpineAIWebApp(TrameApp):
         browser = self._cine[0]
         if 0 <= frame < browser.GetNumberOfItems() and frame != browser.GetSelectedItemNumber():
             sequences.set_frame(self.scene_ctx, browser, frame)
+            self.annotator.on_frame(frame)
+
+    def step_frame(self, delta):
+        """Left / right keys: the previous / next frame of the cine (stops playback)."""
+        if self._cine is None:
+            return
+        frame = self._cine[0].GetSelectedItemNumber() + int(delta)
+        if 0 <= frame < len(self._cine[2]):
+            self._jump_to_frame(frame)
 
     def _on_cine_frame(self, cine_frame, **_):
         if self._cine is None:

@@ -123,8 +123,9 @@ def _review(actions):
         _message_line("review_message", "false", "spineai-review-message")
 
 
-def build_panel(actions):
-    """The panel's content (call inside a navigation drawer)."""
+def build_panel(actions, annotate=None):
+    """The panel's content (call inside a navigation drawer); ``annotate`` draws the Annotate
+    section (below the cine player)."""
     with html.Div(classes="pa-3", id="spineai-panel"):
         html.Div("SpineAI", classes="text-h6")
         html.Div("Spine imaging AI", classes="text-caption text-medium-emphasis")
@@ -246,6 +247,9 @@ def build_panel(actions):
                 classes="text-caption",
             )
             _review(actions)
+
+        if annotate is not None:
+            annotate()
 
         # -- Workflows -----------------------------------------------------------
         _heading("Workflows")
