@@ -297,12 +297,15 @@ def test_layout_errors_are_one_line(tmp_path, head_first_set):
 def test_generator_command_line(tmp_path):
     out = tmp_path / "set"
     done = subprocess.run([sys.executable, "-m", "SpineAITraining.rsna2022.generator", str(out), "--studies", "1",
-                           "--seed", "3", "--max-shape", "40", "48", "48"], cwd=REPO, capture_output=True, text=True,
+                           "--seed", "3", "--max-shape", "40", "48", "48", "--compressed-fraction", "1"], cwd=REPO,
+                          capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "wrote 1 synthetic studies" in done.stdout
     ds = RSNA2022Dataset(out)
     assert len(ds.study_ids) == 1 and ds.load_ct(ds.study_ids[0]).voxels.shape[1:] == (48, 48)
+    first = next((out / "train_images" / ds.study_ids[0]).glob("*.dcm"))
+    assert pydicom.dcmread(first).file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
     again = subprocess.run([sys.executable, "-m", "SpineAITraining.rsna2022.generator", str(out), "--studies", "1"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "already holds" in again.stderr

@@ -91,6 +91,7 @@ def draw_spine(rng, scale=1.0):
             s[key] *= scale * jitter()
         s["sp_down"] += float(rng.normal(0, 4))
         s["osteo_top"] = s["osteo_bottom"] = 0.0
+        s["body_power"] = float(rng.uniform(2.4, 3.0)) if name.startswith("C") else float(rng.uniform(2.0, 2.4))
         sizes[name] = s
     # Degenerated discs (older trauma patients): narrowed, anterior osteophytes on both
     # neighbouring rims, sometimes gas in the disc (vacuum phenomenon). Not fractures.
@@ -209,7 +210,7 @@ def _body(s, mods):
     """The body (compressed when ``mods`` say so) with any anterior osteophytes on its rims."""
     cy = s["canal_ry"] + 0.8 + s["body_ry"]
     body = EllipticCylinder((0.0, cy, 0.0), s["body_rx"], s["body_ry"], s["body_hh"],
-                            wedge=mods.get("wedge", 0.0), dip=mods.get("dip", 0.0))
+                            wedge=mods.get("wedge", 0.0), dip=mods.get("dip", 0.0), power=s.get("body_power", 2.0))
     lips = []
     for key, sign in (("osteo_top", 1.0), ("osteo_bottom", -1.0)):
         size = s.get(key, 0.0)

@@ -88,11 +88,12 @@ def _write_csv(path, rows, columns):
     _atomic(path, write)
 
 
-def write_study_dicom(case, folder, uid, head_first=True):
+def write_study_dicom(case, folder, uid, head_first=True, compress=False):
     """One file per slice, ``<slice number>.dcm``; returns {K index: slice number}.
 
     Slice numbers (and InstanceNumber) run from the top of the scan down when
-    ``head_first`` (RSNA's usual order), else from the bottom up.
+    ``head_first`` (RSNA's usual order), else from the bottom up. ``compress`` stores the
+    pixels RLE Lossless (pydicom encodes it natively), so readers meet compressed files too.
     """
     folder = Path(folder)
     if folder.exists():
@@ -115,6 +116,8 @@ def write_study_dicom(case, folder, uid, head_first=True):
                 ds.SliceThickness = f"{case.meta['slice_thickness']:.4g}"
                 ds.BodyPartExamined = "CSPINE"
                 ds.ConvolutionKernel = "BONE"
+                if compress:
+                    ds.compress(pydicom.uid.RLELossless)
                 ds.save_as(staging / f"{numbers[k]}.dcm", enforce_file_format=True)
         os.replace(staging, folder)
     except BaseException:
@@ -134,7 +137,8 @@ def _uids(rng, n, taken=()):
 
 
 def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fraction=0.25, box_fraction=0.6,
-             fracture_rate=0.5, head_first_fraction=0.8, test_studies=0, case_options=None, progress=None):
+             fracture_rate=0.5, head_first_fraction=0.8, compressed_fraction=0.0, test_studies=0, case_options=None,
+             progress=None):
     """Write ``n_studies`` synthetic studies (and ``test_studies`` unlabelled ones) in the
     RSNA 2022 layout under ``out_dir``; return the training StudyInstanceUIDs.
 
@@ -160,7 +164,8 @@ def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fracti
         case_seed = [int(seed), index]
         case = make_case(case_seed, fracture_rate=fracture_rate, orientation="axial", **options)
         head_first = bool(rng.random() < head_first_fraction)
-        numbers = write_study_dicom(case, out_dir / "train_images" / uid, uid, head_first)
+        compress = bool(rng.random() < compressed_fraction)
+        numbers = write_study_dicom(case, out_dir / "train_images" / uid, uid, head_first, compress)
         row = {"StudyInstanceUID": uid, "patient_overall": case.patient_overall, **case.fractured}
         train_rows.append(row)
         boxes[uid] = [{"StudyInstanceUID": uid, "x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
@@ -168,7 +173,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fracti
         if index in with_segmentation:
             write_segmentation(out_dir / "segmentations" / f"{uid}.nii", case.labels)
         truth.append({"StudyInstanceUID": uid, "seed": case_seed, "slice_order": "head_first" if head_first else "feet_first",
-                      "n_slices": int(case.ct.voxels.shape[0]), "has_segmentation": index in with_segmentation,
+                      "compressed": compress, "n_slices": int(case.ct.voxels.shape[0]), "has_segmentation": index in with_segmentation,
                       "labels": row, "meta": case.meta})
         if progress:
             progress(index + 1, n_studies + test_studies, uid)
@@ -216,6 +221,7 @@ def main(argv=None):
     parser.add_argument("--segmentation-fraction", type=float, default=0.25)
     parser.add_argument("--box-fraction", type=float, default=0.6, help="share of fractured studies that get boxes")
     parser.add_argument("--fracture-rate", type=float, default=0.5, help="share of patients with any fracture")
+    parser.add_argument("--compressed-fraction", type=float, default=0.0, help="share of studies stored RLE Lossless")
     parser.add_argument("--max-shape", type=int, nargs=3, metavar=("K", "J", "I"), help="largest grid (default 256 192 192)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -225,7 +231,8 @@ def main(argv=None):
     options = {"shape_limit": tuple(args.max_shape)} if args.max_shape else {}
     ids = generate(args.out, args.studies, args.seed, overwrite=args.overwrite,
                    segmentation_fraction=args.segmentation_fraction, box_fraction=args.box_fraction,
-                   fracture_rate=args.fracture_rate, test_studies=args.test_studies, case_options=options,
+                   fracture_rate=args.fracture_rate, compressed_fraction=args.compressed_fraction,
+                   test_studies=args.test_studies, case_options=options,
                    progress=lambda i, n, uid: print(f"[{i}/{n}] {uid}", flush=True))
     print(f"wrote {len(ids)} synthetic studies to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -468,6 +468,8 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
         outside = (jj[:, None] ** 2 + ii[None, :] ** 2) > radius ** 2
         if outside.any():
             out[:, outside] = padding
+            labels[:, outside] = 0  # nothing is reconstructed there, so nothing is labelled
+            zone[:, outside] = 0
             applied.append({"kind": "padding outside the reconstruction circle", "value": padding})
         else:
             padding = None

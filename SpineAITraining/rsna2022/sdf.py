@@ -153,21 +153,27 @@ def ellipse_distance(u, v, a, b):
 class EllipticCylinder(Framed):
     """Elliptic cross-section (half axes rx, ry) between flat ends at w = +-half_height.
 
-    ``taper`` (per mm of w) shrinks the cross-section towards +w; ``wedge`` lowers the top
-    end towards +v (a vertebral body compressed at the front: top at h*(1 - wedge*(v/ry+1)/2)).
+    ``power`` > 2 squares the cross-section off (a superellipse, as cervical bodies are);
+    ``wedge`` lowers the top end towards +v (a body compressed at the front: the top at
+    h - 2h * wedge * (v/ry + 1)/2); ``dip`` depresses the top's centre by that many mm.
     """
 
-    def __init__(self, centre, rx, ry, half_height, rot=None, wedge=0.0, dip=0.0):
+    def __init__(self, centre, rx, ry, half_height, rot=None, wedge=0.0, dip=0.0, power=2.0):
         super().__init__(centre, rot)
         self.rx, self.ry, self.h = float(rx), float(ry), float(half_height)
-        self.wedge, self.dip = float(wedge), float(dip)
+        self.wedge, self.dip, self.power = float(wedge), float(dip), float(power)
 
     def bounds(self):
         return _box_bounds(self.centre, (self.rx, self.ry, self.h), self.rot)
 
     def distance(self, x, y, z):
         u, v, w = self._local(x, y, z)
-        radial = ellipse_distance(u, v, self.rx, self.ry)
+        if self.power == 2.0:
+            radial = ellipse_distance(u, v, self.rx, self.ry)
+        else:  # first-order distance of the superellipse, scaled by its smaller half axis
+            p = np.float32(self.power)
+            q = (np.abs(u) / np.float32(self.rx)) ** p + (np.abs(v) / np.float32(self.ry)) ** p
+            radial = (q ** (1 / p) - 1) * np.float32(min(self.rx, self.ry))
         h = np.float32(self.h)
         top = h
         if self.wedge:  # anterior (+v) height loss, the whole body lowered to keep the bottom
