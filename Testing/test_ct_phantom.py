@@ -89,7 +89,7 @@ def test_fractures_are_labelled_zoned_and_boxed(broken_case):
         r0, c0 = int(box["y"]), int(box["x"])
         r1, c1 = r0 + int(box["height"]), c0 + int(box["width"])
         inside = labels[k, r0:r1, c0:c1]
-        assert np.any(inside == VERSE[box["vertebra"]]), box  # the box is on that vertebra
+        assert np.count_nonzero(inside == VERSE[box["vertebra"]]) >= 3, box  # the box is on that vertebra
         assert np.any(zone[k, r0:r1, c0:c1] == VERSE[box["vertebra"]])
     # Every zone slice has its box, and the zone lies on (or within 3 voxels of) its vertebra.
     for name in ("C2", "C6"):

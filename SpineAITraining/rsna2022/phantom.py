@@ -228,8 +228,9 @@ def _implants(rng, spine, artefacts):
     return out
 
 
-def _boxes(zone, names):
-    """RSNA-style boxes: per slice and fractured vertebra, the zone's pixel bounding box."""
+def _boxes(zone, labels, names):
+    """RSNA-style boxes: per slice and fractured vertebra, the zone's pixel bounding box
+    (only on slices where that vertebra itself shows inside the box)."""
     out = []
     for k in range(zone.shape[0]):
         plane = zone[k]
@@ -241,6 +242,8 @@ def _boxes(zone, names):
                 continue
             r0, r1 = max(int(rows.min()) - 2, 0), min(int(rows.max()) + 2, plane.shape[0] - 1)
             c0, c1 = max(int(cols.min()) - 2, 0), min(int(cols.max()) + 2, plane.shape[1] - 1)
+            if np.count_nonzero(labels[k, r0:r1 + 1, c0:c1 + 1] == number) < 3:
+                continue
             out.append({"vertebra": names[int(number)], "slice_number": k + 1, "x": float(c0), "y": float(r0),
                         "width": float(c1 - c0 + 1), "height": float(r1 - r0 + 1)})
     return out
@@ -355,7 +358,7 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
         canvas.tissue[w][gap] = T.HEMATOMA
         zone = np.zeros(d.shape, bool)
         if zone_shape is not None:
-            zone |= (zone_shape.evaluate(block) < 0) & ((d_whole < 1.0) | (d < 1.0))
+            zone |= (zone_shape.evaluate(block) < 0) & ((d_whole < 0.5) | (d < 0.5))
         squashed = compression_zone(level, mine)
         if squashed is not None:
             top = (squashed.evaluate(block) < 0) & inside
@@ -489,7 +492,7 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
         if not fractured[n]:
             zone[zone == VERSE[n]] = 0
     dropped = [n for n in chosen if not fractured[n]]
-    boxes = _boxes(zone, LABEL_NAMES)
+    boxes = _boxes(zone, labels, LABEL_NAMES)
 
     meta = {
         "generator": "SpineAITraining.rsna2022.phantom", "seed": _jsonable_seed(seed),

@@ -86,6 +86,7 @@ class Surroundings:
         self.lung_ry = np.minimum(48.0, 1.3 * depth) * body_scale
         self.vessels = (zs > z_of["T2"]) & (zs < z_of["C1"])
         self.post_fat = rng.uniform(0, 12)
+        self.skull_thickness = float(rng.uniform(4.5, 8.0))  # the brain fills the skull's inner table
         # Fat between the muscles: a dozen ellipsoids at random places inside the neck.
         self.blobs = []
         for _ in range(int(rng.integers(6, 16))):
@@ -209,13 +210,10 @@ class Surroundings:
                 paint(w, (u / radii[0]) ** 2 + (v / radii[1]) ** 2 + (t / radii[2]) ** 2 < 1, T.BRAIN)
         return out
 
-    skull_thickness = 6.0
-
     def bones(self, rng):
         """[(name, shape, local->patient 4x4, tissue or None (bone), cortex mm)] around the spine."""
         lv = self.spine.levels
         out = []
-        self.skull_thickness = float(rng.uniform(4.5, 8.0))
         out.append(("skull", skull_shape(self.skull_thickness), self.skull_frame, None, 1.6))
         if rng.random() < 0.85:
             out.append(("mandible", mandible_shape(rng), self.skull_frame, None, 2.0))
@@ -225,7 +223,7 @@ class Surroundings:
         hy = np.array([self.cx[r], self.front[r] + 24.0, c3.to_patient[2, 3] - 2.0])
         arc = [hy + np.array([17 * np.sin(a), 14 * np.cos(a) - 10, 0]) for a in np.radians(np.linspace(-95, 95, 7))]
         out.append(("hyoid", Union([Capsule(a, b, 2.2) for a, b in zip(arc[:-1], arc[1:])]), np.eye(4), None, 1.0))
-        ribs = rib_shapes(self.spine, rng)
+        ribs = rib_shapes(self.spine)
         out += [(f"rib {n}", shape, np.eye(4), None, 1.2) for n, shape in ribs]
         out += shoulder_girdle(self.spine)
         return out
@@ -274,7 +272,7 @@ def teeth_shape(rng):
     return Union(parts)
 
 
-def rib_shapes(spine, rng):
+def rib_shapes(spine):
     """Patient frame: ribs of T1 ... T5 from the costovertebral joint around the thorax."""
     width = {"T1": 55, "T2": 72, "T3": 86, "T4": 96, "T5": 104}
     depth = {"T1": 40, "T2": 55, "T3": 66, "T4": 74, "T5": 80}
