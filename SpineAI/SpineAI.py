@@ -96,6 +96,7 @@ class SpineAIParameterNode:
     device: Annotated[str, Choice(DEVICES)] = "auto"
     modelPath: pathlib.Path  # empty: the catalogue's default bundle for the task
     outputFolder: pathlib.Path  # empty: a new folder under Slicer's temporary folder
+    caseFolder: pathlib.Path  # the annotation case's working folder (Annotate section)
 
 
 def _pathOrNone(path):
@@ -123,6 +124,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._reviewFrame = None
         self._timeline = None  # the timeline QPixmap, scaled, without the frame line
         self._heatNode = None  # the heat-map layer the Heat map box shows
+        self.annotation = None  # SpineAIAnnotation: the Annotate section
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -141,11 +143,14 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatmapCheckBox.connect("toggled(bool)", self.onHeatmapToggled)
         self._setRunning(False)
         self._showReview(None, [])
+        self.annotation = SpineAIAnnotation(self)
         self.initializeParameterNode()
 
     def cleanup(self):
         if self._job:
             self._job.cancel()
+        if self.annotation:
+            self.annotation.close()
         self.removeObservers()
 
     def enter(self):
@@ -160,6 +165,8 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
         self._showReview(None, [])
+        if self.annotation:
+            self.annotation.close()
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -322,6 +329,333 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for browser in slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode"):
                 if 0 <= where < browser.GetNumberOfItems():
                     browser.SetSelectedItemNumber(where)
+
+
+#
+# Annotate section
+#
+
+
+class SpineAIAnnotation(VTKObservationMixin):
+    """The Annotate section: Slicer's own Segment Editor and markups on the shared annotation
+    session (SpineAILib.annotation), which saves every edit, logs who / when and undoes.
+
+    Masks: the Segment Editor edits a segmentation holding the mask of the frame on screen (or
+    of the volume); each change is read back into the session half a second after the last
+    stroke. Points: place mode into the case's point list. Boxes: an ROI drawn with Slicer's
+    tools, saved with Save box. Frame labels: buttons and keys (SpineAILib.annotation.keys).
+    """
+
+    KEYS = ("Left", "Right", "1", "2", "3", "Q", "W", "E", "C", "Ctrl+Z", "Ctrl+Y")
+    SYNC_DELAY_MS = 500
+
+    def __init__(self, widget):
+        VTKObservationMixin.__init__(self)
+        self.widget = widget
+        self.ui = widget.ui
+        self.logic = widget.logic
+        self.session = None
+        self.layers = None
+        self.browser = None  # the case cine's sequence browser
+        self.imageNode = None  # the frame proxy or volume the masks are drawn on
+        self.segmentationNode = None
+        self.boxNode = None  # the ROI being drawn, until Save box
+        self._frame = None
+        self._updating = False
+        self._syncTimer = qt.QTimer()
+        self._syncTimer.setSingleShot(True)
+        self._syncTimer.setInterval(self.SYNC_DELAY_MS)
+        self._syncTimer.connect("timeout()", self._syncMask)
+        self._shortcuts = []
+        self.ui.openCaseButton.connect("clicked(bool)", self.onOpenCase)
+        self.ui.closeCaseButton.connect("clicked(bool)", self.close)
+        self.ui.prefillButton.connect("clicked(bool)", self.onPrefill)
+        self.ui.undoButton.connect("clicked(bool)", lambda: self._edit(self.session.undo, "undo"))
+        self.ui.redoButton.connect("clicked(bool)", lambda: self._edit(self.session.redo, "redo"))
+        self.ui.badQualityButton.connect("clicked(bool)", lambda: self.onToggle("bad_quality"))
+        self.ui.spinalCordButton.connect("clicked(bool)", lambda: self.onToggle("spinal_cord"))
+        self.ui.csfButton.connect("clicked(bool)", lambda: self.onToggle("csf"))
+        self.ui.copyPreviousButton.connect("clicked(bool)", self.onCopyPrevious)
+        self.ui.placeBoxButton.connect("clicked(bool)", self.onPlaceBox)
+        self.ui.saveBoxButton.connect("clicked(bool)", self.onSaveBox)
+        self.ui.deleteBoxButton.connect("clicked(bool)", self.onDeleteBox)
+        self.ui.placePointButton.connect("clicked(bool)", self.onPlacePoint)
+        self.ui.gradeComboBox.connect("activated(int)", self.onGrade)
+        self.ui.fractureComboBox.connect("activated(int)", self.onFracture)
+        self.ui.annotationKeysLabel.text = self.logic.annotation_keys_help()
+        self._showControls()
+
+    # --- opening and closing ---
+
+    def onOpenCase(self):
+        p = self.widget._parameterNode
+        folder = _pathOrNone(p.caseFolder)
+        if folder is None:
+            self.ui.annotationStatusLabel.text = "Choose a case folder first."
+            return
+        with slicer.util.tryWithErrorDisplay("SpineAI could not open the case.", waitCursor=True):
+            self.close()
+            imagePath = _pathOrNone(p.inputPath)
+            if imagePath is None and p.inputNode is not None and not (folder / "annotation.json").is_file():
+                # A node: its file beside the case folder, so the case can be reopened later.
+                imagePath = self.logic.exportInput(p.inputNode, p.task)
+                kept = folder.parent / (folder.name + "-" + imagePath.name)
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(imagePath, kept)
+                imagePath = kept
+            self.session = self.logic.open_case(folder, imagePath, p.task)
+            self.imageNode, self.browser = self.logic.case_image_into_scene(self.session)
+            self.layers = self.logic.case_layers(self.session)
+            if self.browser is not None:
+                self.addObserver(self.browser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
+            self._frame = self._currentFrame()
+            self._setUpSegmentEditor()
+            self._setUpShortcuts()
+            self._fillChoices()
+            self._refresh(f"Case {folder.name} opened.")
+
+    def close(self):
+        self._syncTimer.stop()
+        if self.session is not None and self.segmentationNode is not None:
+            self._syncMask()  # the last strokes
+        self.removeObservers()
+        for shortcut in self._shortcuts:
+            shortcut.setEnabled(False)
+            shortcut.setParent(None)
+        self._shortcuts = []
+        for node in (self.segmentationNode, self.boxNode):
+            if node is not None and slicer.mrmlScene.IsNodePresent(node):
+                slicer.mrmlScene.RemoveNode(node)
+        if self.layers is not None:
+            self.layers.remove()
+        if self.session is not None:
+            self.session.close()
+        self.session = self.layers = self.browser = self.imageNode = self.segmentationNode = self.boxNode = None
+        self._showControls()
+
+    def onPrefill(self):
+        if self.session is None or self.widget._outDir is None:
+            self.ui.annotationStatusLabel.text = "Open a case and run a task (Apply) first."
+            return
+        with slicer.util.tryWithErrorDisplay("SpineAI could not prefill the case.", waitCursor=True):
+            summary = self.session.prefill(self.widget._outDir)
+            self._reloadSegmentation()
+            self._refresh(f"Prefilled {summary['set']} items; {summary['kept']} of your edits kept.")
+
+    # --- edits ---
+
+    def _edit(self, call, what):
+        if self.session is None:
+            return
+        with slicer.util.tryWithErrorDisplay(f"SpineAI: {what} failed.", waitCursor=False):
+            self._syncMask()
+            call()
+            self._reloadSegmentation()
+            self._refresh(what)
+
+    def onToggle(self, label):
+        if self.session is not None and self.session.case.is_cine:
+            self._edit(lambda: self.session.toggle_label(self._currentFrame(), label), f"toggled {label}")
+
+    def onCopyPrevious(self):
+        if self.session is not None and self.session.case.is_cine:
+            self._edit(lambda: self.session.copy_previous_labels(self._currentFrame()), "copied the previous frame")
+
+    def onKey(self, key):
+        """A shortcut (Qt key text, e.g. "Ctrl+Z"): the shared keymap decides what it means."""
+        ctrl = key.startswith("Ctrl+")
+        action = self.logic.annotation_key(key.split("+")[-1], ctrl, False)
+        if action is None or self.session is None:
+            return
+        name, argument = action
+        if name == "frame" and self.browser is not None:
+            self.browser.SetPlaybackActive(False)
+            frame = self.browser.GetSelectedItemNumber() + argument
+            if 0 <= frame < self.browser.GetNumberOfItems():
+                self.browser.SetSelectedItemNumber(frame)
+        elif name == "toggle":
+            self.onToggle(argument)
+        elif name == "copy_previous":
+            self.onCopyPrevious()
+        elif name == "undo":
+            self._edit(self.session.undo, "undo")
+        elif name == "redo":
+            self._edit(self.session.redo, "redo")
+
+    def onPlaceBox(self):
+        if self.session is None:
+            return
+        if self.boxNode is None or not slicer.mrmlScene.IsNodePresent(self.boxNode):
+            self.boxNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Annotation box (unsaved)")
+        self.boxNode.RemoveAllControlPoints()
+        slicer.modules.markups.logic().SetActiveList(self.boxNode)
+        slicer.modules.markups.logic().StartPlaceMode(False)
+
+    def onSaveBox(self):
+        if self.session is None or self.boxNode is None or self.boxNode.GetNumberOfControlPoints() == 0:
+            self.ui.annotationStatusLabel.text = "Place a box first."
+            return
+        bounds = [0.0] * 6
+        self.boxNode.GetRASBounds(bounds)
+        label = self.ui.structureComboBox.currentText
+        self._edit(lambda: self.session.set_box(bounds[0::2], bounds[1::2], label, frame=self._currentFrame()),
+                   f"box around {label}")
+        slicer.mrmlScene.RemoveNode(self.boxNode)
+        self.boxNode = None
+
+    def onDeleteBox(self):
+        label = self.ui.structureComboBox.currentText
+        self._edit(lambda: self.session.delete_box(label, frame=self._currentFrame()), f"deleted the {label} box")
+
+    def onPlacePoint(self):
+        if self.session is None or self.session.case.is_cine:
+            return
+        node = self.layers.show_points() or self._emptyPointList()
+        node.SetLocked(False)
+        self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
+        self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._onPointsMoved)
+        slicer.modules.markups.logic().SetActiveList(node)
+        slicer.modules.markups.logic().StartPlaceMode(False)
+
+    def _emptyPointList(self):
+        self.layers.points_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Disc levels (annotation)")
+        return self.layers.points_node
+
+    def _onPointPlaced(self, caller, event):
+        if self._updating:
+            return
+        n = caller.GetNumberOfControlPoints()
+        if n == 0:
+            return
+        position = [0.0, 0.0, 0.0]
+        caller.GetNthControlPointPosition(n - 1, position)
+        level = self.ui.levelComboBox.currentText
+        self._edit(lambda: self.session.set_point(level, position), f"placed {level}")
+
+    def _onPointsMoved(self, caller, event):
+        if self._updating:
+            return
+        moved = []
+        for i in range(caller.GetNumberOfControlPoints()):
+            label, position = caller.GetNthControlPointLabel(i), [0.0, 0.0, 0.0]
+            caller.GetNthControlPointPosition(i, position)
+            saved = self.session.case.points.get(label)
+            if saved is not None and max(abs(a - b) for a, b in zip(saved, position)) > 1e-3:
+                moved.append((label, position))
+        for label, position in moved:
+            self._edit(lambda label=label, position=position: self.session.set_point(label, position), f"moved {label}")
+
+    def onGrade(self, index):
+        if self.session is not None and not self.session.case.is_cine:
+            grade = self.ui.gradeComboBox.currentText or None
+            level, condition = self.ui.levelComboBox.currentText, self.ui.conditionComboBox.currentText
+            self._edit(lambda: self.session.set_severity(level, condition, grade), f"{level} {condition}")
+
+    def onFracture(self, index):
+        if self.session is not None and not self.session.case.is_cine:
+            choice = {"yes": True, "no": False}.get(self.ui.fractureComboBox.currentText)
+            vertebra = self.ui.structureComboBox.currentText
+            self._edit(lambda: self.session.set_fracture(vertebra, choice), f"{vertebra} fracture")
+
+    # --- the Segment Editor ---
+
+    def _setUpSegmentEditor(self):
+        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "SpineAI annotation editor")
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
+        self._reloadSegmentation()
+
+    def _reloadSegmentation(self):
+        """The session's mask of the frame on screen into the edited segmentation."""
+        if self.session is None:
+            return
+        if self.segmentationNode is not None:
+            self.removeObserver(self.segmentationNode.GetSegmentation(), slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+        self._updating = True
+        try:
+            self.segmentationNode = self.logic.editable_segmentation(self.session, self._currentFrame(), self.imageNode,
+                                                                     self.segmentationNode)
+        finally:
+            self._updating = False
+        self.ui.segmentEditorWidget.setSegmentationNode(self.segmentationNode)
+        setSource = getattr(self.ui.segmentEditorWidget, "setSourceVolumeNode", None) or self.ui.segmentEditorWidget.setMasterVolumeNode
+        setSource(self.imageNode)
+        self.addObserver(self.segmentationNode.GetSegmentation(), slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+
+    def _onSegmentModified(self, caller=None, event=None):
+        if not self._updating:
+            self._syncTimer.start()  # read back once the stroke is over
+
+    def _syncMask(self):
+        """Segment Editor changes -> the session (which saves them and makes them undoable)."""
+        if self.session is None or self.segmentationNode is None:
+            return
+        labels = self.logic.segmentation_labels(self.segmentationNode, self.session)
+        if self.session.set_mask(labels, frame=self._frame) is not None:
+            self._refresh("mask saved")
+
+    # --- frames and the panel ---
+
+    def _currentFrame(self):
+        return self.browser.GetSelectedItemNumber() if self.browser is not None else None
+
+    def _onBrowserModified(self, caller=None, event=None):
+        frame = self._currentFrame()
+        if frame == self._frame:
+            return
+        self._syncTimer.stop()
+        self._syncMask()  # the previous frame's strokes belong to the previous frame
+        self._frame = frame
+        self._reloadSegmentation()
+        self._refresh()
+
+    def _setUpShortcuts(self):
+        for key in self.KEYS:
+            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
+            shortcut.connect("activated()", lambda key=key: self.onKey(key))
+            self._shortcuts.append(shortcut)
+
+    def _fillChoices(self):
+        choices = self.logic.annotation_choices(self.session)
+        for combo, items in ((self.ui.structureComboBox, choices["structures"]), (self.ui.levelComboBox, choices["levels"]),
+                             (self.ui.conditionComboBox, choices["conditions"]), (self.ui.gradeComboBox, choices["grades"]),
+                             (self.ui.fractureComboBox, ["", "no", "yes"])):
+            combo.clear()
+            combo.addItems(items)
+
+    def _refresh(self, message=""):
+        if self.session is None:
+            return
+        self._updating = True
+        try:
+            self.layers.show(self._currentFrame())
+        finally:
+            self._updating = False
+        case = self.session.case
+        if case.is_cine:
+            labels = case.frame_labels(self._currentFrame() or 0)
+            self.ui.badQualityButton.checked = bool(labels["bad_quality"])
+            self.ui.spinalCordButton.checked = bool(labels["spinal_cord"])
+            self.ui.csfButton.checked = bool(labels["csf"])
+        self.ui.annotationStatusLabel.text = self.logic.annotation_status(self.session, self._currentFrame(), message)
+        self.ui.undoButton.enabled = self.session.can_undo
+        self.ui.redoButton.enabled = self.session.can_redo
+        self._showControls()
+
+    def _showControls(self):
+        case = self.session.case if self.session is not None else None
+        isOpen, isCine = case is not None, case is not None and case.is_cine
+        for w in (self.ui.closeCaseButton, self.ui.prefillButton, self.ui.segmentEditorWidget,
+                  self.ui.structureComboBox, self.ui.placeBoxButton, self.ui.saveBoxButton, self.ui.deleteBoxButton):
+            w.enabled = isOpen
+        if not isOpen:
+            self.ui.undoButton.enabled = self.ui.redoButton.enabled = False
+        for w in (self.ui.badQualityButton, self.ui.spinalCordButton, self.ui.csfButton, self.ui.copyPreviousButton):
+            w.visible = isCine
+        for w in (self.ui.levelLabel, self.ui.levelComboBox, self.ui.placePointButton, self.ui.gradeLabel,
+                  self.ui.conditionComboBox, self.ui.gradeComboBox):
+            w.visible = isOpen and case.task == "lumbar-mri"
+        for w in (self.ui.fractureLabel, self.ui.fractureComboBox):
+            w.visible = isOpen and case.task == "cervical-ct"
 
 
 #
@@ -592,6 +926,97 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         layers = heatmap_layers(SceneContext.from_slicer(), nodes)
         return layers[-1] if layers else None
 
+    # --- annotation (SpineAILib.annotation) ---
+
+    @staticmethod
+    def open_case(folder, image_path, task):
+        """The annotation session of ``folder`` (a new case needs the image and the task)."""
+        from SpineAILib.annotation.session import AnnotationSession
+
+        return AnnotationSession.open(folder, image_path=image_path, task=task)
+
+    @staticmethod
+    def case_image_into_scene(session):
+        """(node the masks are drawn on, sequence browser or None): the case's image loaded through
+        SpineAILib, so the scene and the case share one geometry; shown in the slice views."""
+        from SpineAILib.scene.context import SceneContext
+        from SpineAILib.scene.sequences import add_cine
+        from SpineAILib.scene.volumes import add_volume
+
+        ctx = SceneContext.from_slicer()
+        image = session.image
+        name = pathlib.Path(session.case.image["path"]).name.split(".")[0] or "case"
+        if session.case.is_cine:
+            _, browser, proxy = add_cine(ctx, image, name=name)
+            slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
+            slicer.util.setSliceViewerLayers(background=proxy, fit=True)
+            return proxy, browser
+        node = add_volume(ctx, image, name=name)
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        return node, None
+
+    @staticmethod
+    def case_layers(session):
+        from SpineAILib.annotation.scene_view import CaseLayers
+        from SpineAILib.scene.context import SceneContext
+
+        return CaseLayers(SceneContext.from_slicer(), session.case)
+
+    @staticmethod
+    def editable_segmentation(session, frame, reference_node, node=None):
+        """The Segment Editor's segmentation for ``frame`` (or the volume), refilled when ``node`` is given."""
+        from SpineAILib.annotation.scene_view import editable_segmentation
+        from SpineAILib.scene.context import SceneContext
+
+        return editable_segmentation(SceneContext.from_slicer(), session.case, frame, reference_node, node)
+
+    @staticmethod
+    def segmentation_labels(node, session):
+        from SpineAILib.annotation.scene_view import segmentation_labels
+        from SpineAILib.scene.context import SceneContext
+
+        return segmentation_labels(SceneContext.from_slicer(), node, session.case)
+
+    @staticmethod
+    def annotation_key(key, ctrl=False, shift=False):
+        from SpineAILib.annotation.keys import action_for
+
+        return action_for(key, ctrl, shift)
+
+    @staticmethod
+    def annotation_keys_help():
+        from SpineAILib.annotation.keys import HELP
+
+        return "Keys: " + HELP
+
+    @staticmethod
+    def annotation_choices(session):
+        """Items of the Annotate section's lists for this case."""
+        from SpineAILib.annotation.case import CERVICAL, CINE_STRUCTURES, DISC_LEVELS
+        from SpineAILib.severity.submission import CONDITIONS, GRADE_NAMES
+
+        case = session.case
+        if case.is_cine:
+            structures = list(CINE_STRUCTURES)
+        else:
+            structures = list(CERVICAL) if case.task == "cervical-ct" else ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+        return {"structures": structures, "levels": list(DISC_LEVELS), "conditions": list(CONDITIONS),
+                "grades": [""] + list(GRADE_NAMES)}
+
+    @staticmethod
+    def annotation_status(session, frame=None, message=""):
+        """'saved 10:02:03 · 14 edits · last: alice 10:02:01 paint' (+ who labelled the frame)."""
+        status = session.status()
+        text = f"saved {status['saved'][11:19]} · {status['edits']} edits"
+        last = status["last_edit"]
+        if last:
+            text += f" · last: {last['user']} {last['time'][11:19]} {last['action']}"
+        if frame is not None and session.case.is_cine:
+            who = session.last_edit(f"labels/{frame}")
+            text += f" · frame {frame + 1}: " + (f"{who['user']} {who['time'][11:19]}" if who else
+                                                 session.case.sources.get(f"labels/{frame}", "not labelled"))
+        return f"{message} ({text})" if message else text
+
     @staticmethod
     def set_heatmap_visible(node, visible):
         """The Heat map toggle: ``node`` as the slice views' coloured foreground layer, or none."""
@@ -618,6 +1043,7 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.test_output_folders_and_commands()
         self.test_load_results()
         self.test_cine_review()
+        self.test_annotation_case()
 
     def _phantom(self):
         """A 32x48x64 CT-like phantom: a bright cylinder ('vertebral body') in soft tissue."""
@@ -682,4 +1108,26 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.assertEqual(found.GetID(), browser.GetID())
         self.assertTrue(review.calls_line(1).startswith("frame 2 / 3 · 50.0 ms — bad quality: no (p 0.10)"))
         self.assertEqual(review.next_best(0)[0], 1)
+        self.delayDisplay("Test passed")
+
+
+    def test_annotation_case(self):
+        """A case on a phantom volume: a painted vertebra and a point survive reopening."""
+        logic = SpineAILogic()
+        node = self._phantom()
+        image = logic.exportInput(node, "lumbar-mri")
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-case")) / "case"
+        session = logic.open_case(folder, image, "lumbar-mri")
+        volume, browser = logic.case_image_into_scene(session)
+        self.assertIsNone(browser)
+        session.paint([session.case.ijk_to_ras[:3, 3]], "L4", 3.0)  # at the first voxel
+        session.set_point("L4/L5", (0.0, 0.0, 0.0))
+        segmentation = logic.editable_segmentation(session, None, volume)
+        labels = logic.segmentation_labels(segmentation, session)
+        self.assertEqual(int((labels == 23).sum()), int((session.case.mask == 23).sum()))
+        session.close()
+        again = logic.open_case(folder, image, "lumbar-mri")
+        self.assertEqual(again.case.points["L4/L5"], (0.0, 0.0, 0.0))
+        self.assertTrue((again.case.mask == 23).any())
+        again.close()
         self.delayDisplay("Test passed")

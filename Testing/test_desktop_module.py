@@ -64,6 +64,11 @@ def test_classes_follow_the_scripted_module_pattern(tree):
     assert methods["cine_review"] == ["out_dir"]
     assert methods["heatmap_layer"] == ["nodes"]
     assert methods["set_heatmap_visible"] == ["node", "visible"]
+    # Annotation goes through SpineAILib.annotation (session, layers, Segment Editor round trip, keys).
+    assert methods["open_case"] == ["folder", "image_path", "task"]
+    assert methods["editable_segmentation"] == ["session", "frame", "reference_node", "node"]
+    assert methods["segmentation_labels"] == ["node", "session"]
+    assert {"case_image_into_scene", "case_layers", "annotation_key", "annotation_status", "annotation_choices"} <= set(methods)
 
 
 def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
@@ -78,6 +83,9 @@ def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
     }
     assert {"applyButton", "cancelButton", "progressBar", "statusLabel", "resultsTableView"} <= used
     assert {"callsLabel", "timelineLabel", "bestFrameButton", "heatmapCheckBox"} <= used
+    assert {"openCaseButton", "prefillButton", "undoButton", "redoButton", "annotationStatusLabel", "badQualityButton",
+            "spinalCordButton", "csfButton", "copyPreviousButton", "segmentEditorWidget", "placeBoxButton",
+            "saveBoxButton", "placePointButton", "gradeComboBox", "fractureComboBox"} <= used
     missing = sorted(used - set(ui_widgets))
     assert not missing, f"SpineAI.py uses self.ui.{missing} but SpineAI.ui has no such widget"
 
@@ -119,7 +127,7 @@ def test_parameters_and_widgets_are_bound_both_ways(tree, ui_widgets):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = widget
     parameters = _parameters(tree)
-    assert set(parameters) == {"inputNode", "inputPath", "task", "device", "modelPath", "outputFolder"}
+    assert set(parameters) == {"inputNode", "inputPath", "task", "device", "modelPath", "outputFolder", "caseFolder"}
     assert set(bound) == set(parameters)
     for name, kind in parameters.items():
         assert bound[name].get("class") in CONNECTORS[kind], f"{name} ({kind}) bound to a {bound[name].get('class')}"
@@ -133,7 +141,7 @@ def test_ui_is_a_complete_designer_file(ui_widgets):
     custom = {w.get("class") for w in ui_widgets.values() if not w.get("class").startswith("Q")}
     assert custom <= declared, f"undeclared custom widgets {custom - declared}"
     sections = {w.find("property/string").text for w in ui_widgets.values() if w.get("class") == "ctkCollapsibleButton"}
-    assert {"Inputs", "Outputs"} <= sections
+    assert {"Inputs", "Outputs", "Annotate"} <= sections
     # MRML widgets only work once they are handed the scene.
     receivers = {c.find("receiver").text for c in root.iter("connection") if c.find("slot").text.startswith("setMRMLScene")}
     assert {n for n, w in ui_widgets.items() if w.get("class").startswith("qMRML") and n != "SpineAI"} <= receivers
@@ -191,3 +199,35 @@ def test_models_catalogue_is_valid():
     data = validate_catalogue(json.loads(CATALOGUE_PATH.read_text()), "Models.json")
     assert data["format_version"] == 1
     assert set(data["tasks"]) == {"lp-ultrasound", "lumbar-mri", "cervical-ct"}
+
+
+def test_annotate_section_is_wired(tree, ui_widgets):
+    """The Annotate section: Slicer's Segment Editor for masks, buttons and keys bound to handlers of
+    SpineAIAnnotation, which only calls the logic facade (SpineAILib.annotation does the work)."""
+    assert ui_widgets["segmentEditorWidget"].get("class") == "qMRMLSegmentEditorWidget"
+    for name in ("badQualityButton", "spinalCordButton", "csfButton"):
+        checkable = [p for p in ui_widgets[name].findall("property") if p.get("name") == "checkable"]
+        assert checkable and checkable[0].find("bool").text == "true", name
+    annotation = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
+    connects = {
+        (node.func.value.attr, node.args[0].value)
+        for node in ast.walk(annotation)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+        and isinstance(node.func.value, ast.Attribute) and node.args and isinstance(node.args[0], ast.Constant)
+    }
+    for button in ("openCaseButton", "closeCaseButton", "prefillButton", "undoButton", "redoButton", "badQualityButton",
+                   "spinalCordButton", "csfButton", "copyPreviousButton", "placeBoxButton", "saveBoxButton",
+                   "deleteBoxButton", "placePointButton"):
+        assert (button, "clicked(bool)") in connects, button
+    assert ("gradeComboBox", "activated(int)") in connects and ("fractureComboBox", "activated(int)") in connects
+    # Every shortcut key means something in the shared keymap.
+    from SpineAILib.annotation.keys import action_for
+
+    keys = next(ast.literal_eval(n.value) for n in annotation.body if isinstance(n, ast.Assign) and n.targets[0].id == "KEYS")
+    for key in keys:
+        assert action_for(key.split("+")[-1], key.startswith("Ctrl+")) is not None, key
+    logic_calls = {node.func.attr for node in ast.walk(annotation) if isinstance(node, ast.Call)
+                   and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self.logic"}
+    assert {"open_case", "case_layers", "editable_segmentation", "segmentation_labels", "annotation_key"} <= logic_calls
+    widget = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIWidget")
+    assert "SpineAIAnnotation(self)" in ast.unparse(widget)
