@@ -56,7 +56,11 @@ DEFAULT_STATE = {
     "annot_level": DISC_LEVELS[0],
     "annot_levels": list(DISC_LEVELS),
     "annot_conditions": list(CONDITIONS),
-    "annot_grades": [""] + list(GRADE_NAMES),
+    "annot_condition_titles": {"spinal_canal_stenosis": "canal", "left_neural_foraminal_narrowing": "L foram.",
+                               "right_neural_foraminal_narrowing": "R foram.", "left_subarticular_stenosis": "L subart.",
+                               "right_subarticular_stenosis": "R subart."},
+    "annot_grades": [{"title": "·", "value": ""}] + [{"title": {"Normal/Mild": "N/M", "Moderate": "Mod", "Severe": "Sev"}[g],
+                                                       "value": g} for g in GRADE_NAMES],
     "annot_severity": {},
     "annot_fractures": {},
     "annot_vertebrae": list(CERVICAL),
@@ -134,7 +138,8 @@ class WebAnnotator:
                 "annot_structures": self._structures(), "annot_tool": "none",
             })
             if self.state.annot_structure not in self.state.annot_structures:
-                self.state.annot_structure = self.state.annot_structures[0]
+                default = {"lp-ultrasound": "csf", "lumbar-mri": "L1", "cervical-ct": "C1"}[case.task]
+                self.state.annot_structure = default
             if case.is_cine:
                 self.state.annot_low, self.state.annot_high = 0.0, 60.0  # CSF is dark on ultrasound
             else:

@@ -192,12 +192,14 @@ def _severity(annotator):
     with v3.VTable(density="compact", id="spineai-annot-severity", classes="mt-1"):
         with html.Thead(), html.Tr():
             html.Th("level")
-            html.Th("{{ c.replace(/_/g, ' ') }}", v_for="c in annot_conditions", key="c", classes="text-caption")
+            html.Th("{{ annot_condition_titles[c] }}", v_for="c in annot_conditions", key="c", title=("c",),
+                    classes="text-caption px-1")
         with html.Tbody(), html.Tr(v_for="level in annot_levels", key="level"):
-            html.Td("{{ level }}")
-            with html.Td(v_for="c in annot_conditions", key="c"):
+            html.Td("{{ level }}", classes="px-1 text-caption")
+            with html.Td(v_for="c in annot_conditions", key="c", classes="px-1"):
                 v3.VSelect(model_value=("annot_severity[level + '|' + c] || ''",), items=("annot_grades",),
-                           density="compact", hide_details=True, variant="plain",
+                           density="compact", hide_details=True, variant="plain", menu_icon="",
+                           classes="text-caption",
                            update_modelValue=(annotator.set_severity, "[level, c, $event]"))
 
 
