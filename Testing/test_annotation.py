@@ -3,12 +3,10 @@ prefill never replacing a user's edits, the Segment Editor operations on label m
 and the case files read back by 3D Slicer's own readers."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest

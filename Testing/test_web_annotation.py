@@ -16,7 +16,6 @@ from web_helpers import (
     WebServer,
     browser_page,
     coloured_fraction,
-    img_src,
     missing_browser_reason,
     set_text_field,
     text_of,
@@ -146,8 +145,12 @@ def test_annotate_a_cine_in_the_browser(tmp_path):
 
         out = tmp_path / "export"
         export_dataset([folder], "lp-ultrasound", out)
+        from PIL import Image
+
         written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-        masks = [p for p in written if "/masks/" in p and p.endswith(".png")]
-        assert masks, f"no mask in the export: {sorted(written)}"
+        # The painted frame (index 3) is the export's frame_0004 (counted from 1 there).
+        exported = [p for p in written if p.endswith("masks/frame_0004_csf.png")]
+        assert exported, f"the stroke's mask is not in the export: {sorted(written)}"
+        assert np.array_equal(np.asarray(Image.open(out / exported[0])) > 0, mask == 2)
         assert any("csf" in (out / p).read_text(errors="ignore") for p in written if p.endswith(".json")), "no box"
     print(f"browser scenario {scenario_s:.1f} s")
