@@ -150,6 +150,8 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._job:
             self._job.cancel()
         if self.annotation:
+            if self.annotation._datasetJob:
+                self.annotation._datasetJob.cancel()
             self.annotation.close()
         self.removeObservers()
 
@@ -382,7 +384,13 @@ class SpineAIAnnotation(VTKObservationMixin):
         self.ui.placePointButton.connect("clicked(bool)", self.onPlacePoint)
         self.ui.gradeComboBox.connect("activated(int)", self.onGrade)
         self.ui.fractureComboBox.connect("activated(int)", self.onFracture)
+        self.ui.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
+        self.ui.importDatasetButton.connect("clicked(bool)", self.onImportDataset)
+        self.ui.importedCasesListWidget.connect("itemDoubleClicked(QListWidgetItem*)", self.onOpenImportedCase)
         self.ui.annotationKeysLabel.text = self.logic.annotation_keys_help()
+        self._datasetJob = None  # the running `spineai dataset export/import`
+        self._suggestedDataset = ""  # the dataset folder last suggested for the open case
+        self._importedCases = []  # [{"name", "split", "path"}] listed after an import
         self._showControls()
 
     # --- opening and closing ---
@@ -403,16 +411,32 @@ class SpineAIAnnotation(VTKObservationMixin):
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(imagePath, kept)
                 imagePath = kept
-            self.session = self.logic.open_case(folder, imagePath, p.task)
-            self.imageNode, self.browser = self.logic.case_image_into_scene(self.session)
-            self.layers = self.logic.case_layers(self.session)
-            if self.browser is not None:
-                self.addObserver(self.browser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
-            self._frame = self._currentFrame()
-            self._setUpSegmentEditor()
-            self._setUpShortcuts()
-            self._fillChoices()
-            self._refresh(f"Case {folder.name} opened.")
+            self._openSession(folder, imagePath, p.task)
+
+    def onOpenImportedCase(self, item=None):
+        """A case of the last import (double-click): it brings its own image and task."""
+        row = self.ui.importedCasesListWidget.currentRow
+        if not 0 <= row < len(self._importedCases):
+            return
+        folder = pathlib.Path(self._importedCases[row]["path"])
+        with slicer.util.tryWithErrorDisplay("SpineAI could not open the case.", waitCursor=True):
+            self.close()
+            self.widget._parameterNode.caseFolder = folder
+            self._openSession(folder, None, None)
+
+    def _openSession(self, folder, imagePath, task):
+        """Open the case, show its image and layers, and suggest where its dataset export goes."""
+        self.session = self.logic.open_case(folder, imagePath, task)
+        self.imageNode, self.browser = self.logic.case_image_into_scene(self.session)
+        self.layers = self.logic.case_layers(self.session)
+        if self.browser is not None:
+            self.addObserver(self.browser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
+        self._frame = self._currentFrame()
+        self._setUpSegmentEditor()
+        self._setUpShortcuts()
+        self._fillChoices()
+        self._suggestDatasetFolder()
+        self._refresh(f"Case {folder.name} opened.")
 
     def close(self):
         self._syncTimer.stop()
@@ -441,6 +465,67 @@ class SpineAIAnnotation(VTKObservationMixin):
             summary = self.session.prefill(self.widget._outDir)
             self._reloadSegmentation()
             self._refresh(f"Prefilled {summary['set']} items; {summary['kept']} of your edits kept.")
+
+    # --- dataset export / import (SpineAILib.dataset.actions decides; the CLI runs in a child process) ---
+
+    def _suggestDatasetFolder(self):
+        suggestion = str(self.logic.default_dataset_folder(self.session.case.folder))
+        current = self.ui.datasetFolderLineEdit.currentPath
+        if not current or current == self._suggestedDataset:
+            self.ui.datasetFolderLineEdit.currentPath = suggestion
+        self._suggestedDataset = suggestion
+
+    def onExportDataset(self):
+        folders = [self.session.case.folder] if self.session is not None else []
+        try:
+            if self.session is not None:
+                self._syncMask()  # the last strokes belong in the export
+            plan = self.logic.dataset_export_plan(folders, self.ui.datasetFolderLineEdit.currentPath,
+                                                  self.ui.datasetAddCheckBox.checked)
+        except Exception as error:  # one-line refusals (no case, a non-empty folder without Add, ...)
+            self.ui.datasetStatusLabel.text = f"Export refused: {error}"
+            return
+        self._startDatasetJob(plan, "Exporting", lambda: self.logic.dataset_export_summary(plan).message)
+
+    def onImportDataset(self):
+        try:
+            plan = self.logic.dataset_import_plan(self.ui.datasetFolderLineEdit.currentPath)
+        except Exception as error:
+            self.ui.datasetStatusLabel.text = f"Import refused: {error}"
+            return
+        self._startDatasetJob(plan, "Importing", lambda: self._listImported(self.logic.dataset_import_summary(plan)))
+
+    def _listImported(self, result):
+        self._importedCases = list(result.cases)
+        self.ui.importedCasesListWidget.clear()
+        for case in self._importedCases:
+            self.ui.importedCasesListWidget.addItem(f"{case['name']} · {case['split']}" if case["split"] else case["name"])
+        return result.message
+
+    def _startDatasetJob(self, plan, doing, summary):
+        """Run the plan's `spineai dataset ...` (if any) in the background; ``summary()`` gives the result line."""
+        def finished(job=None):
+            self._datasetJob = None
+            self._showControls()
+            if job is not None and job.returncode != 0:
+                self.ui.datasetStatusLabel.text = f"Failed: {self.logic.dataset_error(job.lines) or job.reason()}"
+                return
+            try:
+                self.ui.datasetStatusLabel.text = summary()
+            except Exception as error:
+                self.ui.datasetStatusLabel.text = f"Failed: {error}"
+
+        if not plan.arguments:  # nothing to run (cases imported before: listed again)
+            finished()
+            return
+        self.ui.datasetStatusLabel.text = f"{doing}..."
+        self._datasetJob = self.logic.dataset_job(plan.arguments, onLine=self._onDatasetLine, onFinished=finished)
+        self._showControls()
+
+    def _onDatasetLine(self, line):
+        progress = self.logic.dataset_progress(line)
+        if progress is not None:
+            self.ui.datasetStatusLabel.text = f"{progress[0] * 100:.0f}% {progress[1]}"
 
     # --- edits ---
 
@@ -656,6 +741,9 @@ class SpineAIAnnotation(VTKObservationMixin):
             w.visible = isOpen and case.task == "lumbar-mri"
         for w in (self.ui.fractureLabel, self.ui.fractureComboBox):
             w.visible = isOpen and case.task == "cervical-ct"
+        idle = self._datasetJob is None
+        self.ui.exportDatasetButton.enabled = isOpen and idle
+        self.ui.importDatasetButton.enabled = idle
 
 
 #
@@ -1016,6 +1104,56 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
             text += f" · frame {frame + 1}: " + (f"{who['user']} {who['time'][11:19]}" if who else
                                                  session.case.sources.get(f"labels/{frame}", "not labelled"))
         return f"{message} ({text})" if message else text
+
+    # --- dataset export / import (SpineAILib.dataset.actions) ---
+
+    @staticmethod
+    def default_dataset_folder(case_folder):
+        """Where a case's export goes by default (beside it, or back to the dataset it was imported from)."""
+        from SpineAILib.dataset.actions import default_dataset_folder
+
+        return default_dataset_folder(case_folder)
+
+    @staticmethod
+    def dataset_export_plan(case_folders, out_dir, add=False):
+        """The checks that answer at once and the `spineai dataset export` arguments (task from the case)."""
+        from SpineAILib.dataset.actions import export_plan
+
+        return export_plan(case_folders, out_dir, add)
+
+    @staticmethod
+    def dataset_export_summary(plan):
+        from SpineAILib.dataset.actions import export_summary
+
+        return export_summary(plan)
+
+    @staticmethod
+    def dataset_import_plan(dataset_dir):
+        from SpineAILib.dataset.actions import import_plan
+
+        return import_plan(dataset_dir)
+
+    @staticmethod
+    def dataset_import_summary(plan):
+        from SpineAILib.dataset.actions import import_summary
+
+        return import_summary(plan)
+
+    @staticmethod
+    def dataset_progress(line):
+        from SpineAILib.dataset.actions import parse_progress
+
+        return parse_progress(line)
+
+    @staticmethod
+    def dataset_error(lines):
+        from SpineAILib.dataset.actions import error_reason
+
+        return error_reason(lines)
+
+    def dataset_job(self, arguments, onLine=None, onFinished=None):
+        """`spineai ARGUMENTS` (a dataset export or import) in a background PythonSlicer process."""
+        return self._launch(arguments, False, onLine, onFinished)
 
     @staticmethod
     def set_heatmap_visible(node, visible):

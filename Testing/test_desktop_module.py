@@ -231,3 +231,44 @@ def test_annotate_section_is_wired(tree, ui_widgets):
     assert {"open_case", "case_layers", "editable_segmentation", "segmentation_labels", "annotation_key"} <= logic_calls
     widget = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIWidget")
     assert "SpineAIAnnotation(self)" in ast.unparse(widget)
+
+
+def test_dataset_buttons_are_wired(tree, ui_widgets):
+    """Export / Import dataset in the Annotate section: widgets of the right kinds, connected to handlers
+    of SpineAIAnnotation that go through the logic facade, which calls SpineAILib.dataset.actions only
+    (names that exist there), and run the CLI through the module's own background job."""
+    kinds = {"datasetFolderLineEdit": "ctkPathLineEdit", "datasetAddCheckBox": "QCheckBox",
+             "exportDatasetButton": "QPushButton", "importDatasetButton": "QPushButton",
+             "datasetStatusLabel": "QLabel", "importedCasesListWidget": "QListWidget"}
+    for name, cls in kinds.items():
+        assert ui_widgets[name].get("class") == cls, name
+    annotate = next(w for w in ui_widgets.values() if w.get("name") == "annotateCollapsibleButton")
+    assert set(kinds) <= {w.get("name") for w in annotate.iter("widget")}, "the dataset widgets belong to Annotate"
+    annotation = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
+    connects = {
+        (node.func.value.attr, node.args[0].value, ast.unparse(node.args[1]))
+        for node in ast.walk(annotation)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+        and isinstance(node.func.value, ast.Attribute) and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+    }
+    assert ("exportDatasetButton", "clicked(bool)", "self.onExportDataset") in connects
+    assert ("importDatasetButton", "clicked(bool)", "self.onImportDataset") in connects
+    assert ("importedCasesListWidget", "itemDoubleClicked(QListWidgetItem*)", "self.onOpenImportedCase") in connects
+    handlers = {f.name for f in annotation.body if isinstance(f, ast.FunctionDef)}
+    assert {"onExportDataset", "onImportDataset", "onOpenImportedCase", "_startDatasetJob", "_suggestDatasetFolder"} <= handlers
+    logic_calls = {node.func.attr for node in ast.walk(annotation) if isinstance(node, ast.Call)
+                   and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self.logic"}
+    dataset_calls = {"default_dataset_folder", "dataset_export_plan", "dataset_export_summary", "dataset_import_plan",
+                     "dataset_import_summary", "dataset_progress", "dataset_error", "dataset_job"}
+    assert dataset_calls <= logic_calls
+    logic = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAILogic")
+    methods = {f.name: f for f in logic.body if isinstance(f, ast.FunctionDef)}
+    assert dataset_calls <= set(methods)
+    assert "self._launch(arguments, False, onLine, onFinished)" in ast.unparse(methods["dataset_job"])
+    from SpineAILib.dataset import actions
+
+    imported = {alias.name for node in ast.walk(logic) if isinstance(node, ast.ImportFrom)
+                and node.module == "SpineAILib.dataset.actions" for alias in node.names}
+    assert {"default_dataset_folder", "export_plan", "export_summary", "import_plan", "import_summary"} <= imported
+    missing = sorted(name for name in imported if not hasattr(actions, name))
+    assert not missing, f"SpineAI.py imports {missing} from SpineAILib.dataset.actions, which has no such names"

@@ -1,12 +1,13 @@
 """Annotating in Chromium: open a case on a cine, step frames and toggle labels with the keyboard,
 paint a mask stroke and draw a box in the view, undo / redo with Ctrl+Z / Ctrl+Y, reload the
-page; everything is checked in the case folder on disk (and in a dataset export when the
-exporter is installed).
+page; everything is checked in the case folder on disk. Then the Dataset buttons: export the
+case (mask pixel for pixel, box, dataset.json), the refusal of a non-empty folder without
+"add to existing", an idempotent add, and the import listed and reopened in the Annotate panel.
 
 One server for the whole scenario (start-up and first frames ≈ 10 s on two cores).
 """
 
-import importlib.util
+import json
 import time
 
 import numpy as np
@@ -45,6 +46,30 @@ def _case(folder):
     return load_case(folder)
 
 
+def _dataset_result(page, previous):
+    """The Dataset section's next final message: Export enabled again (not running), text changed."""
+    page.wait_for_function(
+        """(prev) => { const el = document.getElementById('spineai-dataset-message');
+                       const button = document.getElementById('spineai-dataset-export');
+                       return el && button && !button.disabled && el.innerText.trim() && el.innerText !== prev; }""",
+        arg=previous, timeout=120000)
+    return text_of(page, "spineai-dataset-message")
+
+
+def _check_export(out, mask, box):
+    """The export on disk: the painted frame's CSF mask pixel for pixel, the box, the manifest."""
+    from PIL import Image
+
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert manifest["task"] == "lp-ultrasound" and [c["id"] for c in manifest["cases"]] == ["case-0001"]
+    # The painted frame (index 3) is the export's frame_0004 (counted from 1 there).
+    exported = np.asarray(Image.open(out / "case-0001" / "masks" / "frame_0004_csf.png"))
+    assert np.array_equal(exported > 0, mask == 2)
+    assert not np.asarray(Image.open(out / "case-0001" / "masks" / "frame_0004_cord.png")).any()
+    boxes = json.loads((out / "boxes.json").read_text())["boxes"]
+    assert [(b["label"], b["frame"], b["pixel"]) for b in boxes] == [("csf", 3, [float(v) for v in box])]
+
+
 @pytest.mark.browser
 def test_annotate_a_cine_in_the_browser(tmp_path):
     reason = missing_browser_reason()
@@ -56,8 +81,8 @@ def test_annotate_a_cine_in_the_browser(tmp_path):
     path = write_cine_dicom(cine, tmp_path / "cine.dcm")
     folder = tmp_path / "case"
     t0 = time.monotonic()
-    with WebServer(path, "--out", tmp_path / "runs", log_path=tmp_path / "server.log",
-                   env={"SPINEAI_USER": "tester"}) as server, browser_page(server.url) as page:
+    env = {"SPINEAI_USER": "tester", "SPINEAI_DEID_KEY_FILE": str(tmp_path / "site.key")}
+    with WebServer(path, "--out", tmp_path / "runs", log_path=tmp_path / "server.log", env=env) as server, browser_page(server.url) as page:
         wait_for_views(page, (AXIAL,))
         set_text_field(page, "spineai-annot-folder", str(folder))
         page.click("#spineai-annot-open")
@@ -136,21 +161,45 @@ def test_annotate_a_cine_in_the_browser(tmp_path):
         assert wait_for_text(page, "spineai-annot-status", "t.startsWith('saved ')") == status
         assert text_of(page, "spineai-annot-frame-info").startswith("frame 4: tester")
         page.screenshot(path=str(tmp_path / "page.png"))
+
+        # 6. Export dataset from the page: the folder beside the case, the case's task; the painted
+        #    frame's mask and the box reach the export, in a child process of the server.
+        out = tmp_path / "dataset"
+        assert page.input_value("#spineai-dataset-out") == str(out)
+        page.click("#spineai-dataset-export")
+        message = _dataset_result(page, "")
+        assert message == f"exported 1 case to {out}: dataset.json lists 1 case (train 1)", message
+        _check_export(out, mask, box)
+        export_bytes = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+        # 7. Again without "add to existing": refused in one line, nothing touched; with it: no change.
+        page.click("#spineai-dataset-export")
+        refused = _dataset_result(page, message)
+        assert refused.startswith(f"{out}: is not empty; choose a new folder, or tick 'add to existing'"), refused
+        assert "text-error" in page.get_attribute("#spineai-dataset-message", "class")
+        page.click("#spineai-dataset-add")
+        page.click("#spineai-dataset-export")
+        same = _dataset_result(page, refused)
+        assert same == f"no change: {out} already holds this case as annotated now", same
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == export_bytes
+
+        # 8. Import it through the page (the field holds the exported folder): the case is listed;
+        #    opening it brings its image and its annotations into the Annotate panel.
+        assert page.input_value("#spineai-dataset-import-path") == str(out)
+        page.click("#spineai-dataset-import")
+        imported = _dataset_result(page, same)
+        cases = tmp_path / "dataset-cases"
+        assert imported == f"imported 1 case into {cases}: open one to edit", imported
+        page.wait_for_selector(".spineai-dataset-case")
+        assert page.inner_text(".spineai-dataset-case").strip() == "case-0001 · train"
+        page.click(".spineai-dataset-case")
+        wait_for_text(page, "spineai-annot-message", "t.startsWith('case case-0001 opened')")
+        assert page.input_value("#spineai-annot-folder") == str(cases / "case-0001")
+        assert page.input_value("#spineai-dataset-out") == str(out)  # an imported case goes back to its dataset
+        reopened = _case(cases / "case-0001")
+        assert np.array_equal(reopened.mask_of(3)[0] == 2, mask == 2)
+        assert reopened.pixel_box(3, "csf") == box
+        page.screenshot(path=str(tmp_path / "dataset.png"))
         assert server.process.poll() is None
     scenario_s = time.monotonic() - t0
-
-    # 6. What the annotator made reaches a dataset export (once the exporter is installed).
-    if importlib.util.find_spec("SpineAILib.dataset") is not None:
-        from SpineAILib.dataset import export_dataset
-
-        out = tmp_path / "export"
-        export_dataset([folder], "lp-ultrasound", out)
-        from PIL import Image
-
-        written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-        # The painted frame (index 3) is the export's frame_0004 (counted from 1 there).
-        exported = [p for p in written if p.endswith("masks/frame_0004_csf.png")]
-        assert exported, f"the stroke's mask is not in the export: {sorted(written)}"
-        assert np.array_equal(np.asarray(Image.open(out / exported[0])) > 0, mask == 2)
-        assert any("csf" in (out / p).read_text(errors="ignore") for p in written if p.endswith(".json")), "no box"
     print(f"browser scenario {scenario_s:.1f} s")

@@ -4,8 +4,9 @@
 folder the training package reads directly (layout.py: the seeds' ultrasound layout,
 the mri_lumbar volume layout, boxes.json, and the dataset.json manifest of
 manifest.py); ``import_dataset(dataset_dir, out_dir=None)`` writes the cases back as
-run-folder-shaped case folders. De-identification: deid.py. Heavy modules (slicer,
-nibabel, cv2) load only when a function runs.
+run-folder-shaped case folders. De-identification: deid.py. What the front ends' Export /
+Import dataset buttons decide (default folders, the task, one-line results): actions.py.
+Heavy modules (slicer, nibabel, cv2) load only when a function runs.
 """
 
 

@@ -38,7 +38,7 @@ from ..errors import AmbiguousInputError, InputError, SpineAIError
 from ..images import Cine
 from ..scene import overlays, segmentations, sequences, storage, volumes
 from ..scene.context import SceneContext
-from . import annotate, annotate_panel, panel, viewer
+from . import annotate, annotate_panel, dataset_panel, panel, viewer
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class SpineAIWebApp(TrameApp):
         self.state.change("cine_frame")(self._on_cine_frame)
         self.state.change("heatmap_visible")(self._on_heatmap_visible)
         self.annotator = annotate.WebAnnotator(self)
+        self.dataset = dataset_panel.WebDataset(self)  # Export / Import dataset, below Annotate
         self._build_ui()
 
     # -- UI -------------------------------------------------------------------
@@ -147,9 +148,13 @@ class SpineAIWebApp(TrameApp):
         with VAppLayout(self.server, full_height=True) as self.ui:
             self.ui.root.theme = "dark"
             with v3.VNavigationDrawer(location="right", width=380, permanent=True):
-                panel.build_panel(self, annotate=lambda: annotate_panel.build(self.annotator, panel._heading))
+                panel.build_panel(self, annotate=self._build_annotate)
             with v3.VMain(), html.Div(classes="d-flex flex-row", style="height: 100vh"):
                 self.layout_manager.initialize_layout_grid(self.ui)
+
+    def _build_annotate(self):
+        annotate_panel.build(self.annotator, panel._heading)
+        dataset_panel.build(self.dataset, panel._heading)
 
     @staticmethod
     def _import_tasks():
@@ -250,7 +255,7 @@ class SpineAIWebApp(TrameApp):
             if not path.is_file():
                 raise InputError(f"{path.name}: only a NIfTI/NRRD label file can be loaded as a segmentation")
             image = io_volumes.load_volume_file(path, labelmap=True)  # refuses non-integer values
-        elif load_as == "image" and image.is_labelmap:
+        elif load_as == "image" and getattr(image, "is_labelmap", False):  # a Cine has no label maps
             image = dataclasses.replace(image, is_labelmap=False)
         return ("image", image)
 
