@@ -505,13 +505,14 @@ class SpineAIWebApp(TrameApp):
         self._set(task_progress=100, task_status=f"{task} done; loading results from {out}")
         try:
             message = self._load_results_folder(out)
-            self._set(task_status=f"{task} done: {message}", results_path=str(out))
+            status = {"task_status": f"{task} done: {message}", "results_path": str(out)}
         except Exception as error:
-            self._set(task_status=f"{task} done, but its results did not load: {_one_line(error)}", task_error=True)
-        finally:
-            with self.state:
-                self.state.task_running = False
-                self._refresh_lists()
+            status = {"task_status": f"{task} done, but its results did not load: {_one_line(error)}", "task_error": True}
+        # The lists first, the status last: "done" on screen means everything is shown.
+        with self.state:
+            self.state.task_running = False
+            self._refresh_lists()
+        self._set(**status)
 
     def _on_progress(self, fraction, message):
         values = {}
