@@ -91,19 +91,28 @@ def heatmap(rows, entries, points, loaded, reference, study, crops=None):
 
     crops = crops or loaded.metadata["grading"]["crops"]
     by_key = {(r["condition"], r["level"]): r for r in rows}
-    volume = np.zeros(reference.voxels.shape, np.float32)
-    painted = 0
+    graded = []  # (condition, level, crop, row, class index)
     for condition, level, crop, _ in entries:
         row = by_key.get((condition, level))
         if crop is None or row is None or not row["assessed"]:
             continue
+        grade_index = 1 if row["moderate"] >= row["severe"] else 2
+        graded.append((condition, level, crop, row, GROUPS.index(condition_group(condition)) * len(GRADES) + grade_index))
+    volume = np.zeros(reference.voxels.shape, np.float32)
+    if not graded:
+        return None
+    # One pass for all crops: a forward and one backward per class asked for, not per crop.
+    classes = sorted({g[4] for g in graded})
+    maps = grad_cam(loaded.model, np.stack([g[2] for g in graded]), classes)
+    maps = maps.reshape(len(classes), len(graded), *maps.shape[-2:])
+    painted = 0
+    for b, (condition, level, _, row, class_index) in enumerate(graded):
         group = condition_group(condition)
         abnormal = float(row["moderate"] + row["severe"])
-        grade_index = 1 if row["moderate"] >= row["severe"] else 2
-        cam = grad_cam(loaded.model, crop, GROUPS.index(group) * len(GRADES) + grade_index)
         spec = crops[group]
         series = study.series_of(spec["series"])
         spacing = series.slice_spacing() if series is not None else 4.0
+        cam = maps[classes.index(class_index), b]
         _paint(volume, reference, cam * abnormal, points[(condition, level)], spec, side_of(condition), spacing)
         painted += 1
     if not painted:
@@ -129,14 +138,21 @@ def _paint(volume, reference, cam, centre, spec, side, slice_spacing):
     hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 1, np.array(reference.dimensions))
     if np.any(hi <= lo):
         return
-    i, j, k = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
-    ras = np.c_[i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)] @ matrix.T
-    rel = ras[:, :3] - np.asarray(centre, float)
-    u = rel @ across / pixel + (size - 1) / 2
-    v = rel @ down / pixel + (size - 1) / 2
-    inside = (np.abs(rel @ depth) <= half_depth) & (u >= 0) & (u <= size - 1) & (v >= 0) & (v <= size - 1)
+    # Position along each crop axis, separable in i, j, k (the grid is affine): three small
+    # 1-D projections broadcast into the box instead of a RAS point per voxel.
+    axes = [np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)]
+    offset = matrix[:3, 3] - np.asarray(centre, float)
+
+    def along(direction):
+        d = np.asarray(direction, float)
+        i, j, k = (axes[n] * np.float32(matrix[:3, n] @ d) for n in range(3))
+        return k[:, None, None] + j[None, :, None] + i[None, None, :] + np.float32(offset @ d)  # (k, j, i)
+
+    u = along(across) / pixel + (size - 1) / 2
+    v = along(down) / pixel + (size - 1) / 2
+    inside = (np.abs(along(depth)) <= half_depth) & (u >= 0) & (u <= size - 1) & (v >= 0) & (v <= size - 1)
     if not inside.any():
         return
-    values = cam[np.rint(v[inside]).astype(int), np.rint(u[inside]).astype(int)]
-    kk, jj, ii = k.ravel()[inside], j.ravel()[inside], i.ravel()[inside]
-    np.maximum.at(volume, (kk, jj, ii), values.astype(np.float32))
+    values = cam[np.rint(v[inside]).astype(int), np.rint(u[inside]).astype(int)].astype(np.float32)
+    box = volume[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]]
+    box[inside] = np.maximum(box[inside], values)
