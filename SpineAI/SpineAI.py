@@ -214,11 +214,15 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("SpineAI could not start.", waitCursor=True):
-            inputPath = _pathOrNone(p.inputPath) or self.logic.exportInput(p.inputNode, p.task)
+            inputPath, series = _pathOrNone(p.inputPath), None
+            if inputPath is None and p.task == "lumbar-mri":
+                # A series loaded from Slicer's DICOM database brings its whole study: every series grades what it shows.
+                inputPath, series = self.logic.dicomStudyOf(p.inputNode) or (None, None)
+            inputPath = inputPath or self.logic.exportInput(p.inputNode, p.task)
             self._outDir = self.logic.newOutputFolder(p.task, _pathOrNone(p.outputFolder))
             self._job = self.logic.run(
                 p.task, inputPath, self._outDir, p.device, _pathOrNone(p.modelPath),
-                wait=False, onLine=self._onLine, onFinished=self._onFinished,
+                wait=False, onLine=self._onLine, onFinished=self._onFinished, series=series,
             )
             self._status(f"Running {p.task} on {inputPath.name}...")
             self._setRunning(True)
@@ -914,8 +918,8 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
             "PYTHONUNBUFFERED": "1",  # progress lines arrive as they are printed
         }
 
-    def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None):
-        """Run `spineai run TASK INPUT --out OUT_DIR [--model M] --device D`.
+    def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None, series=None):
+        """Run `spineai run TASK INPUT --out OUT_DIR [--model M] [--series S] --device D`.
 
         wait=True blocks and returns the output lines (RuntimeError with the CLI's one-line
         reason on failure); wait=False returns a running SpineAIJob.
@@ -925,6 +929,8 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         arguments = ["run", task, input_path, "--out", out_dir, "--device", device or "auto"]
         if model:
             arguments += ["--model", model]
+        if series:
+            arguments += ["--series", series]
         return self._launch(arguments, wait, onLine, onFinished)
 
     def info(self, input_path):
@@ -956,6 +962,28 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
             folder = parent / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
         parent.mkdir(parents=True, exist_ok=True)
         return folder
+
+    @staticmethod
+    def dicomStudyOf(node):
+        """(folder, SeriesInstanceUID) when ``node`` was loaded from Slicer's DICOM database: a temporary
+        folder linking every file of the node's study, one subfolder per series; else None."""
+        uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split() if node is not None else []
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None or not database.fileForInstance(uids[0]):
+            return None
+        studyUID = database.instanceValue(uids[0], "0020,000D")
+        seriesUID = database.instanceValue(uids[0], "0020,000E")
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-study"))
+        for otherSeries in database.seriesForStudy(studyUID):
+            target = folder / re.sub(r"[^A-Za-z0-9._-]+", "_", otherSeries)
+            target.mkdir(parents=True, exist_ok=True)
+            for n, source in enumerate(database.filesForSeries(otherSeries)):
+                link = target / f"{n:05d}.dcm"
+                try:
+                    os.symlink(source, link)  # the database's own files, not copies
+                except OSError:
+                    shutil.copy2(source, link)
+        return folder, seriesUID
 
     @staticmethod
     def exportInput(node, task):

@@ -272,3 +272,19 @@ def test_dataset_buttons_are_wired(tree, ui_widgets):
     assert {"default_dataset_folder", "export_plan", "export_summary", "import_plan", "import_summary"} <= imported
     missing = sorted(name for name in imported if not hasattr(actions, name))
     assert not missing, f"SpineAI.py imports {missing} from SpineAILib.dataset.actions, which has no such names"
+
+
+def test_lumbar_mri_from_the_dicom_database_passes_its_whole_study(tree):
+    """Apply on a series loaded from Slicer's DICOM database gives the CLI the study's folder and
+    that series (--series), so sagittal T1 and axial T2 grade what they show."""
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SpineAILogic")
+    methods = {f.name: f for f in logic.body if isinstance(f, ast.FunctionDef)}
+    study = ast.unparse(methods["dicomStudyOf"])
+    for call in ("fileForInstance", "seriesForStudy", "filesForSeries", "instanceValue", "'0020,000D'", "'0020,000E'"):
+        assert call in study, call
+    run = methods["run"]
+    assert "series" in [a.arg for a in run.args.args]
+    assert '"--series"' in ast.unparse(run)
+    apply = ast.unparse(next(f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SpineAIWidget"
+                             for f in n.body if isinstance(f, ast.FunctionDef) and f.name == "onApplyButton"))  # fmt: skip
+    assert "dicomStudyOf" in apply and "series=series" in apply
