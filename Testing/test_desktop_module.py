@@ -284,7 +284,7 @@ def test_lumbar_mri_from_the_dicom_database_passes_its_whole_study(tree):
         assert call in study, call
     run = methods["run"]
     assert "series" in [a.arg for a in run.args.args]
-    assert '"--series"' in ast.unparse(run)
+    assert "'--series'" in ast.unparse(run)
     apply = ast.unparse(next(f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SpineAIWidget"
                              for f in n.body if isinstance(f, ast.FunctionDef) and f.name == "onApplyButton"))  # fmt: skip
     assert "dicomStudyOf" in apply and "series=series" in apply
