@@ -118,5 +118,14 @@ def setup(device="auto"):
                        local_rank=int(os.environ.get("LOCAL_RANK", "0")), backend=backend)  # fmt: skip
 
 
+def run_main(args, argv, body):
+    """``body(args, argv, dist)`` inside the process group (torchrun) or alone; the group is always left."""
+    dist = setup(args.device)
+    try:
+        return body(args, argv, dist)
+    finally:
+        dist.close()
+
+
 def unwrap(model):
     return getattr(model, "module", model)

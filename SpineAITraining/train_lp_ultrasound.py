@@ -558,14 +558,9 @@ def _state_mb(model):
 
 
 def main(argv=None):
-    from SpineAITraining.distributed import setup
+    from SpineAITraining.distributed import run_main
 
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    dist = setup(args.device)
-    try:
-        return _main(args, argv, dist)
-    finally:
-        dist.close()
+    return run_main(parse_args(list(sys.argv[1:] if argv is None else argv)), argv, _main)
 
 
 def _main(args, argv, dist):

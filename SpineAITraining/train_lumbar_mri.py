@@ -309,14 +309,9 @@ def seed_everything(seed):
 
 
 def main(argv=None):
-    from .distributed import setup
+    from .distributed import run_main
 
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    dist = setup(args.device)
-    try:
-        return _main(args, argv, dist)
-    finally:
-        dist.close()
+    return run_main(parse_args(sys.argv[1:] if argv is None else argv), argv, _main)
 
 
 def _main(args, argv, dist):

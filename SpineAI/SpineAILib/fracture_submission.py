@@ -9,11 +9,9 @@ apart. Lives in SpineAILib because the module writes this table for a folder of 
 at inference time; the metric is in SpineAITraining.rsna2022.metric.
 """
 
-import csv
 import math
-import os
-import tempfile
-from pathlib import Path
+
+from .outputs import write_csv_atomic
 
 VERTEBRAE = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
 TARGETS = VERTEBRAE + ("patient_overall",)
@@ -97,18 +95,5 @@ def complete_rows(predictions, study_ids=None, prior=None):
 def write_submission(path, predictions, study_ids=None, prior=None):
     """Write Kaggle's CSV (row_id, fractured) atomically; return the rows (with ``filled``)."""
     rows = complete_rows(predictions, study_ids, prior)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(("row_id", "fractured"))
-            for row in rows:
-                writer.writerow((row["row_id"], repr(float(row["fractured"]))))
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_csv_atomic(path, ("row_id", "fractured"), ((row["row_id"], repr(float(row["fractured"]))) for row in rows))
     return rows

@@ -41,9 +41,19 @@ def staged_output_folder(out_dir, force=False):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    try:
+        swap_in(staging, out_dir)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def swap_in(staging, out_dir):
+    """The finished ``staging`` folder becomes ``out_dir``; an old ``out_dir`` is moved aside first
+    and removed only after the rename, so a failure of the rename loses nothing."""
+    staging, out_dir = Path(staging), Path(out_dir)
     old = None
     if out_dir.exists():
-        # Move the old results aside first so a failure of the final rename loses nothing.
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     try:
@@ -51,7 +61,6 @@ def staged_output_folder(out_dir, force=False):
     except OSError:
         if old is not None:
             os.replace(old, out_dir)
-        shutil.rmtree(staging, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -64,6 +73,26 @@ def write_text_atomic(path, text):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv_atomic(path, header, rows):
+    """Write a CSV (``header``, then each row of ``rows``) via a temporary sibling and rename."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

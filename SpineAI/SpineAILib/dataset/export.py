@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError, OutputError
+from ..outputs import swap_in
 from . import deid
 from .layout import LAYOUT_NAMES, SHARED_FILES, json_bytes, read_shared_rows, shared_bytes, write_case, write_file
 from .manifest import (
@@ -86,7 +87,7 @@ def export_dataset(sources, task, out_dir, *, add=False, split=None, seed=0, pro
             return old
         manifest["updated"] = now_utc() if old is not None else None
         write_file(staging, MANIFEST, json_bytes(manifest))
-        _swap_in(staging, out_dir)
+        swap_in(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -196,19 +197,3 @@ def _export_into(staging, old_dir, manifest, sources, task, key, key_print, prog
 def _next_id(manifest):
     used = [int(c["id"].split("-")[1]) for c in manifest["cases"] if c["id"].startswith("case-")]
     return f"case-{max(used, default=0) + 1:04d}"
-
-
-def _swap_in(staging, out_dir):
-    """The staging folder becomes ``out_dir``; the old dataset is removed only after the rename."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -6,10 +6,7 @@ written, from a prior, because Kaggle scores every row in its solution; they are
 flagged so a caller can tell them apart.
 """
 
-import csv
-import os
-import tempfile
-from pathlib import Path
+from ..outputs import write_csv_atomic
 
 CONDITIONS = (
     "spinal_canal_stenosis",
@@ -118,18 +115,5 @@ def write_submission(path, predictions, study_ids=None, prior=DEFAULT_PRIOR):
     not a Kaggle column, so it stays out of the file).
     """
     rows = complete_rows(predictions, study_ids, prior)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(("row_id",) + GRADES)
-            for row in rows:
-                writer.writerow([row["row_id"]] + [repr(float(row[g])) for g in GRADES])
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_csv_atomic(path, ("row_id",) + GRADES, ([row["row_id"]] + [repr(float(row[g])) for g in GRADES] for row in rows))
     return rows
