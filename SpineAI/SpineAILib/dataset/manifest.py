@@ -30,11 +30,9 @@ _ALIASES = {"train": "train", "training": "train", "val": "validation", "valid":
 
 
 def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from ..models.bundle import file_sha256  # one streaming hash for bundles and datasets
+
+    return file_sha256(path)
 
 
 def sha256_bytes(data):
