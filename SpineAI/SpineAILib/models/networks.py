@@ -78,6 +78,7 @@ NETWORKS = {
     "SegResNet": _monai("SegResNet"),
     "DenseNet121": _monai("DenseNet121"),
     "EfficientNetBN": _monai("EfficientNetBN"),
+    "resnet10": _monai_resnet(10),  # small 3-D crop classifiers (cervical-ct/fracture)
     "resnet18": _monai_resnet(18),
     "resnet34": _monai_resnet(34),
     "tv_resnet18": _tv_resnet18,
