@@ -267,8 +267,10 @@ def data_source(args):
         from SpineAITraining.cervical_cases import RSNASource
 
         rsna = RSNASource(args.data)
-        return {"name": f"rsna2022:{args.data}", "ids": rsna.ids(), "case": rsna.case,
-                "data": f"RSNA 2022 Cervical Spine Fracture Detection training studies at {args.data}"}
+        synthetic = rsna.dataset.is_synthetic
+        data = (f"SYNTHETIC studies in the RSNA 2022 layout written by SpineAITraining.rsna2022.generator at {args.data}, "
+                "NOT real CT" if synthetic else f"RSNA 2022 Cervical Spine Fracture Detection training studies at {args.data}")
+        return {"name": f"rsna2022:{args.data}", "ids": rsna.ids(), "case": rsna.case, "synthetic": synthetic, "data": data}
     ids = phantom_ids(args.phantoms, args.first_seed)
     limit = tuple(int(v) for v in args.shape_limit.split(",")) if args.shape_limit else None
     name = f"phantom(fracture_rate={args.fracture_rate:g}" + (f", shape_limit={args.shape_limit})" if limit else ")")

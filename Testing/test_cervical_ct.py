@@ -241,6 +241,34 @@ def test_tiny_training_runs_write_bundles_that_load_and_resume(tmp_path):
     assert {"rsna2022_score_test_crops", "rsna2022_score_prior_only_baseline_test", "rsna2022_score_test"} <= names
 
 
+def test_training_reads_the_rsna2022_layout(tmp_path):
+    """Both trainers on a small generated Kaggle folder (--data): studies with segmentations train the
+    segmentation; every labelled study is cropped where a segmentation bundle finds its vertebrae."""
+    pytest.importorskip("SpineAITraining.rsna2022.generator")
+    from SpineAILib.models.bundle import read_metadata
+
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    subprocess.run([sys.executable, "-m", "SpineAITraining.rsna2022.generator", str(tmp_path / "rsna"), "--studies", "4",
+                    "--seed", "5", "--segmentation-fraction", "1", "--fracture-rate", "1", "--max-shape", "64", "96", "96"],
+                   check=True, capture_output=True, env=env, timeout=300)  # fmt: skip
+    seg = tmp_path / "seg"
+    _train("cervical-ct", "--data", tmp_path / "rsna", "--out", seg, "--epochs", "1", "--steps-per-epoch", "1",
+           "--batch-size", "1", "--channels", "8,16", "--quiet")  # fmt: skip
+    meta = read_metadata(seg)
+    assert meta["training"]["synthetic"] and "RSNA 2022 layout" in meta["training"]["data"]
+    assert len(meta["training"]["split"]["test"]) == 1 and all(i.startswith("1.2.") for i in meta["training"]["split"]["train"])
+    from SpineAILib.models.catalogue import default_bundle_path
+
+    shipped = default_bundle_path("cervical-ct")  # a one-step model finds no vertebra to crop
+    if shipped is None:
+        pytest.skip("no cervical-ct bundle to crop the studies with")
+    fracture = tmp_path / "fracture"
+    _train("cervical-fracture", "--data", tmp_path / "rsna", "--segmentation", shipped, "--out", fracture, "--epochs",
+           "1", "--batch-size", "2", "--width", "0.125", "--quiet")  # fmt: skip
+    meta = read_metadata(fracture)
+    assert meta["training"]["crop_masks"] == "segmentation" and "rsna2022_score_test" in {m["name"] for m in meta["metrics"]}
+
+
 # -- the shipped models ---------------------------------------------------------------------
 
 
