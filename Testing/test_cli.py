@@ -95,7 +95,8 @@ def test_info_on_real_cine(shared_data):
 def test_run_without_bundle_says_so_and_writes_nothing(shared_data, tmp_path):
     ct = require(shared_data / "ct_thoracolumbar" / "ct.nii.gz")
     out = tmp_path / "out"
-    line = assert_one_line_error(spineai("run", "cervical-ct", ct, "--out", out), "no model bundle installed for cervical-ct")
+    missing = tmp_path / "no-such-bundle"
+    line = assert_one_line_error(spineai("run", "cervical-ct", ct, "--out", out, "--model", missing), "does not exist")
     assert not out.exists() and list(tmp_path.iterdir()) == [], line
 
 
@@ -143,7 +144,8 @@ def test_two_series_need_a_choice(dicom_series, phantom_ct, tmp_path):
     assert_one_line_error(spineai("run", "cervical-ct", folder, "--out", tmp_path / "o"), "--series")
     # With a choice the input is accepted (and the run stops at the missing model).
     assert_one_line_error(
-        spineai("run", "cervical-ct", folder, "--series", "2", "--out", tmp_path / "o"), "no model bundle"
+        spineai("run", "cervical-ct", folder, "--series", "2", "--out", tmp_path / "o", "--model", tmp_path / "none"),
+        "does not exist",
     )
 
 
@@ -215,7 +217,8 @@ def test_isolated_run_returns_the_cli_reason(dicom_series, tmp_path):
 
     seen = []
     with pytest.raises(SpineAIError) as caught:
-        run_task_isolated("cervical-ct", dicom_series, tmp_path / "o", progress=lambda f, m: seen.append((f, m)))
-    assert str(caught.value).startswith("no model bundle installed for cervical-ct")
+        run_task_isolated("cervical-ct", dicom_series, tmp_path / "o", model=tmp_path / "none",
+                          progress=lambda f, m: seen.append((f, m)))  # fmt: skip
+    assert str(caught.value).startswith("model bundle") and "does not exist" in str(caught.value)
     assert seen and seen[0][0] == 0.0 and seen[0][1].startswith("reading")
     assert not (tmp_path / "o").exists()
