@@ -20,7 +20,6 @@ Writes benchmarks/results/cervical_ct.json and cervical_ct.md with the machine a
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import describe_machine  # noqa: E402
+from machine import describe_machine, median, python_json  # noqa: E402
 
-PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
 SHAPE_KJI = (300, 512, 512)
 SPACING_IJK = (0.4, 0.4, 0.6)
 SEED = 90100
@@ -81,18 +79,8 @@ print(json.dumps({"run_s": time.perf_counter() - t0, "timings": report["timings"
 """
 
 
-def python_json(snippet, *args):
-    snippet = snippet.replace("PEAK", PEAK)
-    env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
-    out = subprocess.run([sys.executable, "-c", snippet, *map(str, args)], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2]
 
 
 def write_input(path):

@@ -19,11 +19,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
-from machine import describe_machine  # noqa: E402
+from machine import describe_machine, python_json  # noqa: E402
 
-# Peak memory is the child's own VmHWM: ru_maxrss would include the parent's peak
-# (Linux keeps it across fork/exec).
-PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
 
 LOAD_SNIPPET = """
 import json, sys, time
@@ -53,10 +50,6 @@ print(json.dumps({"read_s": t1 - t0, "scene_create_s": t2 - t1, "add_volume_s": 
 """
 
 
-def python_json(snippet, *args):
-    snippet = snippet.replace("PEAK", PEAK)
-    out = subprocess.run([sys.executable, "-c", snippet, *map(str, args)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def best_of(n, fn):

@@ -1,7 +1,9 @@
 """Describe the machine a benchmark ran on (recorded beside every result)."""
 
+import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +46,23 @@ def describe_machine():
     except ImportError:
         pass
     return info
+
+
+# A child's own peak memory (VmHWM), as an expression for a snippet: ru_maxrss would include
+# the parent's peak (Linux keeps it across fork/exec).
+PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+
+
+def python_json(snippet, *args):
+    """Run ``snippet`` (PEAK replaced) in a fresh Python with ``args``; its last stdout line as JSON."""
+    snippet = snippet.replace("PEAK", PEAK)
+    env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
+    out = subprocess.run([sys.executable, "-c", snippet, *map(str, args)], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
