@@ -25,6 +25,7 @@ class Case:
     ct: object  # VolumeImage, HU
     labels: object  # VolumeImage (VerSe numbers) or None
     fractured: dict  # {"C1": 0/1, ...} or None
+    kinds: dict = None  # phantoms: {"C5": ["lamina"], ...}, the fracture kinds drawn per vertebra
 
 
 def split_ids(ids, seed, val_fraction=0.15, test_fraction=0.15):
@@ -49,7 +50,10 @@ def phantom_case(case_id, fracture_rate=0.3, shape_limit=None):
     seed = int(case_id.rsplit("-", 1)[1])
     made = make_case(seed, fracture_rate=fracture_rate, shape_limit=shape_limit)
     fractured = {name: int(made.fractured.get(name, 0)) for name in CERVICAL}
-    return Case(case_id, made.ct, made.labels, fractured)
+    kinds = {}
+    for fracture in made.meta.get("fractures", []):
+        kinds.setdefault(fracture["vertebra"], []).append(fracture["kind"])
+    return Case(case_id, made.ct, made.labels, fractured, kinds)
 
 
 class RSNASource:

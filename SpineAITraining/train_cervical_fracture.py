@@ -54,6 +54,12 @@ def parse_args(argv):
     p.add_argument("--first-seed", type=int, default=10000, help="seed of the first phantom")
     p.add_argument("--fracture-rate", type=float, default=0.5, help="phantoms: chance that a patient has a fracture")
     p.add_argument("--shape-limit", help="phantoms: at most K,J,I voxels (coarser grids; for quick runs)")
+    p.add_argument("--extra-phantoms", type=int, default=0,
+                   help="phantoms: this many more cases for training only (never validated or tested on), cropped at "
+                        "their labelled vertebrae; their seeds start at --extra-first-seed")
+    p.add_argument("--extra-first-seed", type=int, default=50000)
+    p.add_argument("--extra-fracture-rate", type=float, default=1.0,
+                   help="chance that an extra case has a fracture (1: every one does, more fractured crops to learn from)")
     p.add_argument("--data", type=Path, help="RSNA 2022 folder (Kaggle layout) instead of phantoms")
     p.add_argument("--segmentation", type=Path, help="segmentation bundle for the workflow-path test (default: installed)")
     p.add_argument("--masks", choices=("segmentation", "truth"), default="segmentation",
@@ -282,6 +288,24 @@ def data_source(args):
                     f"fracture_rate {args.fracture_rate:g}"}
 
 
+def extra_source(args, main_ids):
+    """Training-only phantoms (cropped at their labelled vertebrae), or None; their seeds must not meet the main ones."""
+    if not args.extra_phantoms:
+        return None
+    from SpineAILib.errors import InputError
+
+    if args.data:
+        raise InputError("--extra-phantoms adds phantoms to phantom runs only (it would mix synthetic cases into real data)")
+    ids = phantom_ids(args.extra_phantoms, args.extra_first_seed)
+    if set(ids) & set(main_ids):
+        raise InputError(f"--extra-first-seed {args.extra_first_seed}: the extra phantoms' seeds overlap the main cases'")
+    limit = tuple(int(v) for v in args.shape_limit.split(",")) if args.shape_limit else None
+    return {"name": f"phantom(fracture_rate={args.extra_fracture_rate:g}" + (f", shape_limit={args.shape_limit})" if limit else ")"),
+            "ids": ids, "case": lambda case_id: phantom_case(case_id, args.extra_fracture_rate, limit),
+            "data": f"{len(ids)} more phantoms for training only (seeds {ids[0][8:]}-{ids[-1][8:]}, fracture_rate "
+                    f"{args.extra_fracture_rate:g}, crops at the labelled vertebrae)"}  # fmt: skip
+
+
 def segmentation_bundle(args, device):
     from SpineAILib.models.bundle import load_bundle
     from SpineAILib.models.catalogue import default_bundle_path
@@ -325,11 +349,13 @@ def main(argv=None):
     train_cases = load_crops(split["train"], source, cache, log, crop_seg)
     val_cases = load_crops(split["validation"], source, cache, log, crop_seg)
     test_cases = load_crops(split["test"], source, cache, log, crop_seg)
+    extra = extra_source(args, source["ids"])
+    extra_cases = load_crops(extra["ids"], extra, cache, log) if extra else []
     prepare_seconds = time.perf_counter() - t_start
     if args.prepare_only:
         log(f"crops of {len(source['ids'])} cases cached in {cache} in {prepare_seconds:.0f} s")
         return 0
-    hu, mask, y, _, train_names = stack(train_cases)
+    hu, mask, y, _, train_names = stack(train_cases + extra_cases)
     if not len(y) or y.sum() == 0:
         raise InputError("the training cases hold no fractured vertebra (or no vertebra at all)")
     v_hu, v_mask, v_y, v_owner, v_names = stack(val_cases)
@@ -470,7 +496,7 @@ def main(argv=None):
         input={"channels": 2, "size": [CROP_SIZE] * 3, "spacing": [CROP_SPACING] * 3, "intensity": INTENSITY,
                "channels_meaning": ["CT in the bone window", "mask of the vertebra asked about"],
                "layout": "canonical axes inferior, posterior, left (SpineAILib.cervical.grid.Layout), centred on the vertebra"},
-        labels=["fractured"], data=source["data"], seed=args.seed,
+        labels=["fractured"], data=source["data"] + (f"; {extra['data']}" if extra else ""), seed=args.seed,
         split={"method": "seeded shuffle by case", "seed": args.split_seed, **split},
         thresholds=thresholds, command=command,
         description="3-D ResNet10 on 60 mm crops around each cervical vertebra: probability that it is fractured"
@@ -479,6 +505,8 @@ def main(argv=None):
             "synthetic": source.get("synthetic", False), "phantom": source.get("phantom"), "epochs": epoch, "best_epoch": best["epoch"],
             "batch_size": args.batch_size, "lr": args.lr, "device": str(device), "threads": torch.get_num_threads(),
             "prepare_seconds": round(prepare_seconds, 1), "train_seconds": round(trained, 1), "history": history,
+            "extra_training_phantoms": {"count": len(extra["ids"]), "first_seed": args.extra_first_seed,
+                                        "fracture_rate": args.extra_fracture_rate} if extra else None,
             "prior": prior, "patient_rule_validation_log_loss": rules, "crop_masks": args.masks,
             "weights_from": weights_from,
             "loss": f"binary cross entropy, positives weighted {POSITIVE_WEIGHT:g} (as the RSNA 2022 metric)",
@@ -514,7 +542,7 @@ def workflow_path_metrics(folder, seg, ids, source, prior, rule, log, calibratio
 
     loaded = load_bundle(folder, device="cpu", expected_task=FRACTURE_TASK)
     threshold = float(loaded.thresholds.get("vertebra", 0.5))
-    truth, predicted, per_case, ys, ps, found_all, calls = {}, {}, {}, [], [], 0, []
+    truth, predicted, per_case, ys, ps, found_all, calls, kinds = {}, {}, {}, [], [], 0, [], []
     for case_id in ids:
         case = source["case"](case_id)
         result = segment(case.ct, seg)
@@ -529,6 +557,7 @@ def workflow_path_metrics(folder, seg, ids, source, prior, rule, log, calibratio
         for name, p in found.items():
             ys.append(truth[case_id][name])
             ps.append(p)
+            kinds.append((case.kinds or {}).get(name, []))
         calls.append((truth[case_id][PATIENT_ROW], any(p >= threshold for p in found.values())))
         per_case[case_id] = {"found": sorted(found), "probabilities": {k: round(v, 4) for k, v in predicted[case_id].items()},
                              "truth": truth[case_id]}  # fmt: skip
@@ -543,8 +572,24 @@ def workflow_path_metrics(folder, seg, ids, source, prior, rule, log, calibratio
                "vertebra_call_specificity": rate(~called & (ys == 0), ys == 0),
                "patient_call_sensitivity": rate(patients[:, 1] & patients[:, 0], patients[:, 0]),
                "patient_call_specificity": rate(~patients[:, 1] & ~patients[:, 0], ~patients[:, 0])}  # fmt: skip
+    metrics.update(auc_by_kind(ys, ps, kinds))
     log(json.dumps({"test_workflow_path": metrics}))
     return metrics, per_case
+
+
+def auc_by_kind(ys, ps, kinds):
+    """{"vertebra_auc_<region>": AUC of the vertebrae fractured in that region against every intact one}: which
+    fractures the model sees (phantoms record the kind drawn; real data has none, so nothing is returned)."""
+    regions = {"body": {"compression", "burst", "teardrop", "body_line"}, "dens": {"dens", "hangman"},
+               "posterior": {"lamina", "spinous", "pillar", "transverse", "ring_break"}}  # fmt: skip
+    ys, ps = np.asarray(ys), np.asarray(ps)
+    negatives = ps[ys == 0]
+    out = {}
+    for region, members in regions.items():
+        hit = np.array([y > 0 and bool(set(k) & members) for y, k in zip(ys, kinds)], bool)
+        if hit.any() and len(negatives):
+            out[f"vertebra_auc_{region}"] = auc(np.r_[np.ones(hit.sum()), np.zeros(len(negatives))], np.r_[ps[hit], negatives])
+    return out
 
 
 def _add_section(folder, key, value):

@@ -233,8 +233,11 @@ def test_tiny_training_runs_write_bundles_that_load_and_resume(tmp_path):
 
     fracture = tmp_path / "fracture"
     _train("cervical-fracture", *quick, "--fracture-rate", "1", "--first-seed", "0", "--masks", "truth", "--out", fracture, "--epochs", "1",
-           "--batch-size", "2", "--width", "0.125", "--segmentation", seg)  # fmt: skip
+           "--batch-size", "2", "--width", "0.125", "--segmentation", seg, "--extra-phantoms", "1", "--extra-first-seed", "900")  # fmt: skip
     meta = read_metadata(fracture)
+    assert meta["training"]["extra_training_phantoms"] == {"count": 1, "first_seed": 900, "fracture_rate": 1.0}
+    assert "1 more phantoms for training only (seeds 00900-00900" in meta["training"]["data"]
+    assert "phantom-00900" not in sum((meta["training"]["split"][p] for p in ("train", "validation", "test")), [])
     assert meta["task"] == "cervical-ct/fracture" and "SYNTHETIC" in meta["training"]["data"]
     assert meta["fracture"]["patient_rule"] in ("noisy_or", "max") and set(meta["thresholds"]) == {"vertebra"}
     names = {m["name"] for m in meta["metrics"]}
@@ -406,3 +409,22 @@ def test_thick_slices_run_with_a_warning(bundles, tmp_path):
     report = run_task("cervical-ct", tmp_path / "thick.nii.gz", tmp_path / "run", device="cpu")
     assert any("5.0 mm apart" in w for w in report["warnings"])
     print("5 mm slices:", report["results"]["message"])
+
+
+def test_extra_training_phantoms_never_meet_the_main_cases():
+    from types import SimpleNamespace
+
+    from SpineAILib.errors import InputError
+    from SpineAITraining.cervical_cases import phantom_ids
+    from SpineAITraining.train_cervical_fracture import extra_source
+
+    args = SimpleNamespace(extra_phantoms=3, extra_first_seed=10003, extra_fracture_rate=1.0, data=None, shape_limit=None)
+    with pytest.raises(InputError, match="overlap"):
+        extra_source(args, phantom_ids(5, 10000))
+    args.extra_first_seed = 50000
+    assert extra_source(args, phantom_ids(5, 10000))["ids"] == ["phantom-50000", "phantom-50001", "phantom-50002"]
+    args.data = Path("rsna")
+    with pytest.raises(InputError, match="phantom runs only"):
+        extra_source(args, ["1.2.3"])
+    args.data, args.extra_phantoms = None, 0
+    assert extra_source(args, phantom_ids(5, 10000)) is None

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA, require
 
-from SpineAILib.levels.discs import disc_levels, roi_axes
+from SpineAILib.levels.discs import disc_levels, estimate_disc_below, roi_axes
+from SpineAILib.images import VolumeImage
 from SpineAILib.levels.grid import SagittalLayout
 from SpineAILib.levels.postprocess import Body, assign_names
 from SpineAILib.samples.spine_phantom import disc_centres_ras, make_phantom
@@ -88,8 +89,26 @@ def test_disc_points_on_the_phantom(plane):
         assert levels[level]["visible"], level
         assert np.linalg.norm(levels[level]["centre"] - truth) < 1.5, level
         assert levels[level]["normal"][2] > 0.99  # the phantom's spine is straight up
-    # The phantom has no sacrum: L5/S1 is reported, never guessed.
+    # The phantom has no sacrum: disc_levels reports L5/S1 not visible (it measures, never guesses)...
     assert not levels["L5/S1"]["visible"] and "S1" in levels["L5/S1"]["reason"]
+
+
+def test_l5_s1_is_estimated_below_l5_and_marked_so():
+    """...and estimate_disc_below places it under L5's inferior endplate, marked estimated, only where
+    the image goes on below it."""
+    _, labels = make_phantom("MR", plane="sagittal", shape_kji=(64, 160, 128))
+    discs = disc_levels(labels)
+    estimated = {d["level"]: d for d in estimate_disc_below(labels, discs, "L5/S1")}
+    l5s1 = estimated["L5/S1"]
+    assert l5s1["visible"] and l5s1["estimated"] and "estimated" in l5s1["method"]
+    assert np.linalg.norm(l5s1["centre"] - disc_centres_ras()[4]) < 4.0
+    assert l5s1["normal"][2] > 0.95 and 4.0 <= l5s1["height_mm"] <= 16.0
+    assert all(estimated[d["level"]] is d for d in discs if d["level"] != "L5/S1")  # measured levels untouched
+    # the image cut 2 voxels under L5 (the sagittal phantom's J axis runs superior -> inferior): no room below
+    cut = int(np.argwhere(labels.voxels == 24)[:, 1].max()) + 3
+    cropped = VolumeImage(voxels=labels.voxels[:, :cut].copy(), ijk_to_ras=labels.ijk_to_ras.copy(), is_labelmap=True)
+    hidden = {d["level"]: d for d in estimate_disc_below(cropped, disc_levels(cropped), "L5/S1")}["L5/S1"]
+    assert not hidden["visible"] and "S1 is not segmented" in hidden["reason"]
 
 
 def test_a_missing_body_hides_both_of_its_discs():
@@ -196,12 +215,13 @@ def test_run_writes_every_output(test_case_run):
         assert (test_case_run / outputs[role]).stat().st_size > 0, role
     results = report["results"]
     assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4", "L5"]
-    assert results["visible_disc_levels"] == DISC_LEVELS[:4]
-    not_visible = {d["level"]: d for d in results["disc_levels"] if not d["visible"]}
-    assert list(not_visible) == ["L5/S1"] and "S1" in not_visible["L5/S1"]["reason"]
+    assert results["visible_disc_levels"] == DISC_LEVELS  # L5/S1 estimated below L5 (the model has no S1 label)
+    assert results["estimated_disc_levels"] == ["L5/S1"] and results["not_visible_disc_levels"] == []
+    assert "estimated" in {d["level"]: d for d in results["disc_levels"]}["L5/S1"]["method"]
+    assert any(w.startswith("L5/S1 is estimated") for w in report["warnings"])
     assert report["model"]["bundle_id"] == "lumbar-mri-vertebrae"
-    severity = results["severity"]  # a lone volume: canal graded at the four visible levels, the rest not assessed
-    assert severity["rows"] == 25 and severity["rows_assessed"] == 4
+    severity = results["severity"]  # a lone volume: canal graded at the five levels, the rest not assessed
+    assert severity["rows"] == 25 and severity["rows_assessed"] == 5
     assert severity["model"]["bundle_id"] == "lumbar-mri-severity-synthetic"
     assert any("synthetic" in w for w in report["warnings"])
 
@@ -222,13 +242,13 @@ def test_outputs_reload_with_names_and_accurate_disc_points(test_case_run):
 
     truth = {d["level"]: d["centre"] for d in disc_levels(load(LUMBAR_DATA / f"{TEST_CASE}_labels.nii.gz")) if d["visible"]}
     points = dict(points_from_node(load_node(ctx, test_case_run / "discs.mrk.json")))
-    assert sorted(points) == sorted(truth)
+    assert sorted(points) == sorted(truth) + ["L5/S1"]  # no S1 label in the data: L5/S1 is estimated, not measured
     for level, centre in truth.items():
         assert np.linalg.norm(np.array(points[level]) - centre) < 4.0, level
 
     storage = ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsROIJsonStorageNode")  # reads entry i of a multi-ROI file
     path = str(test_case_run / "levels.mrk.json")
-    assert len(json.loads(Path(path).read_text())["markups"]) == 4
+    assert len(json.loads(Path(path).read_text())["markups"]) == 5
     for i, level in enumerate(DISC_LEVELS[:4]):
         roi = storage.AddNewMarkupsNodeFromFile(path, f"Level {level}", i)
         geometry = roi_geometry(roi)

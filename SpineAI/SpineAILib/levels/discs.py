@@ -8,6 +8,8 @@ reduced to their core (an opening removes thin posterior elements when a label
 map includes them, then the largest piece is kept), so the centres are those of
 the vertebral bodies. A level is computed only when both its bodies are labelled;
 otherwise it is reported not visible with the missing body named: never guessed.
+``estimate_disc_below`` is the one marked exception (a disc under the last body when the
+model has no label for the body below it, e.g. L5/S1 without S1).
 Works on any VolumeImage label map (VerSe numbers), whatever its orientation.
 """
 
@@ -20,6 +22,11 @@ CORE_RADIUS_MM = 4.0  # half-edge of the opening: removes arches/processes (abou
 STEP_MM = 0.25
 ROI_SIZE_MM = (40.0, 40.0, 20.0)  # left-right, anterior-posterior, along the spine: a grading crop
 MAX_DISC_GAP_MM = 25.0  # endplates farther apart than this are not neighbours (a body is missing)
+# Estimating a disc below the last labelled body (L5/S1 when the model has no sacrum label):
+DEFAULT_DISC_MM = 10.0  # height when the disc above was not measured
+DISC_HEIGHT_RANGE_MM = (4.0, 16.0)
+MAX_AXIS_TURN_DEG = 30.0  # the body's own axis, unless it turns further than this from the spine's axis above
+MIN_BELOW_MM = 10.0  # of image needed below the estimated disc: the top of the body below must be in view
 
 
 def disc_pairs():
@@ -64,6 +71,22 @@ class LabelGeometry:
     def centre(self, value):
         core, origin = self.core(value)
         return self.ras(np.argwhere(core).mean(axis=0) + origin)[0]
+
+    def in_volume(self, points_ras):
+        ijk = (np.c_[points_ras, np.ones(len(points_ras))] @ self.inverse.T)[:, :3]
+        kji = ijk[:, ::-1]
+        return np.all((kji >= -0.5) & (kji <= np.array(self.voxels.shape) - 0.5), axis=1)
+
+    def axis(self, value, toward):
+        """Unit RAS vector perpendicular to the body's endplates (its least-spread principal axis: a lumbar body is
+        lower than it is deep or wide), pointing the way of ``toward``."""
+        core, origin = self.core(value)
+        kji = np.argwhere(core)
+        kji = kji[:: max(1, len(kji) // 20000)]  # a subsample gives the same axes
+        points = self.ras(kji + origin)
+        _, vectors = np.linalg.eigh(np.cov((points - points.mean(axis=0)).T))
+        axis = vectors[:, 0]
+        return axis if float(axis @ np.asarray(toward, float)) >= 0 else -axis
 
     def inside(self, value, points_ras):
         core, origin = self.core(value)
@@ -124,6 +147,73 @@ def _disc(geometry, level, upper, lower):
         "upper_endplate": upper_endplate,
         "lower_endplate": lower_endplate,
         "height_mm": gap,
+    }
+
+
+def estimate_disc_below(labelmap, discs, level="L5/S1"):
+    """``discs`` with ``level`` estimated where the body below it is not labelled (the level model has no S1).
+
+    The disc is placed under the upper body's inferior endplate, along that body's own axis (a
+    lumbar body's endplates are tilted at the lumbosacral junction, so the axis of the bodies
+    above would miss it), half the disc height down; the height is that of the disc above it,
+    clipped to 4-16 mm. It is reported only when the image goes on at least 10 mm beyond that
+    disc (so the top of the body below is in view) and the upper body is not cut off by the
+    image's edge; otherwise the level stays not visible, with the reason. An estimated level is
+    marked ``estimated`` with the method, so it is never taken for a measured one.
+    """
+    _, upper, lower = next(p for p in disc_pairs() if p[0] == level)
+    index = next(i for i, d in enumerate(discs) if d["level"] == level)
+    if discs[index]["visible"]:
+        return discs
+    geometry = LabelGeometry(labelmap)
+    upper_value = _present(geometry, upper)
+    if upper_value is None:
+        return discs
+    above = [d for d in discs if d["level"].endswith("/" + upper) and d["visible"]]
+    above_name = above[0]["level"].split("/")[0] if above else None
+    above_value = _present(geometry, above_name) if above_name else None
+    toward = (geometry.centre(upper_value) - geometry.centre(above_value)) if above_value else np.array([0.0, 0.0, -1.0])
+    height = above[0]["height_mm"] if above else DEFAULT_DISC_MM
+    estimate = extrapolated_disc(geometry, level, upper_value, height, toward)
+    if not estimate["visible"]:
+        estimate["reason"] = f"{lower} is not segmented by this model and {estimate['reason']}"
+    out = list(discs)
+    out[index] = estimate
+    return out
+
+
+def extrapolated_disc(geometry, level, upper_value, reference_height_mm, toward):
+    """The disc below body ``upper_value`` from that body alone (see estimate_disc_below)."""
+    upper = vertebra_name(upper_value)
+    chain = np.asarray(toward, float) / np.linalg.norm(toward)
+    axis = geometry.axis(upper_value, chain)
+    if float(axis @ chain) < np.cos(np.radians(MAX_AXIS_TURN_DEG)):  # a body's own axis that far off is its shape, not its tilt
+        axis = chain
+    centre = geometry.centre(upper_value)
+    t = np.arange(0.0, 80.0, STEP_MM)
+    points = centre + t[:, None] * axis
+    inside = geometry.inside(upper_value, points)
+    leaves = np.nonzero(~inside)[0]
+    exit_ = int(leaves[0]) - 1 if len(leaves) else len(t) - 1
+    endplate = points[max(exit_, 0)]
+    height = float(np.clip(reference_height_mm, *DISC_HEIGHT_RANGE_MM))
+    not_visible = {"level": level, "visible": False}
+    edge = endplate + axis * 2.0  # a body cut off by the image's edge has no inferior endplate to measure from
+    if not geometry.in_volume(edge[None])[0]:
+        return {**not_visible, "reason": f"{upper} reaches the edge of the image (its inferior endplate is not in view)"}
+    if not geometry.in_volume((endplate + axis * (height + MIN_BELOW_MM))[None])[0]:
+        return {**not_visible, "reason": f"the image ends less than {MIN_BELOW_MM:.0f} mm below the estimated {level} disc"}
+    return {
+        "level": level,
+        "visible": True,
+        "estimated": True,
+        "method": f"estimated below {upper}'s inferior endplate along its axis, half of a {height:.1f} mm disc down "
+                  "(the body below is not segmented)",
+        "centre": endplate + axis * height / 2.0,
+        "normal": -axis,
+        "upper_endplate": endplate,
+        "lower_endplate": endplate + axis * height,
+        "height_mm": height,
     }
 
 

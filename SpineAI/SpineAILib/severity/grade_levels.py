@@ -35,9 +35,12 @@ def grade(study, canal, bundle, discs=(), device="auto"):
     loaded = load(bundle, device)
     rows, entries = predict_study(study, loaded, canal_points=canal, return_crops=True)
     hidden = {level_key(d["level"]): d.get("reason", "") for d in discs if not d.get("visible")}
+    estimated = {level_key(d["level"]) for d in discs if d.get("visible") and d.get("estimated")}
     for row in rows:
         kind = NEEDS[condition_group(row["condition"])]
         row["series"] = KIND_TITLES[kind] if row["assessed"] else ""
+        if row["assessed"] and row["level"] in estimated:
+            row["reason"] = "graded at an estimated disc level (the body below is not segmented): check the level"
         if not row["assessed"]:
             if row["reason"] == "level not located" and row["level"] in hidden:
                 row["reason"] = f"disc level not visible: {hidden[row['level']]}"

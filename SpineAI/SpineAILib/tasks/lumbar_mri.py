@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from ..levels.discs import ROI_SIZE_MM, disc_levels, roi_axes
+from ..levels.discs import ROI_SIZE_MM, disc_levels, estimate_disc_below, roi_axes
 from ..levels.pipeline import check_field_of_view, check_modality, segment_vertebrae
 from ..severity.study_input import load_study_input as load_input  # the runner's hook: a study folder's level series
 
@@ -58,10 +58,12 @@ def run(job):
     job.timings.update(result.timings)
 
     discs = disc_levels(result.labelmap)
-    if "S1" not in bundle.labels:
+    if "S1" not in bundle.labels:  # no sacrum label in the training data: L5/S1 from L5 alone, marked estimated
+        discs = estimate_disc_below(result.labelmap, discs, "L5/S1")
         for disc in discs:
-            if disc["level"] == "L5/S1" and not disc["visible"]:
-                disc["reason"] = "S1 is not segmented by this model (its training data has no sacrum labels)"
+            if disc.get("estimated"):
+                job.warnings.append(f"{disc['level']} is estimated, not measured: {disc['method']}; check its point "
+                                    "before reading its grades")  # fmt: skip
     job.results.update(summarise(result, discs))
     found = job.results["levels_found"]
     if job.results["lumbar_levels_found"] and "L5" not in found:
@@ -154,6 +156,7 @@ def summarise(result, discs):
         "disc_levels": [_disc_summary(d) for d in discs],
         "visible_disc_levels": visible,
         "not_visible_disc_levels": [d["level"] for d in discs if not d["visible"]],
+        "estimated_disc_levels": [d["level"] for d in discs if d.get("estimated")],
         "level_box_mm": {"left_right": ROI_SIZE_MM[0], "anterior_posterior": ROI_SIZE_MM[1], "along_spine": ROI_SIZE_MM[2]},
         "notes": result.notes,
     }
@@ -168,6 +171,7 @@ def _disc_summary(disc):
         "centre_ras": [round(float(v), 2) for v in disc["centre"]],
         "spine_axis_ras": [round(float(v), 4) for v in disc["normal"]],
         "height_mm": round(float(disc["height_mm"]), 2),
+        **({"estimated": True, "method": disc["method"]} if disc.get("estimated") else {}),
     }
 
 
