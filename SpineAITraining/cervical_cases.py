@@ -96,3 +96,55 @@ def cached(folder, case_id, key, make):
     np.savez_compressed(temp, **arrays)
     temp.replace(path)
     return arrays
+
+
+def phantom_source(count, first_seed, fracture_rate, shape_limit=None):
+    """A trainer's case source over ``count`` phantoms from ``first_seed``: ids, how to make a case, what to record.
+    ``shape_limit``: "K,J,I" most voxels (coarser grids, for quick runs) or None."""
+    ids = phantom_ids(count, first_seed)
+    limit = tuple(int(v) for v in shape_limit.split(",")) if shape_limit else None
+    name = f"phantom(fracture_rate={fracture_rate:g}" + (f", shape_limit={shape_limit})" if limit else ")")
+    return {"name": name, "ids": ids, "synthetic": True,
+            "phantom": {"first_seed": first_seed, "count": len(ids), "fracture_rate": fracture_rate,
+                        "shape_limit": list(limit) if limit else None},
+            "case": lambda case_id: phantom_case(case_id, fracture_rate, limit),
+            "data": f"{PHANTOM_DATA}: {len(ids)} cases, seeds {first_seed}-{first_seed + len(ids) - 1}, "
+                    f"fracture_rate {fracture_rate:g}"}  # fmt: skip
+
+
+def data_source(args, need_masks=False):
+    """The cases a cervical trainer reads: the RSNA 2022 folder ``args.data`` (with ``need_masks``: only the
+    studies that have a segmentation) or phantoms (``args.phantoms`` from ``args.first_seed``)."""
+    if not args.data:
+        return phantom_source(args.phantoms, args.first_seed, args.fracture_rate, args.shape_limit)
+    rsna = RSNASource(args.data)
+    synthetic = rsna.dataset.is_synthetic
+    what = "studies with segmentations" if need_masks else "training studies"
+    data = (f"SYNTHETIC studies in the RSNA 2022 layout written by SpineAITraining.rsna2022.generator at {args.data}, "
+            "NOT real CT" if synthetic else f"RSNA 2022 Cervical Spine Fracture Detection {what} at {args.data}")
+    ids = rsna.ids(need_masks=True) if need_masks else rsna.ids()
+    return {"name": f"rsna2022:{args.data}", "ids": ids, "case": rsna.case, "synthetic": synthetic, "data": data}
+
+
+def start_run(args, cache_name, need_masks=False):
+    """(log, work folder, cache folder, source) for a cervical trainer's ``args``, after the checks both make:
+    an existing --out needs --overwrite, a run needs three cases (train, validation, test)."""
+    import sys
+
+    import torch
+
+    from SpineAILib.errors import InputError, OutputError
+
+    def log(message):
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    if args.out.exists() and not args.overwrite:
+        raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = args.work or args.out.with_name(args.out.name + ".work")
+    source = data_source(args, need_masks)
+    if len(source["ids"]) < 3:
+        raise InputError(f"{len(source['ids'])} cases: at least 3 are needed (train, validation, test)")
+    return log, work, args.cache or work / cache_name, source

@@ -26,7 +26,7 @@ import numpy as np
 import torch  # this module is imported only when its command runs
 
 from SpineAILib.cervical import CERVICAL, SEGMENTATION_TASK
-from SpineAITraining.cervical_cases import PHANTOM_DATA, cache_key, cached, phantom_case, phantom_ids, split_ids
+from SpineAITraining.cervical_cases import cache_key, cached, split_ids, start_run
 
 BUNDLE_ID = "cervical-ct-vertebrae"
 VERSION = "0.1.0"
@@ -244,48 +244,17 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def data_source(args):
-    if args.data:
-        from SpineAITraining.cervical_cases import RSNASource
-
-        rsna = RSNASource(args.data)
-        synthetic = rsna.dataset.is_synthetic
-        data = (f"SYNTHETIC studies in the RSNA 2022 layout written by SpineAITraining.rsna2022.generator at {args.data}, "
-                "NOT real CT" if synthetic else f"RSNA 2022 Cervical Spine Fracture Detection studies with segmentations at {args.data}")
-        return {"name": f"rsna2022:{args.data}", "ids": rsna.ids(need_masks=True), "case": rsna.case, "synthetic": synthetic, "data": data}
-    ids = phantom_ids(args.phantoms, args.first_seed)
-    limit = tuple(int(v) for v in args.shape_limit.split(",")) if args.shape_limit else None
-    name = f"phantom(fracture_rate={args.fracture_rate:g}" + (f", shape_limit={args.shape_limit})" if limit else ")")
-    return {"name": name, "ids": ids, "synthetic": True,
-            "phantom": {"first_seed": args.first_seed, "count": len(ids), "fracture_rate": args.fracture_rate,
-                        "shape_limit": list(limit) if limit else None},
-            "case": lambda case_id: phantom_case(case_id, args.fracture_rate, limit),
-            "data": f"{PHANTOM_DATA}: {len(ids)} cases, seeds {args.first_seed}-{args.first_seed + len(ids) - 1}, "
-                    f"fracture_rate {args.fracture_rate:g}"}
-
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    from SpineAILib.errors import InputError, OutputError
+    from SpineAILib.errors import InputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
 
     from .export import export_bundle
 
-    def log(message):
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
-    if args.out.exists() and not args.overwrite:
-        raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    work = args.work or args.out.with_name(args.out.name + ".work")
-    cache = args.cache or work / "cases"
-    source = data_source(args)
-    if len(source["ids"]) < 3:
-        raise InputError(f"{len(source['ids'])} cases: at least 3 are needed (train, validation, test)")
+    log, work, cache, source = start_run(args, "cases", need_masks=True)
     split = split_ids(source["ids"], args.split_seed)
     log(f"cases: {len(split['train'])} train, {len(split['validation'])} validation, {len(split['test'])} test")
 

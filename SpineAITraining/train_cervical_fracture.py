@@ -34,7 +34,7 @@ import torch  # this module is imported only when its command runs
 
 from SpineAILib.cervical import CERVICAL, FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.cervical.fracture import calibrate, crop_arrays, network_input, patient_probability
-from SpineAITraining.cervical_cases import PHANTOM_DATA, cache_key, cached, phantom_case, phantom_ids, split_ids
+from SpineAITraining.cervical_cases import cache_key, cached, phantom_source, split_ids, start_run
 
 BUNDLE_ID = "cervical-ct-fracture"
 VERSION = "0.1.0"
@@ -268,26 +268,6 @@ def network_spec(width):
                                          "widen_factor": width, "no_max_pool": True}}  # fmt: skip
 
 
-def data_source(args):
-    if args.data:
-        from SpineAITraining.cervical_cases import RSNASource
-
-        rsna = RSNASource(args.data)
-        synthetic = rsna.dataset.is_synthetic
-        data = (f"SYNTHETIC studies in the RSNA 2022 layout written by SpineAITraining.rsna2022.generator at {args.data}, "
-                "NOT real CT" if synthetic else f"RSNA 2022 Cervical Spine Fracture Detection training studies at {args.data}")
-        return {"name": f"rsna2022:{args.data}", "ids": rsna.ids(), "case": rsna.case, "synthetic": synthetic, "data": data}
-    ids = phantom_ids(args.phantoms, args.first_seed)
-    limit = tuple(int(v) for v in args.shape_limit.split(",")) if args.shape_limit else None
-    name = f"phantom(fracture_rate={args.fracture_rate:g}" + (f", shape_limit={args.shape_limit})" if limit else ")")
-    return {"name": name, "ids": ids, "synthetic": True,
-            "phantom": {"first_seed": args.first_seed, "count": len(ids), "fracture_rate": args.fracture_rate,
-                        "shape_limit": list(limit) if limit else None},
-            "case": lambda case_id: phantom_case(case_id, args.fracture_rate, limit),
-            "data": f"{PHANTOM_DATA}: {len(ids)} cases, seeds {args.first_seed}-{args.first_seed + len(ids) - 1}, "
-                    f"fracture_rate {args.fracture_rate:g}"}
-
-
 def extra_source(args, main_ids):
     """Training-only phantoms (cropped at their labelled vertebrae), or None; their seeds must not meet the main ones."""
     if not args.extra_phantoms:
@@ -296,14 +276,13 @@ def extra_source(args, main_ids):
 
     if args.data:
         raise InputError("--extra-phantoms adds phantoms to phantom runs only (it would mix synthetic cases into real data)")
-    ids = phantom_ids(args.extra_phantoms, args.extra_first_seed)
-    if set(ids) & set(main_ids):
+    extra = phantom_source(args.extra_phantoms, args.extra_first_seed, args.extra_fracture_rate, args.shape_limit)
+    if set(extra["ids"]) & set(main_ids):
         raise InputError(f"--extra-first-seed {args.extra_first_seed}: the extra phantoms' seeds overlap the main cases'")
-    limit = tuple(int(v) for v in args.shape_limit.split(",")) if args.shape_limit else None
-    return {"name": f"phantom(fracture_rate={args.extra_fracture_rate:g}" + (f", shape_limit={args.shape_limit})" if limit else ")"),
-            "ids": ids, "case": lambda case_id: phantom_case(case_id, args.extra_fracture_rate, limit),
-            "data": f"{len(ids)} more phantoms for training only (seeds {ids[0][8:]}-{ids[-1][8:]}, fracture_rate "
-                    f"{args.extra_fracture_rate:g}, crops at the labelled vertebrae)"}  # fmt: skip
+    ids = extra["ids"]
+    extra["data"] = (f"{len(ids)} more phantoms for training only (seeds {ids[0][8:]}-{ids[-1][8:]}, fracture_rate "
+                     f"{args.extra_fracture_rate:g}, crops at the labelled vertebrae)")
+    return extra
 
 
 def segmentation_bundle(args, device):
@@ -317,26 +296,14 @@ def segmentation_bundle(args, device):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    from SpineAILib.errors import InputError, OutputError
+    from SpineAILib.errors import InputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
 
     from .export import export_bundle
 
-    def log(message):
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
-    if args.out.exists() and not args.overwrite:
-        raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    log, work, cache, source = start_run(args, "crops")
     device = choose_device(args.device)
-    work = args.work or args.out.with_name(args.out.name + ".work")
-    cache = args.cache or work / "crops"
-    source = data_source(args)
-    if len(source["ids"]) < 3:
-        raise InputError(f"{len(source['ids'])} cases: at least 3 are needed (train, validation, test)")
     seg = segmentation_bundle(args, "cpu")
     if args.masks == "truth" and args.data:
         raise InputError("--masks truth needs phantoms: most RSNA 2022 studies have no segmentation")

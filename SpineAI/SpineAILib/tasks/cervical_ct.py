@@ -158,11 +158,10 @@ def table_columns(rows):
 def write_scene(job, result, fractures):
     from ..render import render_views
     from ..scene.context import SceneContext
-    from ..scene.overlays import add_heatmap_overlay, set_heatmap_visible
     from ..scene.segmentations import add_segmentation_from_labelmap
     from ..scene.storage import save_node, save_scene_mrb
-    from ..scene.tables import add_table
     from ..scene.volumes import add_volume
+    from .scene_outputs import save_table_and_heatmap
 
     out = job.out_dir
     t0 = time.perf_counter()
@@ -174,14 +173,8 @@ def write_scene(job, result, fractures):
         save_node(segmentation, out / OUTPUTS["segmentation"])
         job.outputs["segmentation"] = OUTPUTS["segmentation"]
     if fractures is not None:
-        table = add_table(ctx, "Fractures", table_columns(fractures["rows"]))
-        save_node(table, out / OUTPUTS["fractures"])
-        job.outputs["fractures"] = OUTPUTS["fractures"]
-        if fractures["heat"] is not None:
-            heat = add_heatmap_overlay(ctx, fractures["heat"], background_node=volume, name="Fracture Grad-CAM")
-            save_node(heat, out / OUTPUTS["heatmap"])
-            job.outputs["heatmap"] = OUTPUTS["heatmap"]
-            set_heatmap_visible(ctx, heat, False)  # off until asked for: the table comes first
+        save_table_and_heatmap(ctx, job, volume, "Fractures", table_columns(fractures["rows"]), fractures["heat"],
+                               {"table": ("fractures", OUTPUTS["fractures"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
 
     job.progress(0.85, "rendering overlays")

@@ -179,11 +179,10 @@ def write_scene(job, result, discs, severity=None):
     from ..render import render_views
     from ..scene.context import SceneContext
     from ..scene.markups import add_points, add_roi
-    from ..scene.overlays import add_heatmap_overlay, set_heatmap_visible
     from ..scene.segmentations import add_segmentation_from_labelmap
     from ..scene.storage import save_node, save_scene_mrb
-    from ..scene.tables import add_table
     from ..scene.volumes import add_volume
+    from .scene_outputs import save_table_and_heatmap
     from ..severity.grade_levels import table_columns
 
     out = job.out_dir
@@ -217,14 +216,8 @@ def write_scene(job, result, discs, severity=None):
             job.outputs["levels"] = OUTPUTS["levels"]
 
     if severity is not None:
-        table = add_table(ctx, "Severity", table_columns(severity["rows"]))
-        save_node(table, out / OUTPUTS["severity"])
-        job.outputs["severity"] = OUTPUTS["severity"]
-        if severity["heat"] is not None:
-            heat = add_heatmap_overlay(ctx, severity["heat"], background_node=volume, name="Severity Grad-CAM")
-            save_node(heat, out / OUTPUTS["heatmap"])
-            job.outputs["heatmap"] = OUTPUTS["heatmap"]
-            set_heatmap_visible(ctx, heat, False)  # off until asked for: the grades' table comes first
+        save_table_and_heatmap(ctx, job, volume, "Severity", table_columns(severity["rows"]), severity["heat"],
+                               {"table": ("severity", OUTPUTS["severity"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
 
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
     if result is not None:
