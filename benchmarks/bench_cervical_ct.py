@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import describe_machine, median, python_json  # noqa: E402
+from machine import describe_machine, median, python_json, whole_run  # noqa: E402
 
 SHAPE_KJI = (300, 512, 512)
 SPACING_IJK = (0.4, 0.4, 0.6)
@@ -67,20 +67,6 @@ print(json.dumps({"import_s": t_import, "read_s": t_read, "model_load_s": t_mode
                   "found": [v["name"] for v in result.vertebrae], "shape": list(image.voxels.shape),
                   "peak_rss_mib": PEAK}))
 """
-
-WHOLE_RUN = """
-import json, sys, time
-import torch
-torch.set_num_threads(int(sys.argv[4]))
-t0 = time.perf_counter()
-from SpineAILib.tasks import run_task
-report = run_task("cervical-ct", sys.argv[1], sys.argv[2], device=sys.argv[3], force=True)
-print(json.dumps({"run_s": time.perf_counter() - t0, "timings": report["timings"], "peak_rss_mib": PEAK}))
-"""
-
-
-
-
 
 
 def write_input(path):
@@ -126,7 +112,7 @@ def main(argv=None):
         print(json.dumps({"input": made}))
         load_before = os.getloadavg()
         analysis = [python_json(ANALYSIS, path, args.device, args.threads) for _ in range(args.repeats)]
-        whole = [python_json(WHOLE_RUN, path, work / "out", args.device, args.threads) for _ in range(args.repeats)]
+        whole = [whole_run("cervical-ct", path, work / "out", args.device, args.threads) for _ in range(args.repeats)]
         load_after = os.getloadavg()
     keys = ("read_s", "model_load_s", "segmentation_s", "fracture_s", "heatmap_s", "analysis_s")
     result = {

@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "mri_lumbar"
 sys.path.insert(0, str(HERE))
-from machine import describe_machine, median, python_json  # noqa: E402
+from machine import describe_machine, median, python_json, whole_run  # noqa: E402
 
 
 ANALYSIS = """
@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 t0 = time.perf_counter()
-from SpineAILib.levels.discs import disc_levels
+from SpineAILib.levels.discs import disc_levels, estimate_disc_below
 from SpineAILib.levels.pipeline import segment_vertebrae
 from SpineAILib.models.bundle import load_bundle
 from SpineAILib.models.catalogue import resolve_bundle
@@ -54,7 +54,7 @@ severity = grade_levels.load(grade_levels.severity_bundle_path(), device)
 t_models = time.perf_counter() - t0
 t0 = time.perf_counter()
 result = segment_vertebrae(image, levels)
-discs = disc_levels(result.labelmap)
+discs = estimate_disc_below(result.labelmap, disc_levels(result.labelmap), "L5/S1")  # as the workflow does
 t_levels = time.perf_counter() - t0
 t0 = time.perf_counter()
 study, canal, notes = study_for_run(image, Path(sys.argv[1]), result.labelmap, discs)
@@ -69,20 +69,6 @@ print(json.dumps({"import_s": t_import, "read_s": t_read, "model_load_s": t_mode
                   "rows_assessed": sum(r["assessed"] for r in rows), "shape": list(image.voxels.shape),
                   "peak_rss_mib": PEAK}))
 """
-
-WHOLE_RUN = """
-import json, sys, time
-import torch
-torch.set_num_threads(int(sys.argv[4]))
-t0 = time.perf_counter()
-from SpineAILib.tasks import run_task
-report = run_task("lumbar-mri", sys.argv[1], sys.argv[2], device=sys.argv[3], force=True)
-print(json.dumps({"run_s": time.perf_counter() - t0, "timings": report["timings"], "peak_rss_mib": PEAK}))
-"""
-
-
-
-
 
 
 def inputs(work):
@@ -112,7 +98,7 @@ def main(argv=None):
         work = Path(tmp)
         for name, path in inputs(work).items():
             analysis = [python_json(ANALYSIS, path, args.device, args.threads) for _ in range(args.repeats)]
-            whole = [python_json(WHOLE_RUN, path, work / "out", args.device, args.threads) for _ in range(args.repeats)]
+            whole = [whole_run("lumbar-mri", path, work / "out", args.device, args.threads) for _ in range(args.repeats)]
             entry = {
                 "input": name,
                 "shape_kji": analysis[0]["shape"],

@@ -63,6 +63,22 @@ def python_json(snippet, *args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+WHOLE_RUN = """
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[5]))
+t0 = time.perf_counter()
+from SpineAILib.tasks import run_task
+report = run_task(sys.argv[1], sys.argv[2], sys.argv[3], device=sys.argv[4], force=True)
+print(json.dumps({"run_s": time.perf_counter() - t0, "timings": report["timings"], "peak_rss_mib": PEAK}))
+"""
+
+
+def whole_run(task, input_path, out_dir, device, threads):
+    """One cold ``run_task`` (the whole ``spineai run``: files, pictures, scene) in a fresh Python: run_s, timings, peak."""
+    return python_json(WHOLE_RUN, task, input_path, out_dir, device, threads)
+
+
 def median(values):
     values = sorted(values)
     return values[len(values) // 2]
