@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..levels.morphology import connected_components
+from ..levels.morphology import component_indices, pieces_by_class
 
 MIN_PIECE_ML = 0.6  # smaller pieces are noise (C1, the smallest vertebra, is about 5 ml)
 MAX_VERTEBRA_ML = 150.0  # larger components are not one vertebra (skull, pelvis, fused columns)
@@ -52,14 +52,6 @@ class Vertebra:
     notes: list = field(default_factory=list)
 
 
-def _groups(components, n):
-    flat = components.ravel()
-    index = np.flatnonzero(flat)
-    order = index[np.argsort(flat[index], kind="stable")]
-    counts = np.bincount(flat[index], minlength=n + 1)[1:]
-    return np.split(order, np.cumsum(counts)[:-1])
-
-
 def _vertebra(index, classes, spacing, n_classes):
     kji = np.array(np.unravel_index(index, classes.shape), dtype=float)
     centre = kji.mean(axis=1)
@@ -70,10 +62,9 @@ def _vertebra(index, classes, spacing, n_classes):
 
 def find_vertebrae(classes, spacing, n_classes):
     """Candidates (before naming) from the model grid's class map, and notes on what was dropped."""
-    components, sizes = connected_components(classes > 0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     found, notes = [], []
-    for index in _groups(components, len(sizes)):
+    for index in component_indices(classes > 0):
         if len(index) * voxel_ml < MIN_PIECE_ML:
             continue
         candidate = _vertebra(index, classes, spacing, n_classes)
@@ -83,14 +74,8 @@ def find_vertebrae(classes, spacing, n_classes):
         if big.sum() < 2:
             found.append(candidate)
             continue
-        sub = np.zeros(classes.shape, bool)
-        for cls in np.nonzero(candidate.votes)[0]:
-            sub.ravel()[:] = False
-            sub.ravel()[index[classes.ravel()[index] == cls]] = True
-            parts, part_sizes = connected_components(sub)
-            for part in _groups(parts, len(part_sizes)):
-                if len(part) * voxel_ml >= MIN_PIECE_ML:
-                    found.append(_vertebra(part, classes, spacing, n_classes))
+        for part in pieces_by_class(index, classes, MIN_PIECE_ML / voxel_ml):
+            found.append(_vertebra(part, classes, spacing, n_classes))
     kept = []
     for v in found:
         if v.volume_ml > MAX_VERTEBRA_ML:

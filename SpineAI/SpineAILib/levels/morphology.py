@@ -35,6 +35,28 @@ def connected_components(mask):
     return labels, sizes
 
 
+def component_indices(mask):
+    """Flat voxel indices of each connected component of ``mask``, largest first."""
+    components, sizes = connected_components(mask)
+    flat = components.ravel()
+    index = np.flatnonzero(flat)
+    order = index[np.argsort(flat[index], kind="stable")]
+    counts = np.bincount(flat[index], minlength=len(sizes) + 1)[1:]
+    return np.split(order, np.cumsum(counts)[:-1]) if len(sizes) else []
+
+
+def pieces_by_class(index, classes, min_voxels):
+    """Split the voxels ``index`` (flat) of a class map into connected pieces of one class each, keeping
+    pieces of at least ``min_voxels``: neighbours fused into one component come apart by their classes."""
+    sub = np.zeros(classes.shape, bool)
+    pieces = []
+    for cls in np.unique(classes.ravel()[index]):
+        sub.ravel()[:] = False
+        sub.ravel()[index[classes.ravel()[index] == cls]] = True
+        pieces += [part for part in component_indices(sub) if len(part) >= min_voxels]
+    return pieces
+
+
 def largest_component(mask):
     labels, sizes = connected_components(mask)
     return labels == 1 if len(sizes) else np.zeros(mask.shape, bool)

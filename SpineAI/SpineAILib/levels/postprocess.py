@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .morphology import connected_components
+from .morphology import component_indices, pieces_by_class
 
 MIN_BODY_ML = 1.5  # smaller pieces are noise (a lumbar body is 25-50 ml; partial ones at a FOV edge count)
 MIN_BODY_AREA_MM2 = 250.0  # largest sagittal cross-section; cervical bodies stay under about 250 mm2
@@ -39,15 +39,6 @@ class Body:
     name_index: int = 0  # assigned class (0 = dropped)
 
 
-def _groups(components, n):
-    """Flat indices of each component 1..n."""
-    flat = components.ravel()
-    index = np.flatnonzero(flat)
-    order = index[np.argsort(flat[index], kind="stable")]
-    counts = np.bincount(flat[index], minlength=n + 1)[1:]
-    return np.split(order, np.cumsum(counts)[:-1])
-
-
 def _body(index, classes, shape, spacing, n_classes):
     k, r, c = np.unravel_index(index, shape)
     votes = np.bincount(classes.ravel()[index], minlength=n_classes).astype(np.int64)
@@ -65,10 +56,9 @@ def _body(index, classes, shape, spacing, n_classes):
 
 def find_bodies(classes, spacing, n_classes):
     """Candidate bodies (before plausibility and naming) from canonical class predictions."""
-    components, sizes = connected_components(classes > 0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     bodies = []
-    for index in _groups(components, len(sizes)):
+    for index in component_indices(classes > 0):
         if len(index) * voxel_ml < MIN_BODY_ML:
             continue
         body = _body(index, classes, classes.shape, spacing, n_classes)
@@ -77,14 +67,8 @@ def find_bodies(classes, spacing, n_classes):
             bodies.append(body)
             continue
         # Fused neighbours: one body per class inside the component.
-        sub = np.zeros(classes.shape, bool)
-        for cls in np.nonzero(body.votes)[0]:
-            sub.ravel()[:] = False
-            sub.ravel()[index[classes.ravel()[index] == cls]] = True
-            parts, part_sizes = connected_components(sub)
-            for part in _groups(parts, len(part_sizes)):
-                if len(part) * voxel_ml >= MIN_BODY_ML:
-                    bodies.append(_body(part, classes, classes.shape, spacing, n_classes))
+        for part in pieces_by_class(index, classes, MIN_BODY_ML / voxel_ml):
+            bodies.append(_body(part, classes, classes.shape, spacing, n_classes))
     return bodies
 
 
