@@ -157,6 +157,18 @@ def _scaled_spacing(spacing, shape, new_shape):
     return (spacing[0] * shape[0] / new_shape[0], spacing[1] * shape[1] / new_shape[1])
 
 
+def _spacing_unknown(what, full_shape, shape, reason, warnings, metadata):
+    """Pixel spacing of frames that store none (video, image files): 1 mm per original pixel, scaled when they
+    were downscaled on read (``reason``); the warnings and ``downscaled_from`` say so."""
+    spacing = (1.0, 1.0)
+    if reason:
+        warnings.append(_downscale_note(what, full_shape, shape, reason))
+        spacing = _scaled_spacing(spacing, full_shape, shape)
+        metadata["downscaled_from"] = list(full_shape)
+    warnings.append(_unknown_spacing_warning(what, downscaled=bool(reason)))
+    return spacing
+
+
 # ---------------------------------------------------------------------------- DICOM
 
 
@@ -331,12 +343,7 @@ def load_video(path, max_side=MAX_FRAME_SIDE, max_bytes=None):
     if expected > len(frames) + 1:
         warnings.append(f"{path.name}: video ended after {len(frames)} of {expected} announced frames (truncated?)")
     times = _video_times(times_ms, fps, len(frames), path.name, warnings)
-    spacing = (1.0, 1.0)
-    if reason:
-        warnings.append(_downscale_note(path.name, full_shape, frames.shape[1:3], reason))
-        spacing = _scaled_spacing(spacing, full_shape, frames.shape[1:3])
-        metadata["downscaled_from"] = list(full_shape)
-    warnings.append(_unknown_spacing_warning(path.name, downscaled=bool(reason)))
+    spacing = _spacing_unknown(path.name, full_shape, frames.shape[1:3], reason, warnings, metadata)
     return Cine(
         frames=collapse_grey(frames),
         frame_times_ms=times,
@@ -465,12 +472,7 @@ def load_frame_folder(folder, fps=None, max_side=MAX_FRAME_SIDE, max_bytes=None)
     frames = collapse_grey(to_uint8(stack, folder.name, warnings))
     del stack
     times = _assumed_fps_times(len(files), fps, folder.name, warnings)
-    spacing = (1.0, 1.0)
-    if reason:
-        warnings.append(_downscale_note(folder.name, full_shape, frames.shape[1:3], reason))
-        spacing = _scaled_spacing(spacing, full_shape, frames.shape[1:3])
-        metadata["downscaled_from"] = list(full_shape)
-    warnings.append(_unknown_spacing_warning(folder.name, downscaled=bool(reason)))
+    spacing = _spacing_unknown(folder.name, full_shape, frames.shape[1:3], reason, warnings, metadata)
     return Cine(
         frames=frames,
         frame_times_ms=times,
