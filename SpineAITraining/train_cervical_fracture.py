@@ -37,7 +37,7 @@ from SpineAILib.cervical.fracture import calibrate, crop_arrays, network_input, 
 from SpineAITraining.cervical_cases import cache_key, cached, phantom_source, split_ids, start_run
 
 BUNDLE_ID = "cervical-ct-fracture"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 CROP_SIZE = 48
 CROP_SPACING = 1.25  # mm: 60 mm crops hold a whole cervical vertebra with its processes
 CACHE_SIZE = 56  # cached crops are larger: training shifts the 48^3 window by up to +-5 mm
