@@ -69,6 +69,8 @@ def parse_args(argv):
     p.add_argument("--cache", type=Path, help="read prepared cases from this folder (written by --write-cache)")
     p.add_argument("--write-cache", type=Path, help="prepare the cases into this folder and stop")
     p.add_argument("--cache-slice-step", type=int, default=1, help="with --write-cache: keep every Nth training slice")
+    p.add_argument("--init-from", type=Path, help="start from this lumbar-mri level bundle's weights (fine-tuning, e.g. "
+                   "the shipped one on a site's export); its network is used, --channels is ignored")
     return p.parse_args(argv)
 
 
@@ -362,10 +364,20 @@ def _main(args, argv, dist):
     device = dist.device(args.device) if dist.enabled else choose_device(args.device)
     channels = tuple(int(c) for c in args.channels.split(","))
     spec = network_spec(channels)
+    start_bundle = None
+    if args.init_from:
+        from SpineAILib.models.bundle import load_bundle
+
+        start_bundle = load_bundle(args.init_from, device="cpu", expected_task="lumbar-mri")
+        if list(start_bundle.labels) != list(CLASS_NAMES):
+            raise InputError(f"--init-from {args.init_from}: its labels {start_bundle.labels} are not this model's {CLASS_NAMES}")
+        spec = start_bundle.metadata["network"]
     work = args.work or args.out.with_name(args.out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     model = build_network(spec["name"], **spec["args"]).to(device)
+    if start_bundle is not None:
+        model.load_state_dict(start_bundle.model.state_dict())
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, args.samples_per_epoch // (args.batch_size * dist.world_size))  # per process
     epochs, step, start_epoch, best, history, best_state = args.epochs, 0, 0, None, [], None
@@ -486,6 +498,10 @@ def _main(args, argv, dist):
             "lr": args.lr, "lr_schedule": "linear warm-up 200 steps, cosine to 0", "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "seconds": seconds, "best_epoch": best["epoch"], "history": history,
+            "initialised_from": None if start_bundle is None else {
+                "bundle": str(args.init_from), "bundle_id": start_bundle.metadata["bundle_id"],
+                "version": start_bundle.metadata["version"], "sha256": start_bundle.metadata["sha256"],
+                "command": start_bundle.metadata.get("training", {}).get("command")},
             "validation_per_case": best["per_case"],
             "processes": dist.world_size, **({"replicas_in_sync": in_sync} if dist.enabled else {}),
             "augmentation": "random S-I/A-P field of view, affine (rotation 0.2 rad, scale 0.8-1.2, shear, shift), "

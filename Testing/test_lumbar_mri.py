@@ -181,6 +181,13 @@ def test_tiny_training_run_writes_a_loadable_bundle(tmp_path):
     assert meta["training"]["split"]["train"] == ["vb3_02", "vb2_02"]
     assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
     assert {m["name"] for m in meta["metrics"]} >= {"dice_mean_validation", "levels_named_validation"}
+    # --init-from fine-tunes a bundle: its network and weights (not --channels) are the start
+    tuned = tmp_path / "tuned"
+    common[common.index("--out") + 1] = str(tuned)
+    assert main([*common, "--epochs", "1", "--init-from", str(out), "--channels", "8,16"]) == 0
+    tuned_meta = load_bundle(tuned, device="cpu", expected_task="lumbar-mri").metadata
+    assert tuned_meta["network"] == meta["network"]
+    assert tuned_meta["training"]["initialised_from"]["sha256"] == meta["sha256"]
 
 
 def test_training_refuses_test_cases(tmp_path):
