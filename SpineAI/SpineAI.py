@@ -256,7 +256,9 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if tables:
                 self.ui.resultsTableView.setMRMLTableNode(tables[0])
             self._showReview(self._outDir, nodes)
-            self._status(f"Done in {job.seconds:.0f} s: {len(nodes)} result(s) loaded from {self._outDir}")
+            summary = self.logic.reportSummary(self._outDir)
+            self._status(f"Done in {job.seconds:.0f} s: {summary + ' — ' if summary else ''}"
+                         f"{len(nodes)} result(s) loaded from {self._outDir}")
 
     # --- ultrasound review and heat map (decisions in SpineAILib.cine_review / results) ---
 
@@ -1022,6 +1024,13 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         from SpineAILib.scene.context import SceneContext
 
         return load_results(SceneContext.from_slicer(), out_dir)
+
+    @staticmethod
+    def reportSummary(out_dir):
+        """The run's message and warnings in one line (report.json)."""
+        from SpineAILib.results import report_summary
+
+        return report_summary(out_dir)
 
     @staticmethod
     def cine_review(out_dir):

@@ -103,3 +103,18 @@ def test_heat_map_files_load_as_hidden_layers_over_their_image(tmp_path):
     alone = SceneContext.headless()
     nodes = load_results(alone, tmp_path)
     assert nodes[1].IsA("vtkMRMLSequenceNode") and heatmap_layers(alone, nodes) == [nodes[2]]
+
+
+def test_report_summary_puts_the_warnings_beside_the_message(tmp_path):
+    from SpineAILib.results import report_summary
+
+    assert report_summary(tmp_path) == ""  # no report.json
+    (tmp_path / "report.json").write_text("{not json")
+    assert report_summary(tmp_path) == ""
+    report = {"results": {"message": "5 lumbar vertebra(e) found"},
+              "warnings": ["L5/S1 is estimated,\n not measured", "severity grades come from a synthetic model"]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert report_summary(tmp_path) == ("5 lumbar vertebra(e) found — 2 warnings: L5/S1 is estimated, not measured | "
+                                        "severity grades come from a synthetic model")
+    (tmp_path / "report.json").write_text(json.dumps({"results": {}, "warnings": ["thick slices"]}))
+    assert report_summary(tmp_path) == "1 warning: thick slices"

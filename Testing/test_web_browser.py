@@ -291,6 +291,7 @@ def test_lumbar_mri_run_in_browser_on_a_real_case(shared_data, tmp_path):
         page.click("#spineai-run-button")
         status = wait_for_text(page, "spineai-task-status", "t.startsWith('lumbar-mri done:')", timeout_ms=240000)
         assert "vertebrae, discs, levels" in status, status
+        assert "lumbar vertebra(e) found" in status and "synthetic" in status, status  # the report's message and warnings
         loaded = text_of(page, "spineai-loaded-list")
         assert "vertebrae" in loaded and "discs" in loaded
         wait_for_new_frame(page, SAGITTAL, before)

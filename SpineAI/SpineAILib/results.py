@@ -49,6 +49,23 @@ def report_input_path(folder):
     return source if source and Path(source).exists() else None
 
 
+def report_summary(folder):
+    """One line for a front end's status: the run's message and its warnings (report.json), "" without one.
+
+    The warnings are what a reader must not miss (a model trained on synthetic data, an
+    estimated disc level, thick slices), so they are shown with the result, not left in the file."""
+    try:
+        report = json.loads((Path(folder) / "report.json").read_text())
+        message = str((report.get("results") or {}).get("message") or "").strip()
+        warnings = [" ".join(str(w).split()) for w in report.get("warnings") or []]
+    except (OSError, ValueError, AttributeError):
+        return ""
+    parts = [message] if message else []
+    if warnings:
+        parts.append(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + " | ".join(warnings))
+    return " — ".join(parts)
+
+
 def load_results(ctx, folder):
     """Load every result file of ``folder`` into the scene; returns the new nodes.
 

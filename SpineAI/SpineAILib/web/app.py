@@ -505,7 +505,8 @@ class SpineAIWebApp(TrameApp):
         self._set(task_progress=100, task_status=f"{task} done; loading results from {out}")
         try:
             message = self._load_results_folder(out)
-            status = {"task_status": f"{task} done: {message}", "results_path": str(out)}
+            summary = results.report_summary(out)
+            status = {"task_status": f"{task} done: {summary + ' — ' if summary else ''}{message}", "results_path": str(out)}
         except Exception as error:
             status = {"task_status": f"{task} done, but its results did not load: {_one_line(error)}", "task_error": True}
         # The lists first, the status last: "done" on screen means everything is shown.
