@@ -109,6 +109,9 @@ def test_l5_s1_is_estimated_below_l5_and_marked_so():
     cropped = VolumeImage(voxels=labels.voxels[:, :cut].copy(), ijk_to_ras=labels.ijk_to_ras.copy(), is_labelmap=True)
     hidden = {d["level"]: d for d in estimate_disc_below(cropped, disc_levels(cropped), "L5/S1")}["L5/S1"]
     assert not hidden["visible"] and "S1 is not segmented" in hidden["reason"]
+    labels.voxels[labels.voxels == 24] = 0  # no L5 at all: nothing to estimate from, and the reason says why
+    gone = {d["level"]: d for d in estimate_disc_below(labels, disc_levels(labels), "L5/S1")}["L5/S1"]
+    assert not gone["visible"] and gone["reason"] == "L5 not found in the image (S1 is not segmented by this model)"
 
 
 def test_a_missing_body_hides_both_of_its_discs():
@@ -262,6 +265,54 @@ def test_outputs_reload_with_names_and_accurate_disc_points(test_case_run):
         assert roi.GetNthControlPointLabel(0) == level
         assert np.allclose(sorted(geometry["size"]), [20.0, 40.0, 40.0])
         assert np.linalg.norm(np.array(geometry["center"]) - points[level]) < 1e-3
+
+
+@pytest.mark.realdata
+def test_field_of_view_cut_above_l5_reports_l5_s1_not_visible(tmp_path):
+    """A held-out case cut through the L4/L5 disc: no L5/S1 point is placed (not even estimated), the
+    level is reported not visible with its reason, and the warning says the names rest on the bodies above."""
+    image = require(LUMBAR_DATA / f"{TEST_CASE}.nii.gz")
+    _bundled_model()
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.io import load
+    from SpineAILib.io.volumes import save_volume_file
+
+    volume, labels = load(image), load(LUMBAR_DATA / f"{TEST_CASE}_labels.nii.gz")
+    matrix = np.asarray(volume.ijk_to_ras, float)
+    axis_ijk = int(np.argmax(np.abs(matrix[2, :3])))  # the voxel axis closest to superior-inferior
+    axis_kji = 2 - axis_ijk
+    l4 = np.argwhere(np.asarray(labels.voxels) == 23)[:, axis_kji]
+    l5 = np.argwhere(np.asarray(labels.voxels) == 24)[:, axis_kji]
+    downward = l5.mean() > l4.mean()  # voxel index grows toward inferior
+    step = np.linalg.norm(matrix[:3, axis_ijk])
+    keep = [slice(None)] * 3
+    if downward:
+        keep[axis_kji] = slice(0, int(l4.max() + 4.0 / step) + 1)  # ends 4 mm under L4: inside the L4/L5 disc
+        origin = matrix[:3, 3]
+    else:
+        first = int(l4.min() - 4.0 / step)
+        keep[axis_kji] = slice(first, None)
+        origin = matrix[:3, 3] + matrix[:3, axis_ijk] * first
+    cut = matrix.copy()
+    cut[:3, 3] = origin
+    save_volume_file(VolumeImage(voxels=np.ascontiguousarray(volume.voxels[tuple(keep)]), ijk_to_ras=cut,
+                                 modality="MR"), tmp_path / "cut.nii.gz")  # fmt: skip
+    done = subprocess.run([SPINEAI, "run", "lumbar-mri", str(tmp_path / "cut.nii.gz"), "--out", str(tmp_path / "out"),
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    results = report["results"]
+    assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4"]  # named right without the junction in view
+    assert results["not_visible_disc_levels"] == ["L4/L5", "L5/S1"] and results["estimated_disc_levels"] == []
+    reasons = {d["level"]: d.get("reason") for d in results["disc_levels"]}
+    assert reasons["L5/S1"] == "L5 not found in the image (S1 is not segmented by this model)"
+    assert any(w.startswith("L5 and the sacrum are not in view") for w in report["warnings"]), report["warnings"]
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.markups import points_from_node
+    from SpineAILib.scene.storage import load_node
+
+    points = dict(points_from_node(load_node(SceneContext.headless(), tmp_path / "out" / "discs.mrk.json")))
+    assert "L5/S1" not in points and set(points) <= set(DISC_LEVELS[:4])
 
 
 def test_ct_is_refused(tmp_path):

@@ -167,8 +167,10 @@ def estimate_disc_below(labelmap, discs, level="L5/S1"):
         return discs
     geometry = LabelGeometry(labelmap)
     upper_value = _present(geometry, upper)
+    out = list(discs)
     if upper_value is None:
-        return discs
+        out[index] = {**discs[index], "reason": f"{upper} not found in the image ({lower} is not segmented by this model)"}
+        return out
     above = [d for d in discs if d["level"].endswith("/" + upper) and d["visible"]]
     above_name = above[0]["level"].split("/")[0] if above else None
     above_value = _present(geometry, above_name) if above_name else None
@@ -177,7 +179,6 @@ def estimate_disc_below(labelmap, discs, level="L5/S1"):
     estimate = extrapolated_disc(geometry, level, upper_value, height, toward)
     if not estimate["visible"]:
         estimate["reason"] = f"{lower} is not segmented by this model and {estimate['reason']}"
-    out = list(discs)
     out[index] = estimate
     return out
 
