@@ -416,3 +416,16 @@ def test_cli_colour_doppler_frames_are_called_bad_quality_with_a_warning(cli_run
     assert all((r["bad_quality"], r["spinal_cord"], r["csf"]) == ("1", "0", "0") for r in rows)
     assert any("colour Doppler" in w for w in report["warnings"])
     assert report["results"]["screening"]["colour_frames"] == 4
+
+
+def test_roc_plot_of_a_split_with_one_class_says_so_without_warnings(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from SpineAITraining.ultrasound.plots import roc_curves
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about an empty legend
+        path = roc_curves(np.zeros((3, 2)), np.full((3, 2), 0.3), ["spinal_cord", "csf"], tmp_path / "roc.png")
+    assert path.stat().st_size > 0

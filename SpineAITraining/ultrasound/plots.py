@@ -70,7 +70,10 @@ def roc_curves(y_true, y_prob, labels, path, thresholds=None, title=""):
     ax.set_ylabel("true positive rate (recall)")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    else:  # a tiny split where no label has both classes: say so instead of an empty legend
+        ax.text(0.5, 0.5, "no label has both classes here: no ROC curve", ha="center", va="center", fontsize=9)
     ax.set_title(title or "ROC curves (dots: chosen thresholds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
