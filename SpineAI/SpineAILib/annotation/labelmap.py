@@ -145,63 +145,16 @@ def threshold_mask(intensity, low, high, region=None):
     return region, (block >= low) & (block <= high)
 
 
-def connected_components(mask):
-    """(labels, sizes) of the 6-connected pieces of a (K, J, I) mask: labels 1..n, sizes[n] voxels.
-
-    Each slice is labelled by OpenCV (4-connected), then pieces that touch across neighbouring
-    slices are joined (union-find over the pairs of touching labels).
-    """
-    import cv2
-
-    mask = np.asarray(mask, bool)
-    labels = np.zeros(mask.shape, np.int64)
-    next_label = 0
-    for k in range(mask.shape[0]):
-        if not mask[k].any():
-            continue
-        n, slice_labels = cv2.connectedComponents(mask[k].astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        slice_labels = slice_labels.astype(np.int64)
-        slice_labels[slice_labels > 0] += next_label
-        labels[k] = slice_labels
-        next_label += n - 1
-    parent = np.arange(next_label + 1)
-
-    def find(a):
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return root
-
-    for k in range(mask.shape[0] - 1):
-        both = (labels[k] > 0) & (labels[k + 1] > 0)
-        if not both.any():
-            continue
-        pairs = np.unique(np.stack([labels[k][both], labels[k + 1][both]], axis=1), axis=0)
-        for a, b in pairs:
-            ra, rb = find(int(a)), find(int(b))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([find(a) for a in range(next_label + 1)])
-    _, compact = np.unique(roots, return_inverse=True)  # root 0 (background) stays 0
-    labels = compact[labels]
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels, sizes
-
-
 def islands_mask(segment, min_voxels=None, keep_largest=False):
     """The segment (bool, K, J, I) without islands smaller than ``min_voxels`` (or all but the largest)."""
+    from ..levels.morphology import connected_components  # 6-connected, labels ranked by size (1 = largest)
+
     labels, sizes = connected_components(segment)
-    if len(sizes) <= 1:
-        return np.zeros(segment.shape, bool)
+    keep = np.zeros(len(sizes) + 1, bool)  # index 0: outside the segment
     if keep_largest:
-        keep = np.zeros(len(sizes), bool)
-        keep[int(np.argmax(sizes))] = True
+        keep[1:2] = True
     else:
-        keep = sizes >= int(min_voxels or 0)
-    keep[0] = False
+        keep[1:] = sizes >= int(min_voxels or 0)
     return keep[labels]
 
 
