@@ -148,3 +148,21 @@ def start_run(args, cache_name, need_masks=False):
     if len(source["ids"]) < 3:
         raise InputError(f"{len(source['ids'])} cases: at least 3 are needed (train, validation, test)")
     return log, work, args.cache or work / cache_name, source
+
+
+def end_epoch(args, log, history, epoch, epochs, trained_seconds, checkpoint, state):
+    """After an epoch of a cervical trainer: the epochs re-planned to fit ``--time-budget`` at the recent pace
+    (the machine may be shared; the cosine schedule follows), and the checkpoint ``state`` (tensors and
+    JSON strings, plus the new "epochs") written atomically to ``checkpoint``. Returns the epochs."""
+    import torch
+
+    if args.time_budget:
+        pace = float(np.mean([h["seconds"] for h in history[-3:]]))
+        fit = epoch + int(max(0.0, args.time_budget - trained_seconds) // max(pace, 1e-3))
+        if fit != epochs:
+            epochs = max(epoch, min(args.epochs, fit))
+            log(f"time budget {args.time_budget:.0f} s: {epochs} epochs at {pace:.0f} s each")
+    temp = Path(checkpoint).with_suffix(".tmp")
+    torch.save({**state, "epochs": epochs}, temp)
+    temp.replace(checkpoint)
+    return epochs

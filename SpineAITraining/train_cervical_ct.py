@@ -26,7 +26,7 @@ import numpy as np
 import torch  # this module is imported only when its command runs
 
 from SpineAILib.cervical import CERVICAL, SEGMENTATION_TASK
-from SpineAITraining.cervical_cases import cache_key, cached, split_ids, start_run
+from SpineAITraining.cervical_cases import cache_key, cached, end_epoch, split_ids, start_run
 
 BUNDLE_ID = "cervical-ct-vertebrae"
 VERSION = "0.1.0"
@@ -311,17 +311,10 @@ def main(argv=None):
         trained_seconds += entry["seconds"]
         history.append(entry)
         log(json.dumps(entry))
-        if args.time_budget:  # as many epochs as fit at the recent pace (the machine may be shared); the cosine follows
-            pace = float(np.mean([h["seconds"] for h in history[-3:]]))
-            fit = epoch + int(max(0.0, args.time_budget - trained_seconds) // max(pace, 1e-3))
-            if fit != epochs:
-                epochs = max(epoch, min(args.epochs, fit))
-                log(f"time budget {args.time_budget:.0f} s: {epochs} epochs at {pace:.0f} s each")
-        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
-                    "epochs": epochs,
-                    "seconds": trained_seconds, "history": json.dumps(history), "best": json.dumps(best),
-                    "best_model": best_state}, work / "last.tmp")  # fmt: skip
-        (work / "last.tmp").replace(checkpoint)
+        epochs = end_epoch(args, log, history, epoch, epochs, trained_seconds, checkpoint,
+                           {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
+                            "seconds": trained_seconds, "history": json.dumps(history), "best": json.dumps(best),
+                            "best_model": best_state})  # fmt: skip
 
     if best_state is None:
         raise InputError("no epoch was trained (--epochs must exceed the epochs already done)")
