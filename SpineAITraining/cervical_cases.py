@@ -28,18 +28,6 @@ class Case:
     kinds: dict = None  # phantoms: {"C5": ["lamina"], ...}, the fracture kinds drawn per vertebra
 
 
-def split_ids(ids, seed, val_fraction=0.15, test_fraction=0.15):
-    """{'train', 'validation', 'test'}: a seeded shuffle by case (never by vertebra or slice)."""
-    ids = list(ids)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n = len(ids)
-    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 and n >= 3 else 0
-    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 and n - n_test >= 2 else 0
-    shuffled = [ids[i] for i in order]
-    return {"test": sorted(shuffled[:n_test], key=str), "validation": sorted(shuffled[n_test : n_test + n_val], key=str),
-            "train": sorted(shuffled[n_test + n_val :], key=str)}  # fmt: skip
-
-
 def phantom_ids(n, first_seed=0):
     return [f"phantom-{seed:05d}" for seed in range(first_seed, first_seed + n)]
 
@@ -150,12 +138,20 @@ def start_run(args, cache_name, need_masks=False):
     return log, work, args.cache or work / cache_name, source
 
 
-def end_epoch(args, log, history, epoch, epochs, trained_seconds, checkpoint, state):
-    """After an epoch of a cervical trainer: the epochs re-planned to fit ``--time-budget`` at the recent pace
-    (the machine may be shared; the cosine schedule follows), and the checkpoint ``state`` (tensors and
-    JSON strings, plus the new "epochs") written atomically to ``checkpoint``. Returns the epochs."""
+def end_epoch(args, log, history, entry, t0, epochs, trained_seconds, checkpoint, state):
+    """After an epoch of a cervical trainer: ``entry`` (its metrics) gets its seconds since ``t0`` and goes
+    into ``history`` and the log; the epochs are re-planned to fit ``--time-budget`` at the recent pace (the
+    machine may be shared; the cosine schedule follows); the checkpoint ``state`` (tensors and JSON strings,
+    plus "epoch", "epochs", "seconds", "history") is written atomically. Returns (epochs, trained seconds)."""
+    import time
+
     import torch
 
+    entry["seconds"] = round(time.perf_counter() - t0, 1)
+    trained_seconds += entry["seconds"]
+    history.append(entry)
+    log(json.dumps(entry))
+    epoch = entry["epoch"]
     if args.time_budget:
         pace = float(np.mean([h["seconds"] for h in history[-3:]]))
         fit = epoch + int(max(0.0, args.time_budget - trained_seconds) // max(pace, 1e-3))
@@ -163,6 +159,6 @@ def end_epoch(args, log, history, epoch, epochs, trained_seconds, checkpoint, st
             epochs = max(epoch, min(args.epochs, fit))
             log(f"time budget {args.time_budget:.0f} s: {epochs} epochs at {pace:.0f} s each")
     temp = Path(checkpoint).with_suffix(".tmp")
-    torch.save({**state, "epochs": epochs}, temp)
+    torch.save({**state, "epoch": epoch, "epochs": epochs, "seconds": trained_seconds, "history": json.dumps(history)}, temp)
     temp.replace(checkpoint)
-    return epochs
+    return epochs, trained_seconds

@@ -26,7 +26,8 @@ import numpy as np
 import torch  # this module is imported only when its command runs
 
 from SpineAILib.cervical import CERVICAL, SEGMENTATION_TASK
-from SpineAITraining.cervical_cases import cache_key, cached, end_epoch, split_ids, start_run
+from SpineAITraining.case_split import split_ids
+from SpineAITraining.cervical_cases import cache_key, cached, end_epoch, start_run
 
 BUNDLE_ID = "cervical-ct-vertebrae"
 VERSION = "0.1.0"
@@ -307,14 +308,9 @@ def main(argv=None):
             best = dict(entry, per_case=results)
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             entry["best"] = True
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        trained_seconds += entry["seconds"]
-        history.append(entry)
-        log(json.dumps(entry))
-        epochs = end_epoch(args, log, history, epoch, epochs, trained_seconds, checkpoint,
-                           {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
-                            "seconds": trained_seconds, "history": json.dumps(history), "best": json.dumps(best),
-                            "best_model": best_state})  # fmt: skip
+        epochs, trained_seconds = end_epoch(args, log, history, entry, t0, epochs, trained_seconds, checkpoint,
+                                   {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                                    "best": json.dumps(best), "best_model": best_state})  # fmt: skip
 
     if best_state is None:
         raise InputError("no epoch was trained (--epochs must exceed the epochs already done)")

@@ -34,7 +34,8 @@ import torch  # this module is imported only when its command runs
 
 from SpineAILib.cervical import CERVICAL, FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.cervical.fracture import calibrate, crop_arrays, network_input, patient_probability
-from SpineAITraining.cervical_cases import cache_key, cached, end_epoch, phantom_source, split_ids, start_run
+from SpineAITraining.case_split import split_ids
+from SpineAITraining.cervical_cases import cache_key, cached, end_epoch, phantom_source, start_run
 
 BUNDLE_ID = "cervical-ct-fracture"
 VERSION = "0.2.0"
@@ -404,14 +405,9 @@ def main(argv=None):
             best = dict(entry)
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             entry["best"] = True
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        trained += entry["seconds"]
-        history.append(entry)
-        log(json.dumps(entry))
-        epochs = end_epoch(args, log, history, epoch, epochs, trained, checkpoint,
-                           {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
-                            "seconds": trained, "history": json.dumps(history), "best": json.dumps(best),
-                            "best_model": best_state})  # fmt: skip
+        epochs, trained = end_epoch(args, log, history, entry, t0, epochs, trained, checkpoint,
+                                   {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                                    "best": json.dumps(best), "best_model": best_state})  # fmt: skip
     if best_state is None:
         raise InputError("no epoch was trained (--epochs must exceed the epochs already done)")
     model.load_state_dict(best_state)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.severity import grading
+from SpineAITraining.case_split import split_ids
 from SpineAITraining.rsna2024.layout import RSNADataset
 from SpineAITraining.rsna2024.metric import score
 from SpineAILib.severity.submission import GRADES, GROUPS, condition_group, write_submission
@@ -46,21 +47,6 @@ def _parser():
     p.add_argument("--eval-dir", type=Path, default=None, help="write the test submission, solution and history here")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p
-
-
-def split_studies(ids, seed, val_fraction, test_fraction):
-    """{'train', 'validation', 'test'}: a seeded shuffle by study (never by image)."""
-    ids = list(ids)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n = len(ids)
-    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 and n >= 3 else 0
-    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 and n - n_test >= 2 else 0
-    shuffled = [ids[i] for i in order]
-    return {
-        "test": sorted(shuffled[:n_test], key=str),
-        "validation": sorted(shuffled[n_test : n_test + n_val], key=str),
-        "train": sorted(shuffled[n_test + n_val :], key=str),
-    }
 
 
 def _load(dataset, ids):
@@ -157,7 +143,7 @@ def train(args):
         ids = ids[: args.max_studies]
     if len(ids) < 3:
         raise SystemExit(f"spineai-train lumbar-severity: {args.data} holds {len(ids)} labelled studies; at least 3 are needed")
-    split = split_studies(ids, args.seed, args.val_fraction, args.test_fraction)
+    split = split_ids(ids, args.seed, args.val_fraction, args.test_fraction)
     print(f"studies: {len(split['train'])} train, {len(split['validation'])} validation, {len(split['test'])} test", flush=True)
 
     train_set = _load(dataset, split["train"])

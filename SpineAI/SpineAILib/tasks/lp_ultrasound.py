@@ -489,7 +489,8 @@ def scene_copy(cine, max_side=SCENE_MAX_SIDE):
 
 def write_scene(job, cine, probs, calls, labels, localisation=None, heats=None):
     from ..images import Cine
-    from ..scene import SceneContext, add_cine, add_table, save_node, save_scene_mrb, set_frame
+    from ..scene import SceneContext, add_cine, add_table, save_node, set_frame
+    from .scene_outputs import save_scene
 
     out = Path(job.out_dir)
     ctx = SceneContext.headless()
@@ -539,5 +540,4 @@ def write_scene(job, cine, probs, calls, labels, localisation=None, heats=None):
             job.outputs["heatmap"] = OUTPUTS["heatmap"]
         except Exception as error:
             job.warnings.append(f"heat map sequence not written ({type(error).__name__}: {' '.join(str(error).split())[:120]})")
-    save_scene_mrb(ctx, out / OUTPUTS["scene"])
-    job.outputs["scene"] = OUTPUTS["scene"]
+    save_scene(ctx, job, OUTPUTS["scene"])

@@ -180,9 +180,9 @@ def write_scene(job, result, discs, severity=None):
     from ..scene.context import SceneContext
     from ..scene.markups import add_points, add_roi
     from ..scene.segmentations import add_segmentation_from_labelmap
-    from ..scene.storage import save_node, save_scene_mrb
+    from ..scene.storage import save_node
     from ..scene.volumes import add_volume
-    from .scene_outputs import save_table_and_heatmap
+    from .scene_outputs import save_scene, save_table_and_heatmap
     from ..severity.grade_levels import table_columns
 
     out = job.out_dir
@@ -231,10 +231,7 @@ def write_scene(job, result, discs, severity=None):
             job.outputs[f"overlay_{view}"] = path.name
         job.timings["render_s"] = round(time.perf_counter() - t0, 3)
     job.progress(0.95, "saving the scene")
-    t0 = time.perf_counter()
-    save_scene_mrb(ctx, out / OUTPUTS["scene"])
-    job.outputs["scene"] = OUTPUTS["scene"]
-    job.timings["scene_mrb_s"] = round(time.perf_counter() - t0, 3)
+    save_scene(ctx, job, OUTPUTS["scene"])
 
 
 def write_markups_list(nodes, path, save_node):

@@ -1,4 +1,4 @@
-"""Result nodes the volume workflows (lumbar-mri, cervical-ct) write the same way."""
+"""Result nodes and files the workflows write the same way."""
 
 
 def save_table_and_heatmap(ctx, job, volume, title, columns, heat, roles):
@@ -19,3 +19,15 @@ def save_table_and_heatmap(ctx, job, volume, title, columns, heat, roles):
         save_node(node, job.out_dir / name)
         job.outputs[role] = name
         set_heatmap_visible(ctx, node, False)
+
+
+def save_scene(ctx, job, name):
+    """The whole scene as ``name`` (.mrb) in the run folder, timed."""
+    import time
+
+    from ..scene.storage import save_scene_mrb
+
+    t0 = time.perf_counter()
+    save_scene_mrb(ctx, job.out_dir / name)
+    job.outputs["scene"] = name
+    job.timings["scene_mrb_s"] = round(time.perf_counter() - t0, 3)
