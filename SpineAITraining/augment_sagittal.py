@@ -104,3 +104,27 @@ def training_transforms(patch, seed):
     )
     pipeline.set_random_state(seed=seed)
     return pipeline
+
+
+def worker_share(n, seed, patch):
+    """(rng, transforms, count) for the DataLoader worker calling it: its own seed and its share of ``n`` samples."""
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info else (0, 1)
+    seed = seed * 100 + worker
+    return np.random.default_rng(seed), training_transforms(patch, seed), n // workers + (worker < n % workers)
+
+
+def augment_pair(transforms, image, label):
+    """(image float32 tensor (1, rows, cols), label long tensor (rows, cols)) after ``transforms``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small per-sample ops: extra threads only add overhead
+    try:
+        sample = transforms({"image": image[None].astype(np.float32), "label": label[None].astype(np.float32)})
+    finally:
+        torch.set_num_threads(threads)  # the training step (same process when workers=0) keeps its own
+    return (torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32),
+            torch.as_tensor(np.asarray(sample["label"])[0]).round().long())  # fmt: skip

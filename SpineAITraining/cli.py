@@ -3,7 +3,7 @@
 Subcommands:
   spineai-train convert CHECKPOINT.pt --metadata META.json --out BUNDLE
   spineai-train TASK ...     (lp-ultrasound, lumbar-mri, cervical-ct, and the sub-models
-                             lumbar-severity, lp-ultrasound-localiser, cervical-fracture)
+                             lumbar-severity, lumbar-refiner, lp-ultrasound-localiser, cervical-fracture)
 
 A task's trainer is the module SpineAITraining.train_<task> (dashes as
 underscores) with ``main(argv)``; until it exists the command says so. torch and
@@ -20,7 +20,7 @@ from pathlib import Path
 from SpineAILib.models.schema import TASKS  # light: torch and monai load only when a command runs
 
 # Every trainer: one per `spineai run` task, plus the sub-models a task uses.
-TRAINERS = TASKS + ("lumbar-severity", "lp-ultrasound-localiser", "cervical-fracture")
+TRAINERS = TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser", "cervical-fracture")
 
 
 def _trainer_module(task):

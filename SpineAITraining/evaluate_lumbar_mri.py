@@ -31,6 +31,10 @@ def parse_args(argv):
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--part", default="test", choices=("train", "validation", "test"))
     p.add_argument("--device", default="auto")
+    p.add_argument("--refiner", default="installed",
+                   help="outline refiner bundle folder, 'installed' (the workflow's default) or 'none'")
+    p.add_argument("--sweep-refiner-margin", help="validation tuning: comma-separated zone margins (mm) to compare")
+    p.add_argument("--set-refiner-margin", type=float, help="store this zone margin in the refiner bundle's thresholds first")
     p.add_argument("--markdown", type=Path, help="write the metric table here")
     p.add_argument("--json", type=Path, help="write every per-case number here")
     p.add_argument("--write-metadata", action="store_true", help="add the summary to the bundle's metrics")
@@ -39,7 +43,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def evaluate_case(case, bundle):
+def evaluate_case(case, bundle, refiner=None):
     from SpineAILib.io import load
     from SpineAILib.levels.discs import disc_levels
     from SpineAILib.levels.pipeline import segment_vertebrae
@@ -47,7 +51,7 @@ def evaluate_case(case, bundle):
 
     image, truth = load(case.image), load(case.labels)
     t0 = time.perf_counter()
-    result = segment_vertebrae(image, bundle)
+    result = segment_vertebrae(image, bundle, refiner=refiner)
     seconds = time.perf_counter() - t0
     predicted, true = result.labelmap.voxels, np.asarray(truth.voxels)
     dice, named = {}, {}
@@ -179,6 +183,7 @@ def main(argv=None):
     from machine import describe_machine
     from tqdm import tqdm
 
+    from SpineAILib.levels.refine import load_refiner, refiner_bundle_path
     from SpineAILib.models.bundle import load_bundle
 
     from .datasets import mri_lumbar
@@ -186,22 +191,36 @@ def main(argv=None):
     if args.set_background_offset is not None:
         write_thresholds(args.bundle, {"background_logit_offset": args.set_background_offset})
     bundle = load_bundle(args.bundle, device=args.device, expected_task="lumbar-mri")
+    if args.set_refiner_margin is not None:
+        write_thresholds(refiner_bundle_path() if args.refiner == "installed" else Path(args.refiner),
+                         {"zone_margin_mm": args.set_refiner_margin})  # fmt: skip
+    refiner = None if args.refiner == "none" else load_refiner(args.device, None if args.refiner == "installed" else Path(args.refiner))
     cases = mri_lumbar.split_cases(args.data, args.part)
     if not cases:
         raise SystemExit(f"no {args.part} cases found in {args.data}")
+    if (args.sweep_background_offset or args.sweep_refiner_margin) and args.part == "test":
+        raise SystemExit("tuning on the test part is not allowed; sweep on --part validation")
+    if args.sweep_refiner_margin:
+        for margin in (float(v) for v in args.sweep_refiner_margin.split(",")):
+            refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, zone_margin_mm=margin)
+            s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
+            print(f"margin {margin:4.1f} mm: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
+                  f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
+                  f"{s['disc_error_max_mm']:.2f} mm", flush=True)
+        return 0
     if args.sweep_background_offset:
-        if args.part == "test":
-            raise SystemExit("tuning on the test part is not allowed; sweep on --part validation")
         for offset in (float(v) for v in args.sweep_background_offset.split(",")):
             bundle.metadata["thresholds"] = dict(bundle.thresholds, background_logit_offset=offset)
-            s = summarise([evaluate_case(case, bundle) for case in cases])
+            s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
             print(f"offset {offset:4.2f}: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
                   f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
                   f"{s['disc_error_max_mm']:.2f} mm, found {s['disc_points_found']}/{s['disc_points_expected']}", flush=True)
         return 0
     data_text = (f"{args.part} split of mri_lumbar ({len(cases)} cases: {', '.join(c.case_id for c in cases)}; "
-                 "SpineAITraining/splits/mri_lumbar_split.json), input grid 1 mm, full pipeline with 3-D clean-up")  # fmt: skip
-    results = [evaluate_case(case, bundle) for case in tqdm(cases, desc=f"evaluating {args.part}", file=sys.stderr)]
+                 "SpineAITraining/splits/mri_lumbar_split.json), input grid 1 mm, full pipeline with 3-D clean-up, "
+                 + (f"outlines redrawn by {refiner.metadata['bundle_id']} {refiner.metadata['version']}" if refiner
+                    else "outlines of the level model (no refiner)"))  # fmt: skip
+    results = [evaluate_case(case, bundle, refiner) for case in tqdm(cases, desc=f"evaluating {args.part}", file=sys.stderr)]
     summary = summarise(results)
     machine = describe_machine()
     print(json.dumps(summary, indent=2))

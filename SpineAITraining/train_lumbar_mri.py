@@ -157,28 +157,17 @@ class PatchStream(torch.utils.data.IterableDataset):
         self.p = weights / weights.sum()
 
     def __iter__(self):
-        from .augment_sagittal import training_transforms
+        from .augment_sagittal import augment_pair, worker_share
 
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        seed = self.seed * 100 + worker
-        rng, transforms = np.random.default_rng(seed), training_transforms(PATCH, seed)
-        threads = torch.get_num_threads()
-        for _ in range(self.n // workers + (worker < self.n % workers)):
+        rng, transforms, count = worker_share(self.n, self.seed, PATCH)
+        for _ in range(count):
             case = self.cases[rng.choice(len(self.cases), p=self.p)]
             labelled = case["labelled_slices"]
             if len(labelled) and rng.random() < LABELLED_SLICE_SHARE:
                 index = int(rng.choice(labelled))
             else:
                 index = int(rng.integers(len(case["image"])))
-            torch.set_num_threads(1)  # small per-sample ops: extra threads only add overhead
-            try:
-                sample = transforms({"image": case["image"][index][None].astype(np.float32),
-                                     "label": case["labels"][index][None].astype(np.float32)})  # fmt: skip
-            finally:
-                torch.set_num_threads(threads)  # the training step (same process when workers=0) keeps its own
-            yield (torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32),
-                   torch.as_tensor(np.asarray(sample["label"])[0]).round().long())  # fmt: skip
+            yield augment_pair(transforms, case["image"][index], case["labels"][index])
 
 
 def batches(cases, n, batch_size, seed, workers):
@@ -310,6 +299,28 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def save_checkpoint(path, model, optimiser, epoch, step, epochs, history, best, best_state):
+    """Everything ``resume`` needs, written atomically (a killed run leaves the previous checkpoint)."""
+    temp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
+                "epochs": epochs, "history": json.dumps(history), "best": json.dumps(best), "best_model": best_state},
+               temp)  # fmt: skip
+    temp.replace(path)
+
+
+def resume(path, model, optimiser, args, verbose=True):
+    """Load a ``save_checkpoint`` file into model and optimiser: (epoch, step, epochs, history, best, best_state).
+    A larger ``--epochs`` extends the run unless a time budget planned it."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    epoch, step, epochs = int(state["epoch"]), int(state["step"]), int(state["epochs"])
+    epochs = max(epochs, args.epochs) if args.time_budget is None else epochs
+    if verbose:
+        print(f"resumed after epoch {epoch} from {path}", file=sys.stderr)
+    return epoch, step, epochs, json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
+
+
 def main(argv=None):
     from .distributed import run_main
 
@@ -383,14 +394,7 @@ def _main(args, argv, dist):
     epochs, step, start_epoch, best, history, best_state = args.epochs, 0, 0, None, [], None
     checkpoint = work / "last.pt"
     if args.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start_epoch, step, epochs = int(state["epoch"]), int(state["step"]), int(state["epochs"])
-        epochs = max(epochs, args.epochs) if args.time_budget is None else epochs
-        history, best, best_state = json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
-        if dist.is_main:
-            print(f"resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
+        start_epoch, step, epochs, history, best, best_state = resume(checkpoint, model, optimiser, args, dist.is_main)
     from .tracking import tracker
 
     net = dist.wrap(model, device)
@@ -443,12 +447,7 @@ def _main(args, argv, dist):
         board.scalars(epoch, {k: entry[k] for k in ("loss", "dice_mean", "levels_named", "seconds") if k in entry},
                       prefix="lumbar-mri/")  # fmt: skip
         board.scalars(epoch, {"lr": optimiser.param_groups[0]["lr"]}, prefix="lumbar-mri/")
-        torch.save(
-            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch, "step": step,
-             "epochs": epochs, "history": json.dumps(history), "best": json.dumps(best), "best_model": best_state},
-            work / "last.tmp",
-        )  # fmt: skip
-        (work / "last.tmp").replace(checkpoint)
+        save_checkpoint(checkpoint, model, optimiser, epoch, step, epochs, history, best, best_state)
         dist.broadcast((history, epochs))
 
     in_sync = dist.replicas_in_sync(model)

@@ -202,6 +202,64 @@ def test_training_refuses_test_cases(tmp_path):
         main(["--data", str(LUMBAR_DATA), "--out", str(tmp_path / "b"), "--train-cases", TEST_CASE])
 
 
+def test_body_zones_split_the_margin_between_neighbours_by_nearest_footprint():
+    from SpineAILib.levels.refine import body_zones
+
+    footprints = np.zeros((20, 9), np.int32)
+    footprints[2:6, 2:7] = 1  # upper body, rows 2-5
+    footprints[11:15, 2:7] = 2  # lower body, rows 11-14: a 5-row disc between them
+    zones = body_zones(footprints, 3)
+    assert (zones[footprints > 0] == footprints[footprints > 0]).all(), "a footprint stays its own body's"
+    assert (zones[6:8, 4] == 1).all() and (zones[9:11, 4] == 2).all(), "the disc is split by distance (row 8: a tie)"
+    assert zones[0, 4] == 1 and zones[17, 4] == 2 and zones[18, 4] == 0, "grown 3 pixels, no further"
+    assert zones[4, 0] == 1 and zones[4, 8] == 1
+
+
+def test_box_dilation_matches_a_direct_max_filter():
+    import torch
+    import torch.nn.functional as F
+
+    from SpineAILib.levels.morphology import dilation
+
+    mask = np.random.default_rng(0).random((12, 30, 25)) > 0.995
+    direct = F.max_pool3d(F.pad(torch.from_numpy(mask.astype(np.float32))[None, None], [4, 4, 2, 2, 1, 1]),
+                          (3, 5, 9), stride=1)[0, 0].numpy() > 0.5  # fmt: skip
+    assert np.array_equal(dilation(mask, 2.0, (2.0, 1.0, 0.5)), direct)
+
+
+@pytest.mark.realdata
+def test_tiny_refiner_run_writes_a_bundle_the_pipeline_uses(tmp_path):
+    require(LUMBAR_DATA / "vb3_02.nii.gz")
+    from SpineAILib.io import load
+    from SpineAILib.levels.pipeline import segment_vertebrae
+    from SpineAILib.levels.refine import TASK, load_refiner
+    from SpineAILib.models.bundle import load_bundle
+    from SpineAITraining.train_lumbar_refiner import main
+
+    out = tmp_path / "refiner"
+    common = ["--data", str(LUMBAR_DATA), "--out", str(out), "--train-cases", "vb3_02,vb2_02", "--val-cases", "vb3_01",
+              "--samples-per-epoch", "4", "--batch-size", "2", "--channels", "4,8,16,32,64", "--workers", "0",
+              "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "2", "--resume", "--overwrite"]) == 0  # only epoch 2 runs
+    meta = load_bundle(out, device="cpu", expected_task=TASK).metadata
+    assert meta["labels"] == ["background", "vertebral body"] and meta["input"]["spacing"] == [1.0, 1.0]
+    assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2]
+    assert meta["training"]["split"]["test"] == mri_lumbar.load_split()["test"]
+    with pytest.raises(Exception, match="test split"):
+        main([*common[:5], TEST_CASE, *common[6:], "--overwrite"])
+    # The pipeline with this barely trained refiner: names as without it, outlines only where it
+    # drew enough of a body (else the level model's, and a note says so).
+    image = load(LUMBAR_DATA / f"{TEST_CASE}.nii.gz")
+    level_bundle = load_bundle(_bundled_model(), device="cpu", expected_task="lumbar-mri")
+    plain = segment_vertebrae(image, level_bundle)
+    refined = segment_vertebrae(image, level_bundle, refiner=load_refiner("cpu", out))
+    assert [v["name"] for v in refined.vertebrae] == [v["name"] for v in plain.vertebrae]
+    assert "refine_s" in refined.timings and "refine_s" not in plain.timings
+    for v in refined.vertebrae:
+        assert (refined.labelmap.voxels == v["label"]).any(), v["name"]
+
+
 # -- workflow end to end ------------------------------------------------------------------
 
 
@@ -230,6 +288,7 @@ def test_run_writes_every_output(test_case_run):
     assert "estimated" in {d["level"]: d for d in results["disc_levels"]}["L5/S1"]["method"]
     assert any(w.startswith("L5/S1 is estimated") for w in report["warnings"])
     assert report["model"]["bundle_id"] == "lumbar-mri-vertebrae"
+    assert results["outline_refiner"]["bundle_id"] == "lumbar-mri-body-refiner"
     severity = results["severity"]  # a lone volume: canal graded at the five levels, the rest not assessed
     assert severity["rows"] == 25 and severity["rows_assessed"] == 5
     assert severity["model"]["bundle_id"] == "lumbar-mri-severity-synthetic"

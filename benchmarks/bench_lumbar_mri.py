@@ -7,7 +7,7 @@ Inputs, from ../shared/data/mri_lumbar: a T2 volume (vb2_05), a T1 FFE volume
 (SpineAILib.samples.mri_study: sagittal T2, sagittal T1-like, axial T2). Each
 measurement runs in a fresh subprocess (cold imports, its own VmHWM peak):
 
-- ``analysis_s``: reading the input + level model + disc levels + grading + Grad-CAM,
+- ``analysis_s``: reading the input + level model + outline refiner + disc levels + grading + Grad-CAM,
   the part the issue's budget (<= 10 s, <= 3 GB on 2 CPU cores) is about;
 - ``warm_s``: the same without loading the models (importing MONAI is most of that), as a
   process that keeps them loaded would see it;
@@ -38,6 +38,7 @@ torch.set_num_threads(int(sys.argv[3]))
 t0 = time.perf_counter()
 from SpineAILib.levels.discs import disc_levels, estimate_disc_below
 from SpineAILib.levels.pipeline import segment_vertebrae
+from SpineAILib.levels.refine import load_refiner
 from SpineAILib.models.bundle import load_bundle
 from SpineAILib.models.catalogue import resolve_bundle
 from SpineAILib.severity import grade_levels
@@ -50,10 +51,11 @@ image = load_study_input(sys.argv[1])
 t_read = time.perf_counter() - t0
 t0 = time.perf_counter()
 levels = load_bundle(resolve_bundle("lumbar-mri"), device=device, expected_task="lumbar-mri")
+refiner = load_refiner(device)
 severity = grade_levels.load(grade_levels.severity_bundle_path(), device)
 t_models = time.perf_counter() - t0
 t0 = time.perf_counter()
-result = segment_vertebrae(image, levels)
+result = segment_vertebrae(image, levels, refiner=refiner)
 discs = estimate_disc_below(result.labelmap, disc_levels(result.labelmap), "L5/S1")  # as the workflow does
 t_levels = time.perf_counter() - t0
 t0 = time.perf_counter()

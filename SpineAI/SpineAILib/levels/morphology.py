@@ -74,5 +74,24 @@ def opening(mask, radius_mm, spacing):
     x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
     padded = F.pad(x, [p for h in reversed(half) for p in (h, h)], value=0.0)  # outside counts as background
     eroded = -F.max_pool3d(-padded, kernel, stride=1)
-    dilated = F.max_pool3d(F.pad(eroded, [p for h in reversed(half) for p in (h, h)], value=0.0), kernel, stride=1)
-    return dilated[0, 0].numpy() > 0.5
+    return _dilate(eroded, half)[0, 0].numpy() > 0.5
+
+
+def dilation(mask, radius_mm, spacing):
+    """Binary dilation of a 3-D mask with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``)."""
+    import torch
+
+    half = [max(0, int(round(radius_mm / s))) for s in spacing]
+    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    return _dilate(x, half)[0, 0].numpy() > 0.5
+
+
+def _dilate(x, half):
+    import torch.nn.functional as F
+
+    for axis, h in enumerate(half):  # a box is separable: one axis at a time is much faster
+        if h:
+            kernel, pad = [1, 1, 1], [0] * 6
+            kernel[axis], pad[2 * (2 - axis)], pad[2 * (2 - axis) + 1] = 2 * h + 1, h, h
+            x = F.max_pool3d(F.pad(x, pad, value=0.0), kernel, stride=1)
+    return x

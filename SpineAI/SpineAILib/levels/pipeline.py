@@ -15,6 +15,8 @@ from ..terminology import vertebra_number
 from .grid import SagittalLayout
 from .postprocess import clean_levels
 from .predict import predict_labels, prepare
+from .refine import DEFAULT_MARGIN_MM as REFINE_MARGIN_MM
+from .refine import refine_bodies
 
 # The model runs on sagittal slices at least this far apart; thinner ones in between are
 # interpolated (levels.predict.predict_labels): 1 mm slices hardly differ from their neighbours.
@@ -82,8 +84,9 @@ def check_field_of_view(image):
     return layout
 
 
-def segment_vertebrae(image, bundle, progress=None):
-    """Run the bundle's level model on ``image`` and clean the result up in 3-D."""
+def segment_vertebrae(image, bundle, progress=None, refiner=None):
+    """Run the bundle's level model on ``image``, clean the result up in 3-D and, with a
+    ``refiner`` bundle (levels.refine), redraw the named bodies' outlines at 1 mm."""
     import time
 
     meta = bundle.metadata
@@ -108,6 +111,15 @@ def segment_vertebrae(image, bundle, progress=None):
 
     t0 = time.perf_counter()
     cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names))
+    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+    if refiner is not None:
+        t0 = time.perf_counter()
+        margin = float((refiner.metadata.get("thresholds") or {}).get("zone_margin_mm", REFINE_MARGIN_MM))
+        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner.model,
+                                                      refiner.device, margin, refiner.metadata["input"].get("intensity"))  # fmt: skip
+        notes += refine_notes
+        timings["refine_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
     lut = np.array(values, np.uint8)
     labelmap = VolumeImage(
         voxels=layout.from_canonical(lut[cleaned]),
@@ -126,5 +138,5 @@ def segment_vertebrae(image, bundle, progress=None):
             "volume_ml": round(body.volume_ml, 2),
             "centre_ras": [round(float(v), 2) for v in centre[:3]],
         })  # fmt: skip
-    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+    timings["labelmap_s"] = round(time.perf_counter() - t0, 3)
     return LevelResult(labelmap, vertebrae, notes, timings)

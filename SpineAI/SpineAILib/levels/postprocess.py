@@ -39,7 +39,7 @@ class Body:
     name_index: int = 0  # assigned class (0 = dropped)
 
 
-def _body(index, classes, shape, spacing, n_classes):
+def measure_body(index, classes, shape, spacing, n_classes):
     k, r, c = np.unravel_index(index, shape)
     votes = np.bincount(classes.ravel()[index], minlength=n_classes).astype(np.int64)
     votes[0] = 0
@@ -61,14 +61,14 @@ def find_bodies(classes, spacing, n_classes):
     for index in component_indices(classes > 0):
         if len(index) * voxel_ml < MIN_BODY_ML:
             continue
-        body = _body(index, classes, classes.shape, spacing, n_classes)
+        body = measure_body(index, classes, classes.shape, spacing, n_classes)
         shares = np.sort(body.votes)[::-1] / max(1, body.votes.sum())
         if shares[1] < FUSED_SHARE:
             bodies.append(body)
             continue
         # Fused neighbours: one body per class inside the component.
         for part in pieces_by_class(index, classes, MIN_BODY_ML / voxel_ml):
-            bodies.append(_body(part, classes, classes.shape, spacing, n_classes))
+            bodies.append(measure_body(part, classes, classes.shape, spacing, n_classes))
     return bodies
 
 

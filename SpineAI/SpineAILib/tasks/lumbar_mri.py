@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..levels.discs import ROI_SIZE_MM, disc_levels, estimate_disc_below, roi_axes
 from ..levels.pipeline import check_field_of_view, check_modality, segment_vertebrae
+from ..levels.refine import load_refiner
 from ..severity.study_input import load_study_input as load_input  # the runner's hook: a study folder's level series
 
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
@@ -53,8 +54,15 @@ def run(job):
         return run_axial_only(job, severity_path)
     job.progress(0.05, "loading the level model")
     bundle = load_bundle(level_path, device=job.device, expected_task="lumbar-mri")
+    refiner = load_refiner(job.device)
+    if refiner is None:
+        job.warnings.append("no outline refiner bundle is installed: body outlines come from the level model alone "
+                            "(train one with `spineai-train lumbar-refiner`)")  # fmt: skip
+    else:
+        job.results["outline_refiner"] = {k: refiner.metadata.get(k) for k in ("bundle_id", "version", "sha256")}
     job.progress(0.1, "finding and naming vertebral bodies")
-    result = segment_vertebrae(job.image, bundle, progress=lambda f: job.progress(0.1 + 0.5 * f, "predicting slices"))
+    result = segment_vertebrae(job.image, bundle, progress=lambda f: job.progress(0.1 + 0.5 * f, "predicting slices"),
+                               refiner=refiner)  # fmt: skip
     job.timings.update(result.timings)
 
     discs = disc_levels(result.labelmap)
