@@ -1,14 +1,16 @@
 """Evaluate a lumbar-mri level bundle on held-out real cases, through the same pipeline users run.
 
     python -m SpineAITraining.evaluate_lumbar_mri --bundle BUNDLE --data ../shared/data/mri_lumbar \
-        [--part test] [--markdown benchmarks/results/lumbar_mri_eval.md] [--write-metadata]
+        [--part test] [--refiner installed|none|REFINER] [--markdown benchmarks/results/lumbar_mri_eval.md] [--write-metadata]
 
 Per case, on the input's own 1 mm grid: Dice per labelled vertebral body; level
 identification (every labelled level named correctly: the predicted body of that
 name overlaps the true one with Dice >= 0.5 and no other name overlaps it more);
 disc-point error in mm against disc points derived the same way
-(SpineAILib.levels.discs) from the ground-truth labels. ``--write-metadata`` adds
-the summary to the bundle's metrics, naming the cases they were measured on.
+(SpineAILib.levels.discs) from the ground-truth labels. The outline refiner
+(SpineAILib.levels.refine) runs as in the workflow (the installed one by default).
+``--write-metadata`` adds the summary to the metrics of the last model of the
+pipeline (the refiner, or the level bundle without one), naming the cases.
 """
 
 import argparse
@@ -33,11 +35,13 @@ def parse_args(argv):
     p.add_argument("--device", default="auto")
     p.add_argument("--refiner", default="installed",
                    help="outline refiner bundle folder, 'installed' (the workflow's default) or 'none'")
-    p.add_argument("--sweep-refiner-margin", help="validation tuning: comma-separated zone margins (mm) to compare")
-    p.add_argument("--set-refiner-margin", type=float, help="store this zone margin in the refiner bundle's thresholds first")
+    p.add_argument("--sweep-refiner", help="validation tuning: settings MARGIN_MM[:LEVEL_WEIGHT[:THRESHOLD"
+                   "[:LATERAL_SMOOTHING]]] to compare, comma-separated, e.g. 3,4:0.5:0.5:0.25")
+    p.add_argument("--set-refiner", help="settings (as --sweep-refiner) to store in the refiner bundle's thresholds first")
     p.add_argument("--markdown", type=Path, help="write the metric table here")
     p.add_argument("--json", type=Path, help="write every per-case number here")
-    p.add_argument("--write-metadata", action="store_true", help="add the summary to the bundle's metrics")
+    p.add_argument("--write-metadata", action="store_true",
+                   help="add the summary to the metrics of the refiner bundle (or, with --refiner none, the level bundle)")
     p.add_argument("--sweep-background-offset", help="validation tuning: comma-separated offsets to compare")
     p.add_argument("--set-background-offset", type=float, help="store this offset in the bundle's thresholds first")
     return p.parse_args(argv)
@@ -144,6 +148,13 @@ def markdown(summary, cases, meta, data_text, machine):
     return "\n".join(lines) + "\n"
 
 
+def refiner_thresholds(text):
+    """'MARGIN_MM[:LEVEL_WEIGHT[:THRESHOLD[:LATERAL_SMOOTHING]]]' -> the refiner bundle's thresholds."""
+    values = [float(v) for v in text.split(":")]
+    names = ("zone_margin_mm", "level_weight", "body_threshold", "lateral_smoothing")
+    return dict(zip(names, values + [0.0, 0.5, 0.0][len(values) - 1 :]))
+
+
 def write_thresholds(bundle_path, thresholds):
     """Merge ``thresholds`` into the bundle's metadata (same weights, same sha256)."""
     from safetensors.torch import load_file
@@ -191,20 +202,20 @@ def main(argv=None):
     if args.set_background_offset is not None:
         write_thresholds(args.bundle, {"background_logit_offset": args.set_background_offset})
     bundle = load_bundle(args.bundle, device=args.device, expected_task="lumbar-mri")
-    if args.set_refiner_margin is not None:
+    if args.set_refiner:
         write_thresholds(refiner_bundle_path() if args.refiner == "installed" else Path(args.refiner),
-                         {"zone_margin_mm": args.set_refiner_margin})  # fmt: skip
+                         refiner_thresholds(args.set_refiner))  # fmt: skip
     refiner = None if args.refiner == "none" else load_refiner(args.device, None if args.refiner == "installed" else Path(args.refiner))
     cases = mri_lumbar.split_cases(args.data, args.part)
     if not cases:
         raise SystemExit(f"no {args.part} cases found in {args.data}")
-    if (args.sweep_background_offset or args.sweep_refiner_margin) and args.part == "test":
+    if (args.sweep_background_offset or args.sweep_refiner) and args.part == "test":
         raise SystemExit("tuning on the test part is not allowed; sweep on --part validation")
-    if args.sweep_refiner_margin:
-        for margin in (float(v) for v in args.sweep_refiner_margin.split(",")):
-            refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, zone_margin_mm=margin)
+    if args.sweep_refiner:
+        for pair in args.sweep_refiner.split(","):
+            refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, **refiner_thresholds(pair))
             s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
-            print(f"margin {margin:4.1f} mm: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
+            print(f"refiner {pair}: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
                   f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
                   f"{s['disc_error_max_mm']:.2f} mm", flush=True)
         return 0
@@ -229,8 +240,9 @@ def main(argv=None):
         args.markdown.write_text(markdown(summary, results, bundle.metadata, data_text, machine), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "cases": results, "machine": machine}, indent=2))
-    if args.write_metadata:
-        print(f"metrics written to {write_metrics(args.bundle, summary, data_text)}", file=sys.stderr)
+    if args.write_metadata:  # the whole pipeline's numbers go to the last model in it
+        target = refiner.path if refiner is not None else args.bundle
+        print(f"metrics written to {write_metrics(target, summary, data_text)}", file=sys.stderr)
     return 0
 
 

@@ -168,6 +168,7 @@ def main(argv=None):
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
 
+    from .datasets.mri_lumbar import is_export
     from .export import export_bundle
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -228,7 +229,7 @@ def main(argv=None):
 
     model.load_state_dict(best_state)
     seconds = round(time.perf_counter() - t_start, 1)
-    val_data = (f"validation split of mri_lumbar ({len(val_ids)} cases: {', '.join(val_ids)}), native 1 mm grid, "
+    val_data = (f"validation split of {'the export' if is_export(args.data) else 'mri_lumbar'} ({len(val_ids)} cases: {', '.join(val_ids)}), native 1 mm grid, "
                 f"within {VALIDATION_MARGIN_MM:.0f} mm of the labelled bodies")  # fmt: skip
     folder = export_bundle(
         model, args.out, bundle_id=BUNDLE_ID, version=VERSION, task=TASK, network=spec,
@@ -238,8 +239,9 @@ def main(argv=None):
                "intensity": {"method": "percentile", "per": "volume", "lower_percentile": 0.5, "upper_percentile": 99.5,
                              "range": [0.0, 1.0], "clip": True}},
         labels=CLASS_NAMES,
-        data="Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 bodies) "
-             "and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg",
+        data=(f"SpineAI dataset export {args.data} (lumbar-mri; label maps as annotated)" if is_export(args.data) else
+              "Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 bodies) "
+              "and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg"),
         seed=args.seed,
         split={"file": split.get("file", "SpineAITraining/splits/mri_lumbar_split.json"), "seed": split["seed"],
                "train": train_ids, "validation": val_ids, "test": split["test"]},

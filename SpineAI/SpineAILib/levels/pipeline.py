@@ -15,7 +15,6 @@ from ..terminology import vertebra_number
 from .grid import SagittalLayout
 from .postprocess import clean_levels
 from .predict import predict_labels, prepare
-from .refine import DEFAULT_MARGIN_MM as REFINE_MARGIN_MM
 from .refine import refine_bodies
 
 # The model runs on sagittal slices at least this far apart; thinner ones in between are
@@ -104,8 +103,10 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     t0 = time.perf_counter()
     offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
     step = max(1, int(LATERAL_STEP_MM // layout.spacing[0]))
+    blend = refiner is not None and float((refiner.metadata.get("thresholds") or {}).get("level_weight", 0.0)) > 0
+    foreground = np.zeros(canonical.shape, np.float16) if blend else None  # only a refiner that blends needs it
     classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
-                             background_offset=offset, step=step)  # fmt: skip
+                             background_offset=offset, step=step, foreground=foreground)  # fmt: skip
     timings["slices_predicted"] = len(range(0, canonical.shape[0], step)) + (1 if (canonical.shape[0] - 1) % step else 0)
     timings["predict_s"] = round(time.perf_counter() - t0, 3)
 
@@ -114,9 +115,7 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
     if refiner is not None:
         t0 = time.perf_counter()
-        margin = float((refiner.metadata.get("thresholds") or {}).get("zone_margin_mm", REFINE_MARGIN_MM))
-        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner.model,
-                                                      refiner.device, margin, refiner.metadata["input"].get("intensity"))  # fmt: skip
+        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner, foreground)
         notes += refine_notes
         timings["refine_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()

@@ -5,26 +5,30 @@ about 1 mm off. The refiner bundle (`spineai-train lumbar-refiner`) answers only
 "vertebral body or not" at 1 mm; here it redraws each named body:
 1. each body gets a zone: its sagittal footprint (all its slices projected onto
    one plane) grown by ``margin_mm``, split between neighbouring bodies by nearest
-   footprint, within the body's own lateral extent (+ ``LATERAL_MARGIN_MM``);
-2. the refiner runs on the sagittal slices those zones cover; a body becomes the
-   largest connected piece of "body" pixels in its zone. A slice where the level
-   model missed part of a body (it called it background) is filled in, because
-   the zone comes from the whole body's footprint;
+   footprint, within the body's own lateral extent grown by the same margin;
+2. the refiner runs on the sagittal slices those zones cover; its P(body) is
+   averaged with the level model's P(any vertebra) (weight ``level_weight``: two
+   models' boundaries err differently), optionally smoothed across neighbouring
+   sagittal slices (``lateral_smoothing``) and thresholded (``body_threshold``); a body
+   becomes the largest connected piece of "body" voxels in its zone. A slice where
+   the level model missed part of a body (called it background) can be filled in,
+   because the zone comes from the whole body's footprint;
 3. a body the refiner shrinks below ``MIN_KEPT_SHARE`` of its first outline keeps
    that first outline (the refiner failed there, the names stay as they were).
-Names are never changed here: only which voxels carry them.
+Names are never changed here: only which voxels carry them. The margin, weight,
+smoothing and threshold are the refiner bundle's ``thresholds``, tuned on the validation cases
+(``evaluate_lumbar_mri --sweep-refiner``).
 """
 
 import numpy as np
 
-from .grid import normalise, pad_to_multiple, plane_size, resample_slices
+from .grid import normalise, pad_to_multiple, resample_slices
 from .morphology import dilation, largest_component
 from .postprocess import measure_body
 
 TASK = "lumbar-mri/refiner"
 BUNDLE_DIR_NAME = "lumbar-mri-body-refiner"
 DIVISOR = 16
-LATERAL_MARGIN_MM = 2.0
 MIN_KEPT_SHARE = 0.5
 CONTEXT_MM = 24.0  # image around the zones that the refiner sees
 DEFAULT_MARGIN_MM = 4.0  # a bundle's thresholds.zone_margin_mm (tuned on validation) overrides it
@@ -97,14 +101,19 @@ def body_zones(footprints, steps):
     return zones
 
 
-def refine_bodies(cleaned, bodies, canonical, spacing, model, device, margin_mm=DEFAULT_MARGIN_MM, intensity=None):
-    """Redraw the named ``bodies`` (postprocess.Body, kept top to bottom) with the refiner; (class map, bodies, notes)."""
+def refine_bodies(cleaned, bodies, canonical, spacing, refiner, level_foreground=None):
+    """Redraw the named ``bodies`` (postprocess.Body, kept top to bottom) with the ``refiner`` bundle;
+    (class map, bodies, notes). The refiner's P(body) is blended with the level model's
+    P(any vertebra) (``level_foreground``) by the bundle's validation-tuned ``level_weight``."""
+    thresholds = refiner.metadata.get("thresholds") or {}
+    margin_mm = float(thresholds.get("zone_margin_mm", DEFAULT_MARGIN_MM))
+    level_weight = float(thresholds.get("level_weight", 0.0)) if level_foreground is not None else 0.0
     if not bodies:
         return cleaned, bodies, []
     shape = cleaned.shape
     footprints = np.zeros(shape[1:], np.int32)
     lateral = []
-    lateral_margin = int(round(LATERAL_MARGIN_MM / spacing[0]))
+    lateral_margin = int(round(margin_mm / spacing[0]))
     for number, body in enumerate(bodies, start=1):
         k, r, c = np.unravel_index(body.index, shape)
         footprints[r, c] = np.where(footprints[r, c] == 0, number, footprints[r, c])
@@ -113,8 +122,15 @@ def refine_bodies(cleaned, bodies, canonical, spacing, model, device, margin_mm=
     zones = np.zeros(shape, np.int32)
     for number, (k0, k1) in enumerate(lateral, start=1):
         zones[k0:k1][:, zones2d == number] = number
-    probability = predict_body_probability(model, canonical, spacing, zones > 0, device, intensity=intensity)
-    is_body = probability >= 0.5
+    probability = predict_body_probability(refiner.model, canonical, spacing, zones > 0, refiner.device,
+                                           intensity=refiner.metadata["input"].get("intensity"))  # fmt: skip
+    smoothing = float(thresholds.get("lateral_smoothing", 0.0))
+    if smoothing:  # the refiner sees one slice at a time: let each slice hear its two neighbours
+        inner = probability[1:-1].copy()
+        probability[1:-1] = (1.0 - 2.0 * smoothing) * inner + smoothing * (probability[:-2] + probability[2:])
+    if level_weight:
+        probability = (1.0 - level_weight) * probability + level_weight * level_foreground.astype(np.float32)
+    is_body = probability >= float(thresholds.get("body_threshold", 0.5))
     out = np.zeros(shape, np.uint8)
     kept, notes = [], []
     n_classes = max(b.name_index for b in bodies) + 1
