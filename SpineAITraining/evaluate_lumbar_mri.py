@@ -35,9 +35,8 @@ def parse_args(argv):
     p.add_argument("--device", default="auto")
     p.add_argument("--refiner", default="installed",
                    help="outline refiner bundle folder, 'installed' (the workflow's default) or 'none'")
-    p.add_argument("--sweep-refiner", help="validation tuning: settings MARGIN_MM[:LEVEL_WEIGHT[:THRESHOLD"
-                   "[:LATERAL_SMOOTHING]]] to compare, comma-separated, e.g. 3,4:0.5:0.5:0.25")
-    p.add_argument("--set-refiner", help="settings (as --sweep-refiner) to store in the refiner bundle's thresholds first")
+    p.add_argument("--sweep-refiner", help="validation tuning: comma-separated refiner zone margins (mm) to compare")
+    p.add_argument("--set-refiner", type=float, help="store this zone margin (mm) in the refiner bundle's thresholds first")
     p.add_argument("--markdown", type=Path, help="write the metric table here")
     p.add_argument("--json", type=Path, help="write every per-case number here")
     p.add_argument("--write-metadata", action="store_true",
@@ -148,13 +147,6 @@ def markdown(summary, cases, meta, data_text, machine):
     return "\n".join(lines) + "\n"
 
 
-def refiner_thresholds(text):
-    """'MARGIN_MM[:LEVEL_WEIGHT[:THRESHOLD[:LATERAL_SMOOTHING]]]' -> the refiner bundle's thresholds."""
-    values = [float(v) for v in text.split(":")]
-    names = ("zone_margin_mm", "level_weight", "body_threshold", "lateral_smoothing")
-    return dict(zip(names, values + [0.0, 0.5, 0.0][len(values) - 1 :]))
-
-
 def write_thresholds(bundle_path, thresholds):
     """Merge ``thresholds`` into the bundle's metadata (same weights, same sha256)."""
     from safetensors.torch import load_file
@@ -202,9 +194,9 @@ def main(argv=None):
     if args.set_background_offset is not None:
         write_thresholds(args.bundle, {"background_logit_offset": args.set_background_offset})
     bundle = load_bundle(args.bundle, device=args.device, expected_task="lumbar-mri")
-    if args.set_refiner:
+    if args.set_refiner is not None:
         write_thresholds(refiner_bundle_path() if args.refiner == "installed" else Path(args.refiner),
-                         refiner_thresholds(args.set_refiner))  # fmt: skip
+                         {"zone_margin_mm": args.set_refiner})  # fmt: skip
     refiner = None if args.refiner == "none" else load_refiner(args.device, None if args.refiner == "installed" else Path(args.refiner))
     cases = mri_lumbar.split_cases(args.data, args.part)
     if not cases:
@@ -212,10 +204,10 @@ def main(argv=None):
     if (args.sweep_background_offset or args.sweep_refiner) and args.part == "test":
         raise SystemExit("tuning on the test part is not allowed; sweep on --part validation")
     if args.sweep_refiner:
-        for pair in args.sweep_refiner.split(","):
-            refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, **refiner_thresholds(pair))
+        for margin in (float(v) for v in args.sweep_refiner.split(",")):
+            refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, zone_margin_mm=margin)
             s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
-            print(f"refiner {pair}: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
+            print(f"refiner zone margin {margin:g} mm: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
                   f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
                   f"{s['disc_error_max_mm']:.2f} mm", flush=True)
         return 0

@@ -103,10 +103,8 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     t0 = time.perf_counter()
     offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
     step = max(1, int(LATERAL_STEP_MM // layout.spacing[0]))
-    blend = refiner is not None and float((refiner.metadata.get("thresholds") or {}).get("level_weight", 0.0)) > 0
-    foreground = np.zeros(canonical.shape, np.float16) if blend else None  # only a refiner that blends needs it
     classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
-                             background_offset=offset, step=step, foreground=foreground)  # fmt: skip
+                             background_offset=offset, step=step)  # fmt: skip
     timings["slices_predicted"] = len(range(0, canonical.shape[0], step)) + (1 if (canonical.shape[0] - 1) % step else 0)
     timings["predict_s"] = round(time.perf_counter() - t0, 3)
 
@@ -115,7 +113,7 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
     if refiner is not None:
         t0 = time.perf_counter()
-        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner, foreground)
+        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner)
         notes += refine_notes
         timings["refine_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()

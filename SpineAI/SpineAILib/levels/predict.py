@@ -19,8 +19,7 @@ def prepare(canonical, spacing, target_spacing, intensity=None):
     return slices
 
 
-def predict_labels(model, slices, out_shape, device, batch_size=8, progress=None, background_offset=0.0, step=1,
-                   foreground=None):
+def predict_labels(model, slices, out_shape, device, batch_size=8, progress=None, background_offset=0.0, step=1):
     """Class index (uint8) per voxel of the canonical grid ``out_shape`` (N, rows, cols).
 
     Logits are interpolated back to the input's own rows and columns (align-corners,
@@ -30,8 +29,6 @@ def predict_labels(model, slices, out_shape, device, batch_size=8, progress=None
     ``step`` > 1 runs the model on every step-th slice only (and the last one); the
     slices between take the logits interpolated linearly across from their two
     neighbours: for thin slices (1 mm) neighbours hardly differ, and it halves the time.
-    ``foreground``, an array of ``out_shape``, receives P(any vertebra) = 1 - P(background)
-    (levels.refine blends it with the outline refiner's).
     """
     import torch
     import torch.nn.functional as F
@@ -50,17 +47,12 @@ def predict_labels(model, slices, out_shape, device, batch_size=8, progress=None
             logits[:, 0] -= background_offset
             logits = F.interpolate(logits, size=(rows, cols), mode="bilinear", align_corners=True)
             labels[indices] = logits.argmax(1).to(torch.uint8).cpu().numpy()
-            if foreground is not None:
-                foreground[indices] = 1.0 - torch.softmax(logits, 1)[:, 0].cpu().numpy()
             for index, current in zip(indices, logits):
                 if previous is not None and index - previous[0] > 1:
                     gap = index - previous[0]
                     for k in range(previous[0] + 1, index):
                         w = (k - previous[0]) / gap
-                        between = (1 - w) * previous[1] + w * current
-                        labels[k] = between.argmax(0).to(torch.uint8).cpu().numpy()
-                        if foreground is not None:
-                            foreground[k] = 1.0 - torch.softmax(between, 0)[0].cpu().numpy()
+                        labels[k] = ((1 - w) * previous[1] + w * current).argmax(0).to(torch.uint8).cpu().numpy()
                 previous = (index, current)
             if progress is not None:
                 progress(min(1.0, (start + len(indices)) / len(run)))

@@ -6,17 +6,14 @@ about 1 mm off. The refiner bundle (`spineai-train lumbar-refiner`) answers only
 1. each body gets a zone: its sagittal footprint (all its slices projected onto
    one plane) grown by ``margin_mm``, split between neighbouring bodies by nearest
    footprint, within the body's own lateral extent grown by the same margin;
-2. the refiner runs on the sagittal slices those zones cover; its P(body) is
-   averaged with the level model's P(any vertebra) (weight ``level_weight``: two
-   models' boundaries err differently), optionally smoothed across neighbouring
-   sagittal slices (``lateral_smoothing``) and thresholded (``body_threshold``); a body
-   becomes the largest connected piece of "body" voxels in its zone. A slice where
+2. the refiner runs on the sagittal slices those zones cover; a body becomes the
+   largest connected piece of "body" voxels (P >= 0.5) in its zone. A slice where
    the level model missed part of a body (called it background) can be filled in,
    because the zone comes from the whole body's footprint;
 3. a body the refiner shrinks below ``MIN_KEPT_SHARE`` of its first outline keeps
    that first outline (the refiner failed there, the names stay as they were).
-Names are never changed here: only which voxels carry them. The margin, weight,
-smoothing and threshold are the refiner bundle's ``thresholds``, tuned on the validation cases
+Names are never changed here: only which voxels carry them. The margin is the
+refiner bundle's ``thresholds.zone_margin_mm``, chosen on the validation cases
 (``evaluate_lumbar_mri --sweep-refiner``).
 """
 
@@ -101,13 +98,10 @@ def body_zones(footprints, steps):
     return zones
 
 
-def refine_bodies(cleaned, bodies, canonical, spacing, refiner, level_foreground=None):
+def refine_bodies(cleaned, bodies, canonical, spacing, refiner):
     """Redraw the named ``bodies`` (postprocess.Body, kept top to bottom) with the ``refiner`` bundle;
-    (class map, bodies, notes). The refiner's P(body) is blended with the level model's
-    P(any vertebra) (``level_foreground``) by the bundle's validation-tuned ``level_weight``."""
-    thresholds = refiner.metadata.get("thresholds") or {}
-    margin_mm = float(thresholds.get("zone_margin_mm", DEFAULT_MARGIN_MM))
-    level_weight = float(thresholds.get("level_weight", 0.0)) if level_foreground is not None else 0.0
+    (class map, bodies, notes)."""
+    margin_mm = float((refiner.metadata.get("thresholds") or {}).get("zone_margin_mm", DEFAULT_MARGIN_MM))
     if not bodies:
         return cleaned, bodies, []
     shape = cleaned.shape
@@ -124,13 +118,7 @@ def refine_bodies(cleaned, bodies, canonical, spacing, refiner, level_foreground
         zones[k0:k1][:, zones2d == number] = number
     probability = predict_body_probability(refiner.model, canonical, spacing, zones > 0, refiner.device,
                                            intensity=refiner.metadata["input"].get("intensity"))  # fmt: skip
-    smoothing = float(thresholds.get("lateral_smoothing", 0.0))
-    if smoothing:  # the refiner sees one slice at a time: let each slice hear its two neighbours
-        inner = probability[1:-1].copy()
-        probability[1:-1] = (1.0 - 2.0 * smoothing) * inner + smoothing * (probability[:-2] + probability[2:])
-    if level_weight:
-        probability = (1.0 - level_weight) * probability + level_weight * level_foreground.astype(np.float32)
-    is_body = probability >= float(thresholds.get("body_threshold", 0.5))
+    is_body = probability >= 0.5
     out = np.zeros(shape, np.uint8)
     kept, notes = [], []
     n_classes = max(b.name_index for b in bodies) + 1
