@@ -341,28 +341,15 @@ def _main(args, argv, dist):
     set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms here
     if args.out.exists() and not args.overwrite and not args.write_cache:
         raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
-    split = mri_lumbar.dataset_split(args.data if args.data and args.data.is_dir() else None)
+    split, train_ids, val_ids = mri_lumbar.training_parts(args.data, args.train_cases, args.val_cases)
     export = mri_lumbar.is_export(args.data) if args.data and args.data.is_dir() else False
-    train_ids = args.train_cases.split(",") if args.train_cases else split["train"]
-    val_ids = args.val_cases.split(",") if args.val_cases else split["validation"]
-    if export and (not train_ids or not val_ids):
-        raise InputError(f"{args.data}: the dataset's split has no {'training' if not train_ids else 'validation'} cases "
-                         "with label maps; export more cases or choose --split fractions that give each part a case")
-    leaked = sorted(set(train_ids + val_ids) & set(split["test"]))
-    if leaked:
-        raise InputError(f"cases {', '.join(leaked)} belong to the test split; they never train or tune")
 
     t_start = time.perf_counter()
     if args.cache:
         train = [load_cached(args.cache, c) for c in train_ids]
         val = [load_cached(args.cache, c) for c in val_ids]
     else:
-        if not args.data.is_dir():
-            raise InputError(f"{args.data}: no such data folder")
-        all_cases = {c.case_id: c for c in mri_lumbar.list_cases(args.data)}
-        missing = [c for c in train_ids + val_ids if c not in all_cases]
-        if missing:
-            raise InputError(f"{args.data}: cases {', '.join(missing)} are missing")
+        all_cases = mri_lumbar.cases_by_id(args.data, train_ids + val_ids)
         if dist.is_main:
             print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
         train = [load_case(all_cases[c]) for c in train_ids]

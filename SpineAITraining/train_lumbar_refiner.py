@@ -64,8 +64,10 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def load_case(case):
-    """{'image': (N, rows, cols) float16 at 1 mm, 'target': uint8 0/1/IGNORE, 'slices': trainable slice indices}."""
+def load_case(case, keep_native=False):
+    """{'image': (N, rows, cols) float16 at 1 mm, 'target': uint8 0/1/IGNORE} over the labelled bodies' sagittal
+    slices and LATERAL_MARGIN more; ``keep_native`` (validation) adds the native grid: 'canonical', 'spacing',
+    'body' (the labelled bodies, 0/1)."""
     from SpineAILib.io import load
     from SpineAILib.levels.grid import SagittalLayout, normalise, resample_slices
 
@@ -85,8 +87,10 @@ def load_case(case):
     target, _ = resample_slices(target, layout.spacing, TARGET_SPACING, mode="nearest")
     lateral = np.nonzero((target == 1).any(axis=(1, 2)))[0]
     keep = np.arange(max(0, lateral[0] - LATERAL_MARGIN), min(len(target), lateral[-1] + LATERAL_MARGIN + 1)) if len(lateral) else np.arange(0)
-    return {"id": case.case_id, "source": case.source, "image": slices[keep].astype(np.float16), "target": target[keep],
-            "canonical": canonical, "spacing": layout.spacing, "body": body}  # fmt: skip
+    out = {"id": case.case_id, "source": case.source, "image": slices[keep].astype(np.float16), "target": target[keep]}
+    if keep_native:
+        out.update(canonical=canonical, spacing=layout.spacing, body=body)
+    return out
 
 
 class PatchStream(torch.utils.data.IterableDataset):
@@ -125,13 +129,14 @@ def network_spec(channels):
 
 def validate(model, cases, device):
     """{case: body Dice} on the native grid, within VALIDATION_MARGIN_MM of the labelled bodies (rows below the top)."""
-    from SpineAILib.levels.refine import near_mask, predict_body_probability
+    from SpineAILib.levels.morphology import dilation
+    from SpineAILib.levels.refine import predict_body_probability
 
     results = {}
     for case in cases:
         body = case["body"].astype(bool)
         if "region" not in case:  # the same every epoch
-            case["region"] = near_mask(body, case["spacing"], VALIDATION_MARGIN_MM)
+            case["region"] = dilation(body, VALIDATION_MARGIN_MM, case["spacing"])
         region = case["region"]
         probability = predict_body_probability(model, case["canonical"], case["spacing"], region, device)
         predicted = (probability >= 0.5) & region
@@ -140,24 +145,13 @@ def validate(model, cases, device):
 
 
 def _load_cases(args):
-    from SpineAILib.errors import InputError
-
     from .datasets import mri_lumbar
 
-    split = mri_lumbar.dataset_split(args.data if args.data.is_dir() else None)
-    train_ids = args.train_cases.split(",") if args.train_cases else split["train"]
-    val_ids = args.val_cases.split(",") if args.val_cases else split["validation"]
-    leaked = sorted(set(train_ids + val_ids) & set(split["test"]))
-    if leaked:
-        raise InputError(f"cases {', '.join(leaked)} belong to the test split; they never train or tune")
-    if not args.data.is_dir():
-        raise InputError(f"{args.data}: no such data folder")
-    found = {c.case_id: c for c in mri_lumbar.list_cases(args.data)}
-    missing = [c for c in train_ids + val_ids if c not in found]
-    if missing:
-        raise InputError(f"{args.data}: cases {', '.join(missing)} are missing")
+    split, train_ids, val_ids = mri_lumbar.training_parts(args.data, args.train_cases, args.val_cases)
+    found = mri_lumbar.cases_by_id(args.data, train_ids + val_ids)
     print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
-    return split, train_ids, val_ids, [load_case(found[c]) for c in train_ids], [load_case(found[c]) for c in val_ids]
+    return (split, train_ids, val_ids, [load_case(found[c]) for c in train_ids],
+            [load_case(found[c], keep_native=True) for c in val_ids])  # fmt: skip
 
 
 def main(argv=None):

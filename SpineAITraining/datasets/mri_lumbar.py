@@ -129,6 +129,38 @@ def dataset_split(data_dir):
             **{k: sorted(v) for k, v in parts.items()}}  # fmt: skip
 
 
+def training_parts(data_dir, train_cases=None, val_cases=None):
+    """(split, training ids, validation ids) for a trainer: the split's parts unless comma-separated
+    ``train_cases`` / ``val_cases`` override them; InputError for an export without either part
+    and for any test case (test cases never train or tune)."""
+    from SpineAILib.errors import InputError
+
+    data_dir = Path(data_dir) if data_dir and Path(data_dir).is_dir() else None
+    split = dataset_split(data_dir)
+    train_ids = train_cases.split(",") if train_cases else split["train"]
+    val_ids = val_cases.split(",") if val_cases else split["validation"]
+    if data_dir is not None and is_export(data_dir) and (not train_ids or not val_ids):
+        raise InputError(f"{data_dir}: the dataset's split has no {'training' if not train_ids else 'validation'} cases "
+                         "with label maps; export more cases or choose --split fractions that give each part a case")
+    leaked = sorted(set(train_ids + val_ids) & set(split["test"]))
+    if leaked:
+        raise InputError(f"cases {', '.join(leaked)} belong to the test split; they never train or tune")
+    return split, train_ids, val_ids
+
+
+def cases_by_id(data_dir, ids):
+    """{id: Case} for ``ids`` in ``data_dir``; InputError for a missing folder or case."""
+    from SpineAILib.errors import InputError
+
+    if not Path(data_dir).is_dir():
+        raise InputError(f"{data_dir}: no such data folder")
+    found = {c.case_id: c for c in list_cases(data_dir)}
+    missing = [c for c in ids if c not in found]
+    if missing:
+        raise InputError(f"{data_dir}: cases {', '.join(missing)} are missing")
+    return {c: found[c] for c in ids}
+
+
 def load_split(path=SPLIT_FILE):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -20,12 +20,12 @@ refiner bundle's ``thresholds.zone_margin_mm``, chosen on the validation cases
 import numpy as np
 
 from .grid import normalise, pad_to_multiple, resample_slices
-from .morphology import dilation, largest_component
+from .morphology import largest_component
 from .postprocess import measure_body
+from .predict import DIVISOR
 
 TASK = "lumbar-mri/refiner"
 BUNDLE_DIR_NAME = "lumbar-mri-body-refiner"
-DIVISOR = 16
 MIN_KEPT_SHARE = 0.5
 CONTEXT_MM = 24.0  # image around the zones that the refiner sees
 DEFAULT_MARGIN_MM = 4.0  # a bundle's thresholds.zone_margin_mm (tuned on validation) overrides it
@@ -44,11 +44,6 @@ def load_refiner(device, path=None):
 
     path = path or refiner_bundle_path()
     return None if path is None else load_bundle(path, device=device, expected_task=TASK)
-
-
-def near_mask(mask, spacing, margin_mm):
-    """Voxels within ``margin_mm`` (box) of ``mask``: the region a refiner is scored in during training."""
-    return dilation(mask, margin_mm, spacing)
 
 
 def predict_body_probability(model, canonical, spacing, region, device, batch_size=8, intensity=None):
