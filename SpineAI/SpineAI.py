@@ -119,7 +119,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._outDir = None
-        self._review = None  # SpineAILib.cine_review.CineReview of an ultrasound run
+        self._review = None  # SpineAILib.workflows.ultrasound.review.CineReview of an ultrasound run
         self._reviewBrowser = None  # the sequence browser of the reviewed cine
         self._reviewFrame = None
         self._timeline = None  # the timeline QPixmap, scaled, without the frame line
@@ -260,7 +260,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._status(f"Done in {job.seconds:.0f} s: {summary + ' — ' if summary else ''}"
                          f"{len(nodes)} result(s) loaded from {self._outDir}")
 
-    # --- ultrasound review and heat map (decisions in SpineAILib.cine_review / results) ---
+    # --- ultrasound review and heat map (decisions in SpineAILib.workflows.ultrasound.review / results) ---
 
     def _showReview(self, outDir, nodes):
         """Calls line, timeline and Best frame for an ultrasound run; the Heat map box for any run with one."""
@@ -1035,7 +1035,7 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def cine_review(out_dir):
         """(CineReview, browser of its cine in the scene) for an ultrasound run, else (None, None)."""
-        from SpineAILib.cine_review import CineReview, review_browser
+        from SpineAILib.workflows.ultrasound.review import CineReview, review_browser
         from SpineAILib.scene.context import SceneContext
 
         review = CineReview.from_folder(out_dir)
@@ -1117,8 +1117,9 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def annotation_choices(session):
         """Items of the Annotate section's lists for this case."""
-        from SpineAILib.annotation.case import CERVICAL, CINE_STRUCTURES, DISC_LEVELS
-        from SpineAILib.severity.submission import CONDITIONS, GRADE_NAMES
+        from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS
+        from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
+        from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
 
         case = session.case
         if case.is_cine:

@@ -5,9 +5,10 @@ Subcommands:
   spineai-train TASK ...     (lp-ultrasound, lumbar-mri, cervical-ct, and the sub-models
                              lumbar-severity, lumbar-refiner, lp-ultrasound-localiser, cervical-fracture)
 
-A task's trainer is the module SpineAITraining.train_<task> (dashes as
-underscores) with ``main(argv)``; until it exists the command says so. torch and
-monai are imported only by the subcommand that runs, so --help is instant.
+A task's trainer is the module TRAINER_MODULES names (in its domain package:
+SpineAITraining.ultrasound, .lumbar, .cervical) with ``main(argv)``; until it exists
+the command says so. torch and monai are imported only by the subcommand that runs,
+so --help is instant.
 """
 
 import argparse
@@ -21,10 +22,19 @@ from SpineAILib.models.schema import TASKS  # light: torch and monai load only w
 
 # Every trainer: one per `spineai run` task, plus the sub-models a task uses.
 TRAINERS = TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser", "cervical-fracture")
+TRAINER_MODULES = {
+    "lp-ultrasound": "SpineAITraining.ultrasound.train_classifier",
+    "lp-ultrasound-localiser": "SpineAITraining.ultrasound.train_localiser",
+    "lumbar-mri": "SpineAITraining.lumbar.train_levels",
+    "lumbar-refiner": "SpineAITraining.lumbar.train_refiner",
+    "lumbar-severity": "SpineAITraining.lumbar.train_severity",
+    "cervical-ct": "SpineAITraining.cervical.train_segmentation",
+    "cervical-fracture": "SpineAITraining.cervical.train_fracture",
+}
 
 
 def _trainer_module(task):
-    return "SpineAITraining.train_" + task.replace("-", "_")
+    return TRAINER_MODULES.get(task, "SpineAITraining.train_" + task.replace("-", "_"))
 
 
 def _parser():

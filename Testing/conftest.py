@@ -1,6 +1,7 @@
 """Shared pytest fixtures: where the real data is, and offscreen rendering."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests live in subfolders that mirror the library; their shared helpers (this file,
+# web_helpers, dataset_helpers) are imported by name from here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_DATA = Path(os.environ.get("SPINEAI_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

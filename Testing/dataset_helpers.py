@@ -77,7 +77,7 @@ def mri_run_folder(folder, input_path, image, labels, severity=True):
     """What `spineai run lumbar-mri` leaves, built from the phantom's own labels."""
     from SpineAILib.samples.spine_phantom import disc_centres_ras
     from SpineAILib.scene import SceneContext, add_points, add_roi, add_segmentation_from_labelmap, add_volume, save_node
-    from SpineAILib.tasks.lumbar_mri import write_markups_list
+    from SpineAILib.workflows.lumbar.workflow import write_markups_list
 
     folder = Path(folder)
     folder.mkdir(parents=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from SpineAILib.errors import OutputError
-from SpineAILib.outputs import check_output_folder, staged_output_folder, write_text_atomic
+from SpineAILib.outputs import MARKER, check_output_folder, staged_output_folder, write_text_atomic
 
 
 def test_success_moves_everything_into_place(tmp_path):
@@ -30,6 +30,9 @@ def test_existing_results_are_refused_then_replaced_only_with_force(tmp_path):
     (out / "annotations.mrk.json").write_text("precious")
     with pytest.raises(OutputError, match="--force"):
         check_output_folder(out)
+    with pytest.raises(OutputError, match="not SpineAI results"):  # --force replaces only results folders
+        check_output_folder(out, force=True)
+    (out / MARKER).write_text("")
     # A failed forced run keeps the old results.
     with pytest.raises(RuntimeError):
         with staged_output_folder(out, force=True):
@@ -37,7 +40,7 @@ def test_existing_results_are_refused_then_replaced_only_with_force(tmp_path):
     assert (out / "annotations.mrk.json").read_text() == "precious"
     with staged_output_folder(out, force=True) as staging:
         (staging / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
 
 

@@ -38,8 +38,8 @@ import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 t0 = time.perf_counter()
-from SpineAILib.cervical.fracture import fracture_bundle_path, heatmap, score_vertebrae
-from SpineAILib.cervical.segment import segment
+from SpineAILib.workflows.cervical.fracture import fracture_bundle_path, heatmap, score_vertebrae
+from SpineAILib.workflows.cervical.segment import segment
 from SpineAILib.io import load
 from SpineAILib.models.bundle import load_bundle
 from SpineAILib.models.catalogue import resolve_bundle
@@ -71,7 +71,7 @@ print(json.dumps({"import_s": t_import, "read_s": t_read, "model_load_s": t_mode
 
 def write_input(path):
     from SpineAILib.io.volumes import save_volume_file
-    from SpineAITraining.rsna2022.phantom import make_case
+    from SpineAITraining.cervical.phantom import make_case
 
     t0 = time.perf_counter()
     case = make_case(SEED, spacing=SPACING_IJK, shape_limit=SHAPE_KJI, fracture_levels=["C6"],

@@ -46,7 +46,7 @@ def load_average():
 
 
 def whole_cine(classifier, frames, repeats):
-    from SpineAILib.us_inference import smooth_centred
+    from SpineAILib.workflows.ultrasound.inference import smooth_centred
 
     best = None
     for _ in range(repeats):
@@ -70,7 +70,7 @@ def whole_cine(classifier, frames, repeats):
 
 
 def live(bundle, backend, frames, threads):
-    from SpineAILib.us_inference import LiveClassifier
+    from SpineAILib.workflows.ultrasound.inference import LiveClassifier
 
     stream = LiveClassifier(bundle, device="cpu", backend=backend)
     if backend == "onnx" and stream.classifier._session is not None:
@@ -90,7 +90,7 @@ def measure(bundle, frames, threads, repeats):
     import torch
 
     from SpineAILib.models.bundle import read_metadata
-    from SpineAILib.us_inference import FrameClassifier
+    from SpineAILib.workflows.ultrasound.inference import FrameClassifier
 
     meta = read_metadata(bundle)
     torch.set_num_threads(threads)
@@ -115,7 +115,7 @@ def speed_reference_bundle(folder, size=224):
     reference, as a bundle in ``folder``: for speed only (its accuracy means nothing)."""
     from SpineAILib.models.bundle import save_bundle
     from SpineAILib.models.networks import build_network
-    from SpineAILib.us_preprocess import Preprocessor
+    from SpineAILib.workflows.ultrasound.preprocess import Preprocessor
 
     network = {"name": "tv_resnet18", "args": {"in_channels": 1, "num_classes": 3}}
     meta = {

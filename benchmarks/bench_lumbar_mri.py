@@ -36,14 +36,14 @@ from pathlib import Path
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 t0 = time.perf_counter()
-from SpineAILib.levels.discs import disc_levels, estimate_disc_below
-from SpineAILib.levels.pipeline import segment_vertebrae
-from SpineAILib.levels.refine import load_refiner
+from SpineAILib.workflows.lumbar.discs import disc_levels, estimate_disc_below
+from SpineAILib.workflows.lumbar.pipeline import segment_vertebrae
+from SpineAILib.workflows.lumbar.refine import load_refiner
 from SpineAILib.models.bundle import load_bundle
 from SpineAILib.models.catalogue import resolve_bundle
-from SpineAILib.severity import grade_levels
-from SpineAILib.severity.from_levels import study_for_run
-from SpineAILib.severity.study_input import load_study_input
+from SpineAILib.workflows.lumbar.severity import grade_levels
+from SpineAILib.workflows.lumbar.severity.from_levels import study_for_run
+from SpineAILib.workflows.lumbar.severity.study_input import load_study_input
 t_import = time.perf_counter() - t0
 device = sys.argv[2]
 t0 = time.perf_counter()

@@ -34,7 +34,7 @@ MARK_BEGIN, MARK_END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 
 def _time_whole(localiser, frames, repeats):
-    from SpineAILib.us_localise import localise
+    from SpineAILib.workflows.ultrasound.localise import localise
 
     best = float("inf")
     for _ in range(repeats):
@@ -45,7 +45,7 @@ def _time_whole(localiser, frames, repeats):
 
 
 def _time_live(localiser, frames):
-    from SpineAILib.us_localise import localise
+    from SpineAILib.workflows.ultrasound.localise import localise
 
     times = []
     for i, frame in enumerate(frames[:45]):
@@ -71,7 +71,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from SpineAILib.explain import grad_cam
     from SpineAILib.models import build_network
-    from SpineAILib.us_localise import default_localiser_path, load_localiser
+    from SpineAILib.workflows.ultrasound.localise import default_localiser_path, load_localiser
     from SpineAITraining.ultrasound.generator import generate_cine
 
     bundle = args.bundle or default_localiser_path()

@@ -8,7 +8,7 @@ more than 1 point of F1 below eager ResNet18 at 224². ``--reference`` is a bund
 trained by ``spineai-train lp-ultrasound --network resnet18 --size 224`` with the same
 data arguments and seed as the shipped bundle (its metadata records the command).
 
-Both bundles run through the deployed path (SpineAILib.us_inference.FrameClassifier:
+Both bundles run through the deployed path (SpineAILib.workflows.ultrasound.inference.FrameClassifier:
 preprocessing, the network, the bundle's own smoothing window and validation
 thresholds, the bad-quality gate) in eager torch and in ONNX Runtime, on the test
 cines and the held-out-machine cines that ``spineai-train lp-ultrasound --generate``
@@ -48,7 +48,7 @@ def load_average():
 
 def held_out_cines(meta):
     """The test and held-out-machine cines the trainer generated for ``meta``'s bundle."""
-    from SpineAITraining.train_lp_ultrasound import DEFAULT_HOLD_OUT, generated_videos
+    from SpineAITraining.ultrasound.train_classifier import DEFAULT_HOLD_OUT, generated_videos
     from SpineAITraining.ultrasound.machines import MACHINES
 
     split = meta["training"]["split"]
@@ -74,7 +74,7 @@ def run_bundle(bundle, backend, parts, threads):
     """Deployed-path calls and probabilities per part, and the whole-cine rate on the test cines."""
     import torch
 
-    from SpineAILib.us_inference import FrameClassifier, decide, smooth_centred
+    from SpineAILib.workflows.ultrasound.inference import FrameClassifier, decide, smooth_centred
 
     torch.set_num_threads(threads)
     clf = FrameClassifier(bundle, device="cpu", backend=backend, threads=threads)
@@ -253,7 +253,7 @@ def main(argv=None):
         return 0
     os.environ["SPINEAI_THREADS"] = str(args.threads)
     from SpineAILib.models.bundle import read_metadata
-    from SpineAILib.us_inference import LABELS
+    from SpineAILib.workflows.ultrasound.inference import LABELS
 
     ship_meta, ref_meta = read_metadata(args.bundle), read_metadata(args.reference)
     for key in ("seed", "data"):

@@ -8,10 +8,10 @@ import argparse
 import json
 import sys
 
-from . import __version__
-from .errors import InputError, run_reporting_errors
+from SpineAILib import __version__
+from SpineAILib.errors import InputError, run_reporting_errors
 
-TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")  # kept literal: importing tasks is cheap, but keep --help instant
+from SpineAILib.vocabulary import DEVICES, TASKS as TASK_NAMES  # imports nothing: --help stays instant
 
 
 def build_parser():
@@ -33,7 +33,7 @@ def build_parser():
     p.add_argument("input", help="DICOM folder or file, NIfTI/NRRD, video, frame folder or image")
     p.add_argument("--out", required=True, help="output folder (must be new or empty unless --force)")
     p.add_argument("--model", help="model bundle folder (default: the catalogue's bundle for the task)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--series", help="which series of a DICOM folder (number from `spineai info` or SeriesInstanceUID)")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
     p.set_defaults(func=cmd_run)
@@ -76,7 +76,7 @@ def build_parser():
 
 
 def cmd_info(args):
-    from .io import describe
+    from SpineAILib.io import describe
 
     info = describe(args.input)
     problems = [item["problem"] for item in info["items"] if item.get("problem")]
@@ -121,7 +121,7 @@ def format_item(n, item):
 
 
 def cmd_run(args):
-    from .tasks import run_task
+    from SpineAILib.tasks import run_task
 
     def progress(fraction, message):
         print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
@@ -136,7 +136,7 @@ def cmd_run(args):
 
 
 def cmd_models(args):
-    from .models.catalogue import list_models
+    from SpineAILib.models.catalogue import list_models
 
     models = list_models()
     if args.json:
@@ -150,7 +150,7 @@ def cmd_models(args):
 
 
 def cmd_web(args):
-    from .web.app import serve
+    from SpineAILib.web.app import serve
 
     return serve(args.input, host=args.host, port=args.port, open_browser=args.open, out_dir=args.out) or 0
 
@@ -160,7 +160,7 @@ def _progress(fraction, message):
 
 
 def cmd_dataset_export(args):
-    from .dataset import export_dataset
+    from SpineAILib.dataset import export_dataset
 
     manifest = export_dataset(args.sources, args.task, args.out, add=args.add, split=args.split, seed=args.seed,
                               progress=_progress, key_file=args.key_file)  # fmt: skip
@@ -172,7 +172,7 @@ def cmd_dataset_export(args):
 
 
 def cmd_dataset_import(args):
-    from .dataset import import_dataset
+    from SpineAILib.dataset import import_dataset
 
     for folder in import_dataset(args.dataset, args.out, progress=_progress):
         print(folder)
@@ -180,7 +180,7 @@ def cmd_dataset_import(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from SpineAILib.demo import run_demo
 
     run_demo(args.out, force=args.force, web=not args.no_web)
     return 0

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .outputs import staged_output_folder, write_text_atomic
+from SpineAILib.outputs import staged_output_folder, write_text_atomic
 
 
 def _say(message):
@@ -25,11 +25,11 @@ def _say(message):
 
 def make_samples(folder):
     """Write the sample inputs; returns {name: path}."""
-    from .io.volumes import save_volume_file
-    from .samples.cine_phantom import make_cine_phantom, write_cine_dicom
-    from .samples.dicom_writer import write_dicom_series
-    from .samples.mri_study import write_mri_study
-    from .samples.spine_phantom import make_phantom
+    from SpineAILib.io.volumes import save_volume_file
+    from SpineAILib.samples.cine_phantom import make_cine_phantom, write_cine_dicom
+    from SpineAILib.samples.dicom_writer import write_dicom_series
+    from SpineAILib.samples.mri_study import write_mri_study
+    from SpineAILib.samples.spine_phantom import make_phantom
 
     folder.mkdir(parents=True, exist_ok=True)
     ct, ct_labels = make_phantom("CT", shape_kji=(64, 128, 128), spacing=(1.5, 1.5, 3.0), plane="axial")
@@ -55,17 +55,17 @@ def build_scene(samples, out):
     """Load the samples through the readers into one scene; save nodes, pictures and the .mrb."""
     import numpy as np
 
-    from .io import load
-    from .render import render_views
-    from .samples.spine_phantom import disc_centres_ras
-    from .scene.context import SceneContext
-    from .scene.markups import add_points
-    from .scene.segmentations import add_segmentation_from_labelmap
-    from .scene.sequences import add_cine
-    from .scene.storage import save_node, save_scene_mrb
-    from .scene.tables import add_table
-    from .scene.volumes import add_volume
-    from .terminology import DISC_LEVELS, vertebra_name
+    from SpineAILib.io import load
+    from SpineAILib.render import render_views
+    from SpineAILib.samples.spine_phantom import disc_centres_ras
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.markups import add_points
+    from SpineAILib.scene.segmentations import add_segmentation_from_labelmap
+    from SpineAILib.scene.sequences import add_cine
+    from SpineAILib.scene.storage import save_node, save_scene_mrb
+    from SpineAILib.scene.tables import add_table
+    from SpineAILib.scene.volumes import add_volume
+    from SpineAILib.terminology import DISC_LEVELS, vertebra_name
 
     ctx = SceneContext.headless()
     ct = load(samples["ct_dicom"])
@@ -103,8 +103,8 @@ DEMO_RUNS = (("lumbar-mri", "mri_study"), ("lp-ultrasound", "us_cine"))
 
 def run_workflows(samples, out):
     """Run each workflow with its installed model on its sample; {task: message or error}."""
-    from .errors import SpineAIError
-    from .tasks import run_task_isolated
+    from SpineAILib.errors import SpineAIError
+    from SpineAILib.tasks import run_task_isolated
 
     said = {}
     for task, sample in DEMO_RUNS:
@@ -119,6 +119,17 @@ def run_workflows(samples, out):
     return said
 
 
+def _name_final_inputs(runs, staging, out_dir):
+    """The runs read their samples inside the staging folder; their reports name where the samples will be."""
+    for report_path in sorted(Path(runs).glob("*/report.json")):
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        for key in ("path", "source"):
+            value = str(report.get("input", {}).get(key, ""))
+            if value.startswith(str(staging)):
+                report["input"][key] = str(out_dir) + value[len(str(staging)):]
+        write_text_atomic(report_path, json.dumps(report, indent=2))
+
+
 def run_demo(out_dir, force=False, web=True):
     t0 = time.perf_counter()
     with staged_output_folder(out_dir, force) as staging:
@@ -127,13 +138,14 @@ def run_demo(out_dir, force=False, web=True):
         _say("loading them into an MRML scene and rendering pictures")
         summary = build_scene(samples, staging)
         summary["workflows"] = run_workflows(samples, staging / "runs")
+        _name_final_inputs(staging / "runs", staging, Path(out_dir).absolute())
         summary["samples"] = {k: str(Path(v).relative_to(staging)) for k, v in samples.items()}
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_text_atomic(staging / "summary.json", json.dumps(summary, indent=2))
     out_dir = Path(out_dir).absolute()
     if web:
         _say("opening the CT in the web app and taking a browser screenshot")
-        from .web.snapshot import snapshot_web_app
+        from SpineAILib.web.snapshot import snapshot_web_app
 
         shot = snapshot_web_app(out_dir / "samples" / "ct_dicom", out_dir / "web.png")
         _say(f"web app screenshot: {shot}" if shot else "web app check skipped (no Chromium)")

@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from .images import VolumeImage
+from SpineAILib.images import VolumeImage
 
 # model -> {input dimensionality: target layer name}, so the search pass runs once per model.
 _TARGET_CACHE = weakref.WeakKeyDictionary()

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Largest volume any reader will allocate (bytes). Bigger requests are refused with
-# the size, so a mistyped path to a huge file cannot take the machine down.
-MAX_VOLUME_BYTES = 2 * 1024**3 - 1
+# The size limit and the voxel checks live with the other reader checks (io/checks.py);
+# re-exported here because every reader and task imports them from this module.
+from SpineAILib.io.checks import MAX_VOLUME_BYTES, check_allocation, check_finite, format_gib  # noqa: E402,F401
 
 
 @dataclass
@@ -139,35 +139,3 @@ def plane_of_normal(normal, tolerance_deg=30.0):
     if np.degrees(np.arccos(min(1.0, n[axis]))) > tolerance_deg:
         return "oblique"
     return ("sagittal", "coronal", "axial")[axis]
-
-
-def check_allocation(shape, dtype, what="volume", limit=None):
-    """Refuse (with the size) before allocating more than ``limit`` bytes (default MAX_VOLUME_BYTES)."""
-    from .errors import InputError
-
-    limit = MAX_VOLUME_BYTES if limit is None else limit
-    nbytes = int(np.prod([int(s) for s in shape], dtype=np.float64)) * np.dtype(dtype).itemsize
-    if nbytes > limit:
-        raise InputError(
-            f"{what} of {'x'.join(str(int(s)) for s in shape)} {np.dtype(dtype).name} would need "
-            f"{format_gib(nbytes)}; the limit is {format_gib(limit)}"
-        )
-    return nbytes
-
-
-def format_gib(nbytes):
-    """Bytes for messages: '4.7 GiB', '2 GiB' (the limit), '57.2 MiB' (under 0.1 GiB)."""
-    gib = nbytes / 1024**3
-    if abs(gib - round(gib)) < 1e-6 and gib >= 1:
-        return f"{round(gib)} GiB"
-    return f"{gib:.1f} GiB" if gib >= 0.1 else f"{nbytes / 1024**2:.3g} MiB"
-
-
-def check_finite(voxels, what="volume"):
-    """Reject NaN / inf voxels with a count (they poison normalisation and rendering)."""
-    from .errors import InputError
-
-    if np.issubdtype(voxels.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(voxels)))
-        if bad:
-            raise InputError(f"{what} has {bad} NaN/inf voxels out of {voxels.size}; fix or mask them first")

@@ -47,7 +47,7 @@ def locate_row(ctx, row):
 
 def control_point_position(ctx, label):
     """RAS of the first markups control point labelled ``label`` (case-insensitive)."""
-    from .scene.markups import points_from_node
+    from SpineAILib.scene.markups import points_from_node
 
     wanted = label.strip().lower()
     for node in ctx.nodes("vtkMRMLMarkupsNode"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpineAIError
+from SpineAILib.errors import SpineAIError
 
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     # No display: skip VTK's X11 attempt and use EGL (set before the first render window).
@@ -78,7 +78,7 @@ def render_views(
 
 def render_cine_frame(ctx, browser_node, index, path, max_size=512):
     """Write frame ``index`` of a cine (its proxy volume, axial view, filling the picture) to ``path``."""
-    from .scene.sequences import set_frame
+    from SpineAILib.scene.sequences import set_frame
 
     proxy = set_frame(ctx, browser_node, index)
     cols, rows = proxy.GetImageData().GetDimensions()[:2]
@@ -265,7 +265,7 @@ def save_png(pixels, path):
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkIOImage import vtkPNGWriter
 
-    from .errors import OutputError
+    from SpineAILib.errors import OutputError
 
     path = Path(path)
     rows, cols = pixels.shape[:2]

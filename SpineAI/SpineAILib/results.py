@@ -14,7 +14,7 @@ Both are loaded as heat-map layers (coloured, low heat transparent) and left hid
 import json
 from pathlib import Path
 
-from .errors import InputError
+from SpineAILib.errors import InputError
 
 NODE_FILE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".tsv")
 HEATMAP_SUFFIXES = ("heatmap.seq.nrrd", "heatmap.nrrd")  # sequence first: it also ends in .nrrd
@@ -72,7 +72,7 @@ def load_results(ctx, folder):
     A heat map comes back as its layer (a volume node, see ``heatmap_layers``); a heat-map
     sequence whose cine is not in the scene comes back as the bare sequence node.
     """
-    from .scene.storage import load_node
+    from SpineAILib.scene.storage import load_node
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -86,9 +86,9 @@ def load_results(ctx, folder):
 def load_heatmap(ctx, path):
     """One heat-map file as a hidden heat-map layer over the image it explains (see the module
     docstring); a sequence whose cine is not in the scene is returned as the sequence node."""
-    from .scene.cine_overlays import attach_heatmap_sequence
-    from .scene.overlays import HEATMAP_ATTRIBUTE, matching_background, style_heatmap_display
-    from .scene.storage import load_node
+    from SpineAILib.scene.cine_overlays import attach_heatmap_sequence
+    from SpineAILib.scene.overlays import HEATMAP_ATTRIBUTE, matching_background, style_heatmap_display
+    from SpineAILib.scene.storage import load_node
 
     path = Path(path)
     if path.name.lower().endswith(".seq.nrrd"):
@@ -106,7 +106,7 @@ def load_heatmap(ctx, path):
 def heatmap_layers(ctx, nodes=None):
     """The heat-map layers among ``nodes`` (default: the whole scene), in order; the last is
     the one a "Heat map" toggle shows."""
-    from .scene.overlays import heatmap_layers as all_layers
+    from SpineAILib.scene.overlays import heatmap_layers as all_layers
 
     layers = all_layers(ctx)
     if nodes is None:
@@ -116,6 +116,6 @@ def heatmap_layers(ctx, nodes=None):
 
 
 def is_heatmap_layer(ctx, node):
-    from .scene.overlays import is_heatmap_layer as check
+    from SpineAILib.scene.overlays import is_heatmap_layer as check
 
     return check(ctx, node)

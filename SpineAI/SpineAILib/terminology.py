@@ -16,12 +16,14 @@ convention for private coding schemes).
 
 import colorsys
 
+from SpineAILib import vocabulary
+
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 ANATOMICAL_STRUCTURE = ("SCT", "123037004", "Anatomical Structure")
 
 DISC_LEVELS = ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
-ULTRASOUND_LABELS = ["bad_quality", "spinal_cord", "csf"]
+ULTRASOUND_LABELS = list(vocabulary.ULTRASOUND_LABELS)
 
 # VerSe number -> name
 VERTEBRAE = {i: f"C{i}" for i in range(1, 8)}

@@ -24,7 +24,7 @@ import numpy as np
 
 log = logging.getLogger("spineai.train.lp_ultrasound")
 
-LABELS = ("bad_quality", "spinal_cord", "csf")
+from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
 
 NETWORKS = {
     "resnet18": {"name": "tv_resnet18", "args": {"in_channels": 1, "num_classes": len(LABELS)}, "pretrained": True},

@@ -1,4 +1,5 @@
-"""The seeds' LP-ultrasound dataset layout -> per-video records, splits and a frame Dataset.
+"""The LP-ultrasound classifier's data: the seeds' layout read into per-video records, the videos
+it trains on (read from a layout, generated, or synthetic negatives) and their splits by video.
 
 Layout (what ``generator.write_seed_layout`` writes, and what the seeds used)::
 
@@ -20,12 +21,11 @@ are unique across video folders; one labels table per video folder
 (``root/<video>/labels.csv``) instead of one at the root.
 
 Splits are by video: frames of one video are nearly identical, so putting them on
-both sides of a split inflates the score. ``split_by_frame`` does it the leaky way
-only so a report can show users how much.
+both sides of a split inflates the score. ``split_frames`` does it the leaky way
+only so a report can show users how much (``--leaky-comparison``).
 """
 
 import csv
-import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError
-
-from .generator import LABELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # normalised column name -> role
@@ -187,6 +185,7 @@ def load_seed_layout(root):
 
 def splits_from_records(records):
     """{'train', 'val', 'test': [video ids]} from the table's split column; None when it has none.
+    ``records``: VideoRecords or Videos (anything with ``video_id`` and ``split``).
 
     Every video must then have a split (a table split for some videos only is refused)."""
     named = [r for r in records if r.split]
@@ -302,200 +301,127 @@ def _read_machines(root):
     return out
 
 
-# ============================================================================ splits
+# ============================================================================ the videos the classifier trains on
 
 
-def _check_fractions(fractions):
-    f = [float(x) for x in fractions]
-    if len(f) != 3 or any(x < 0 for x in f) or not 0.999 <= sum(f) <= 1.001:
-        raise InputError(f"split fractions must be three non-negative numbers adding up to 1, got {tuple(fractions)}")
-    return f
+@dataclass
+class Video:
+    name: str
+    frames: np.ndarray  # (N, H, W) or (N, H, W, 3) uint8
+    labels: np.ndarray  # (N, 3) uint8
+    times_ms: np.ndarray  # (N,)
+    machine: str = ""
+    kind: str = "spine"  # "spine" or "negative:<kind>"
+    box: tuple = None
+    extra: dict = field(default_factory=dict)
+    split: str | None = None  # "train", "val" or "test" when the dataset's labels table says
+
+    @property
+    def n(self):
+        return int(self.labels.shape[0])
+
+    @property
+    def video_id(self):
+        return self.name
 
 
-def _stratum(record):
-    lab = record.labels
-    mean = lab.mean(axis=0) if len(lab) else np.zeros(3)
-    # machine, and whether the video shows cord at all (the rare, clinically key label)
-    return (record.machine or "", int(mean[1] > 0.05), int(mean[2] > 0.5))
+def generated_videos(n, machines, seed, frames_per_video, size=(224, 224), prefix="gen"):
+    from SpineAITraining.ultrasound.generator import generate_cine
+
+    videos = []
+    for v in range(n):
+        machine = machines[v % len(machines)]
+        cine = generate_cine(seed * 100003 + v, machine=machine, n_frames=frames_per_video, size=size)
+        videos.append(Video(f"{prefix}{v:04d}", cine.frames, cine.labels.astype(np.uint8), cine.frame_times_ms, machine, "spine",
+                            extra={"view": cine.view}))
+    return videos
 
 
-def split_by_video(records, fractions=(0.7, 0.15, 0.15), seed=0, stratify=True):
-    """Assign whole videos to train/val/test -> dict(train=[ids], val=[ids], test=[ids]).
+def negative_videos(n, seed, frames=24, size=(224, 224)):
+    from SpineAITraining.ultrasound.negatives import negative_cine
 
-    Videos are shuffled (within strata of machine and label profile when ``stratify``)
-    and each goes to the split furthest below its target share of frames, so frame
-    fractions come close to ``fractions`` and every split with a non-zero fraction
-    gets a video when there are enough videos.
-    """
-    f = _check_fractions(fractions)
-    records = list(records)
-    if not records:
-        raise InputError("no videos to split")
-    ids = [r.video_id for r in records]
-    if len(set(ids)) != len(ids):
-        raise InputError("video ids must be unique to split by video")
-    rng = random.Random(seed)
-    if stratify:
-        strata = {}
-        for r in records:
-            strata.setdefault(_stratum(r), []).append(r)
-        order = []
-        for key in sorted(strata):
-            group = strata[key]
-            rng.shuffle(group)
-            order.extend(group)
-    else:
-        order = records[:]
-        rng.shuffle(order)
-    names = ("train", "val", "test")
-    out = {n: [] for n in names}
-    counts = dict.fromkeys(names, 0)
-    total = sum(r.n_frames for r in records) or 1
-    wanted = [n for n, x in zip(names, f) if x > 0]
-    # make sure each wanted split gets one video first (largest shares last so small ones are served)
-    for i, r in enumerate(order):
-        empty = [n for n in wanted if not out[n]]
-        remaining = len(order) - i
-        if empty and remaining <= len(empty):
-            name = empty[0]
-        else:
-            deficits = {n: f[names.index(n)] - counts[n] / total for n in wanted}
-            name = max(wanted, key=lambda n: (deficits[n], -names.index(n)))
-        out[name].append(r.video_id)
-        counts[name] += r.n_frames
-    return out
+    videos = []
+    for v in range(n):
+        frames_, labels, kind = negative_cine(seed * 7919 + v, n_frames=frames, size=size)
+        videos.append(Video(f"neg{v:04d}", frames_, labels, np.arange(frames) * (1000.0 / 25.0), "synthetic", f"negative:{kind}"))
+    return videos
 
 
-def split_by_frame(records, fractions=(0.7, 0.15, 0.15), seed=0, stratify=True):
-    """The leaky split: frames shuffled regardless of video -> dict of [(video_id, frame_index)].
-
-    Only for the report that shows users how much a frame-level split inflates scores.
-    """
-    f = _check_fractions(fractions)
-    items = [(r.video_id, i, tuple(int(x) for x in r.labels[i])) for r in records for i in range(r.n_frames)]
-    if not items:
-        raise InputError("no frames to split")
-    rng = random.Random(seed)
-    groups = {}
-    for it in items:
-        groups.setdefault(it[2] if stratify else (), []).append(it[:2])
-    out = {"train": [], "val": [], "test": []}
-    for key in sorted(groups):
-        g = groups[key]
-        rng.shuffle(g)
-        n = len(g)
-        a = int(round(f[0] * n))
-        b = a + int(round(f[1] * n))
-        out["train"] += g[:a]
-        out["val"] += g[a:b]
-        out["test"] += g[b:]
-    for k in out:
-        rng.shuffle(out[k])
-    return out
+def layout_videos(root):
+    """Videos of a seeds' layout folder (``load_seed_layout``), frames read."""
+    return [_video_from_record(r) for r in load_seed_layout(root)]
 
 
-def hold_out_machine(records, machine, val_fraction=0.15, seed=0):
-    """Generalisation split: every video of ``machine`` is the test set; the other machines'
-    videos are split by video into train and val -> dict(train=[ids], val=[ids], test=[ids])."""
-    records = list(records)
-    known = sorted({r.machine for r in records if r.machine})
-    if not known:
-        raise InputError("the videos carry no machine names (machines.csv); cannot hold a machine out")
-    if machine not in known:
-        raise InputError(f"no videos from machine {machine!r}; machines present: {', '.join(known)}")
-    test = [r.video_id for r in records if r.machine == machine]
-    rest = [r for r in records if r.machine != machine]
-    if not rest:
-        raise InputError(f"all videos come from {machine!r}; nothing left to train on")
-    if len(rest) == 1 or val_fraction <= 0:
-        return {"train": [r.video_id for r in rest], "val": [], "test": test}
-    inner = split_by_video(rest, (1.0 - val_fraction, val_fraction, 0.0), seed=seed)
-    return {"train": inner["train"], "val": inner["val"], "test": test}
-
-
-# ============================================================================ frames for training
-
-
-class FrameDataset:
-    """Map-style dataset of frames (works with ``torch.utils.data.DataLoader``).
-
-    ``ids``: video ids (every frame of those videos) and/or (video_id, frame_index)
-    pairs (what ``split_by_frame`` returns). Item: ``(image, labels)`` with image uint8
-    (H, W) grey or (H, W, 3) RGB as stored and labels float32[3] in LABELS order; with
-    ``masks=True``: ``(image, labels, masks)`` where masks is uint8 (2, H, W) [cord, csf]
-    (zeros where a video has no mask files). ``transform(image)`` (or
-    ``transform(image, masks)`` returning both, when ``masks=True``) is applied last.
-    ``grey=True`` turns colour frames into luminance.
-    """
-
-    def __init__(self, records, ids, transform=None, masks=False, grey=False):
-        self.records = {r.video_id: r for r in records}
-        self.items = []
-        for key in ids:
-            if isinstance(key, (tuple, list)):
-                vid, i = key[0], int(key[1])
-                if vid not in self.records or not 0 <= i < self.records[vid].n_frames:
-                    raise InputError(f"frame {vid}#{i} is not in the dataset")
-                self.items.append((vid, i))
-            else:
-                if key not in self.records:
-                    raise InputError(f"video {key!r} is not in the dataset")
-                self.items.extend((key, i) for i in range(self.records[key].n_frames))
-        self.transform = transform
-        self.masks = masks
-        self.grey = grey
-
-    def __len__(self):
-        return len(self.items)
-
-    def labels(self):
-        """(len, 3) float32 labels of every item (for class weights and samplers)."""
-        if not self.items:
-            return np.zeros((0, 3), np.float32)
-        return np.stack([self.records[v].labels[i] for v, i in self.items]).astype(np.float32)
-
-    def __getitem__(self, index):
-        vid, i = self.items[index]
-        rec = self.records[vid]
-        image = read_frame(rec.frame_paths[i], grey=self.grey)
-        labels = rec.labels[i].astype(np.float32)
-        if not self.masks:
-            return (self.transform(image) if self.transform else image), labels
-        m = np.zeros((2,) + image.shape[:2], np.uint8)
-        if rec.has_masks:
-            for k, paths in enumerate((rec.cord_mask_paths, rec.csf_mask_paths)):
-                if paths[i] is not None:
-                    mk = read_frame(paths[i], grey=True)
-                    if mk.shape != image.shape[:2]:
-                        raise InputError(f"{paths[i]}: mask size {mk.shape[1]}x{mk.shape[0]} differs from its frame")
-                    m[k] = mk > 0
-        if self.transform:
-            image, m = self.transform(image, m)
-        return image, labels, m
-
-
-def read_frame(path, grey=False):
-    """One frame file -> uint8 (H, W) or (H, W, 3) RGB; grey-looking colour files stay colour."""
+def _video_from_record(record):
+    """A VideoRecord -> Video (frames read here; 30 frames/s when the table gives no times)."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise InputError(f"{path}: frame file is absent")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    frames = np.stack([_read_rgb_or_grey(cv2, p) for p in record.frame_paths])
+    times = record.times_ms if record.times_ms is not None else np.arange(len(record.labels)) * (1000.0 / 30.0)
+    return Video(str(record.video_id), frames, np.asarray(record.labels, dtype=np.uint8), np.asarray(times, dtype=np.float64),
+                 str(record.machine or ""), split=record.split)
+
+
+def given_split(videos):
+    """{'train', 'val', 'test'}: lists of videos, from the labels table's split column; None without one."""
+    ids = splits_from_records(videos)
+    if ids is None:
+        return None
+    by_id = {v.video_id: v for v in videos}
+    parts = {k: [by_id[i] for i in ids[k]] for k in ("train", "val", "test")}
+    empty = [name for name, k in (("train", "train"), ("validation", "val"), ("test", "test")) if not parts[k]]
+    if empty:
+        raise InputError(f"the dataset's split has no {' and no '.join(empty)} videos; export more cases or choose "
+                         "--split fractions that give each part a case")
+    return parts
+
+
+def _read_rgb_or_grey(cv2, path):
+    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise InputError(f"{path}: not a readable image")
-    if image.dtype != np.uint8:
-        image = (image / max(float(image.max()), 1.0) * 255.0).astype(np.uint8)
+        raise ValueError(f"{path}: cannot decode image")
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        if grey:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+        if np.abs(image.astype(np.int16) - image[..., :1]).max() <= 8:
+            image = image[..., 0]
     return image
 
 
-def label_frequencies(records):
-    """{label: fraction of frames} over records, plus the frame count."""
-    if not records:
-        return {"frames": 0, **dict.fromkeys(LABELS, 0.0)}
-    lab = np.concatenate([r.labels for r in records])
-    return {"frames": int(len(lab)), **{name: float(lab[:, k].mean()) for k, name in enumerate(LABELS)}}
+def split_videos(videos, fractions, seed):
+    """{'train', 'val', 'test'}: lists of videos, by video, stratified by machine."""
+    rng = np.random.default_rng([seed, 31337])
+    parts = {"train": [], "val": [], "test": []}
+    by_machine = {}
+    for v in videos:
+        by_machine.setdefault(v.machine, []).append(v)
+    for machine in sorted(by_machine):
+        group = [by_machine[machine][i] for i in rng.permutation(len(by_machine[machine]))]
+        n = len(group)
+        n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+        n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+        parts["test"] += group[:n_test]
+        parts["val"] += group[n_test : n_test + n_val]
+        parts["train"] += group[n_test + n_val :]
+    if not parts["val"] or not parts["test"]:  # too few videos per machine: split the pool instead
+        pool = [videos[i] for i in rng.permutation(len(videos))]
+        n_test = max(1, round(fractions[2] * len(pool)))
+        n_val = max(1, round(fractions[1] * len(pool)))
+        parts = {"test": pool[:n_test], "val": pool[n_test : n_test + n_val], "train": pool[n_test + n_val :]}
+    return parts
+
+
+def split_frames(videos, fractions, seed):
+    """The leaky split: every frame of every video shuffled into train/val/test.
+
+    Returns the same structure as split_videos, each part a list of one-video
+    'Video' objects holding the chosen frames of each source video (so smoothing
+    across a part still runs over the frames it has, in time order)."""
+    rng = np.random.default_rng([seed, 4711])
+    parts = {"train": [], "val": [], "test": []}
+    for v in videos:
+        which = rng.choice(3, size=v.n, p=fractions)
+        for index, part in enumerate(("train", "val", "test")):
+            keep = np.nonzero(which == index)[0]
+            if keep.size:
+                parts[part].append(Video(f"{v.name}[{part}]", v.frames[keep], v.labels[keep], v.times_ms[keep], v.machine, v.kind, v.box))
+    return parts

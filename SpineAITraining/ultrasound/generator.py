@@ -36,7 +36,7 @@ import numpy as np
 from .anatomy import Subject, evaluate
 from .machines import MACHINES, colormap_lut, get_machine
 
-LABELS = ("bad_quality", "spinal_cord", "csf")
+from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
 VIEWS = ("sagittal_midline", "sagittal_paramedian", "transverse")
 VIEW_WEIGHTS = (0.45, 0.25, 0.30)
 BAD_KINDS = ("air", "partial_contact", "motion_blur", "gain_high", "gain_low")

@@ -7,7 +7,7 @@ training altogether (``holdout_machine``) and tested on its own, the equivalent 
 the seeds' external Set 3.
 
 Network input/output and the post-processing are exactly those of the inference
-module ``SpineAILib.us_localise`` (its ``prepare_frames`` and
+module ``SpineAILib.workflows.ultrasound.localise`` (its ``prepare_frames`` and
 ``postprocess`` are reused here), so the test metrics are measured on
 the path users run: frame -> 128 x 128 -> sigmoid maps -> back to the frame's size ->
 threshold -> small components dropped -> boxes.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from SpineAILib.us_localise import (
+from SpineAILib.workflows.ultrasound.localise import (
     DEFAULT_INPUT_SIZE,
     DEFAULT_MAX_HOLE_FRACTION,
     DEFAULT_MIN_COMPONENT_FRACTION,
@@ -352,7 +352,7 @@ class Accumulator:
 
 def evaluate(localiser, seeds, machines, n_frames, batch_size=32, timing=None):
     """Metrics of ``localiser`` on freshly generated videos (``seeds`` cycling over ``machines``)."""
-    from SpineAILib.us_localise import grey_frames
+    from SpineAILib.workflows.ultrasound.localise import grey_frames
 
     acc = Accumulator()
     seconds, frames = 0.0, 0

@@ -2,15 +2,14 @@
 
 * ``confusion_matrices``: one 2 x 2 matrix per label, counts and row shares.
 * ``roc_curves``: one ROC curve per label with its AUC and the chosen operating point.
-* ``timeline`` lives in SpineAILib.tasks.lp_ultrasound (the workflow draws it for
-  every run) and is re-exported here for training reports.
+* the timeline is SpineAILib.workflows.ultrasound.workflow.plot_timeline (the workflow draws it for
+  every run; the trainer draws it from there for its report).
 """
 
 import numpy as np
 
-from SpineAILib.tasks.lp_ultrasound import plot_timeline as timeline  # noqa: F401  (re-export)
 
-from .metrics import roc_auc, roc_curve
+from SpineAITraining.common.metrics import roc_auc, roc_curve
 
 
 def _pyplot():

@@ -1,7 +1,7 @@
 """Training-side preprocessing: the inference pipeline plus the seeds' augmentations.
 
 The deterministic steps (grey, crop to 80 % of the content box, letterbox, resize,
-CLAHE, normalisation) are SpineAILib.us_preprocess.Preprocessor, the very code the
+CLAHE, normalisation) are SpineAILib.workflows.ultrasound.preprocess.Preprocessor, the very code the
 workflow runs, imported from there. Training adds augmentations (``Augmenter``):
 
 on the raw frame (colour steps need colour):
@@ -23,16 +23,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from SpineAILib.us_preprocess import (  # noqa: F401  (re-exported for the training package)
-    DEFAULT_SIZE,
-    Preprocessor,
-    centre_crop_box,
-    colour_fraction,
-    content_box,
-    letterbox_square,
-    to_grey,
-)
 
 
 @dataclass

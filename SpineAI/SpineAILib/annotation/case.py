@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import terminology
-from ..errors import InputError
-from ..severity.submission import CONDITIONS, GRADE_NAMES
-from . import FORMAT, FORMAT_VERSION, files
-from .labelmap import box_to_ras, ras_to_box
+from SpineAILib import terminology
+from SpineAILib.errors import InputError
+from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.annotation import FORMAT, FORMAT_VERSION, files
+from SpineAILib.annotation.labelmap import box_to_ras, ras_to_box
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, TASKS, ULTRASOUND_LABELS
 
 MANIFEST = "annotation.json"
 FRAMES = "frames.tsv"
@@ -25,10 +26,7 @@ SEVERITY = "severity.tsv"
 FRACTURES = "fractures.tsv"
 BOXES = "boxes.mrk.json"
 
-TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
-FRAME_LABELS = ("bad_quality", "spinal_cord", "csf")
 CINE_STRUCTURES = {"spinal_cord": 1, "csf": 2}  # label values of a frame's mask
-CERVICAL = tuple(f"C{i}" for i in range(1, 8))
 PATIENT = "patient_overall"
 DISC_LEVELS = tuple(terminology.DISC_LEVELS)
 SOURCES = ("model", "user")
@@ -122,7 +120,7 @@ class CaseData:
 
     def frame_labels(self, frame):
         """{label: 0/1} of frame ``frame``."""
-        return {name: int(self.labels[int(frame), n]) for n, name in enumerate(FRAME_LABELS)}
+        return {name: int(self.labels[int(frame), n]) for n, name in enumerate(ULTRASOUND_LABELS)}
 
     def mask_of(self, frame=None):
         """The label map a mask edit works on: frame ``frame``'s (cine) or the volume's; zeros when none."""
@@ -195,7 +193,7 @@ class CaseData:
         times = self.frame_times_ms
         rows = [[f, round(float(times[f]), 4), *[int(v) for v in self.labels[f]], self._source(f"labels/{f}")]
                 for f in range(self.n_frames)]
-        files.write_tsv(Path(self.folder) / FRAMES, ["frame", "time_ms", *FRAME_LABELS, "source"], rows)
+        files.write_tsv(Path(self.folder) / FRAMES, ["frame", "time_ms", *ULTRASOUND_LABELS, "source"], rows)
 
     def _write_frame_mask(self, frame):
         mask = self.masks.get(frame)
@@ -251,7 +249,7 @@ class CaseData:
         if not self.fractures:
             files.remove(path)
             return
-        names = list(CERVICAL) + sorted((v for v in self.fractures if v not in CERVICAL),
+        names = list(CERVICAL_VERTEBRAE) + sorted((v for v in self.fractures if v not in CERVICAL_VERTEBRAE),
                                         key=lambda n: structure_value(n))
         rows = [[v, self.fractures.get(v, ""), self._source(f"fracture/{v}")] for v in names]
         rows.append([PATIENT, int(any(self.fractures.values())), ""])
@@ -289,12 +287,12 @@ def load_case(folder):
 
 def _read_cine(case):
     folder = Path(case.folder)
-    case.labels = np.zeros((case.n_frames, len(FRAME_LABELS)), np.int8)
+    case.labels = np.zeros((case.n_frames, len(ULTRASOUND_LABELS)), np.int8)
     if (folder / FRAMES).is_file():
         for row in files.read_tsv(folder / FRAMES):
             try:
                 frame = int(row["frame"])
-                values = [int(float(row.get(name) or 0)) for name in FRAME_LABELS]
+                values = [int(float(row.get(name) or 0)) for name in ULTRASOUND_LABELS]
             except (KeyError, ValueError) as error:
                 raise InputError(f"{folder / FRAMES}: bad row {row} ({error})") from None
             if 0 <= frame < case.n_frames:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import terminology
-from ..errors import InputError
-from ..outputs import write_text_atomic
+from SpineAILib import terminology
+from SpineAILib.errors import InputError
+from SpineAILib.outputs import write_text_atomic
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"

@@ -147,7 +147,7 @@ def threshold_mask(intensity, low, high, region=None):
 
 def islands_mask(segment, min_voxels=None, keep_largest=False):
     """The segment (bool, K, J, I) without islands smaller than ``min_voxels`` (or all but the largest)."""
-    from ..levels.morphology import connected_components  # 6-connected, labels ranked by size (1 = largest)
+    from SpineAILib.morphology import connected_components  # 6-connected, labels ranked by size (1 = largest)
 
     labels, sizes = connected_components(segment)
     keep = np.zeros(len(sizes) + 1, bool)  # index 0: outside the segment

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..severity.submission import CONDITIONS, GRADE_NAMES
-from . import files
-from .case import CINE_STRUCTURES, DISC_LEVELS, FRAME_LABELS, PATIENT
-from .case import _vertebra_value as vertebra_value
+from SpineAILib.errors import InputError
+from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.annotation import files
+from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS, PATIENT
+from SpineAILib.vocabulary import ULTRASOUND_LABELS
+from SpineAILib.annotation.case import _vertebra_value as vertebra_value
 
 FRACTURE_THRESHOLD = 0.5
 
@@ -66,7 +67,7 @@ def _frames(folder, case, proposals, warnings):
     for row in rows:
         try:
             frame = int(row["frame"])
-            values = np.array([int(float(row[name])) for name in FRAME_LABELS], np.int8)
+            values = np.array([int(float(row[name])) for name in ULTRASOUND_LABELS], np.int8)
         except (KeyError, ValueError):
             raise InputError(f"{path}: not an lp-ultrasound frame table (row {row})") from None
         if 0 <= frame < case.n_frames:
@@ -90,9 +91,9 @@ def _cine_overlays(folder, case, proposals, warnings):
 
 
 def _read_overlays(path, case):
-    from ..scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE, STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence
-    from ..scene.context import SceneContext
-    from ..scene.storage import load_scene_mrb
+    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE, STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.storage import load_scene_mrb
 
     ctx = SceneContext.headless()
     load_scene_mrb(ctx, path)

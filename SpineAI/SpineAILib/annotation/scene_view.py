@@ -13,8 +13,8 @@ ones too, so each can be picked) and ``segmentation_labels`` reads it back as th
 
 import numpy as np
 
-from .. import terminology
-from .case import CINE_STRUCTURES, DISC_LEVELS, structure_name
+from SpineAILib import terminology
+from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS, structure_name
 
 LAYER_NAME = "Annotation mask"
 COLORS_NAME = "Annotation colours"
@@ -25,7 +25,7 @@ LABEL_OPACITY = 0.5
 
 
 def _ras_matrix(ijk_to_ras):
-    from ..scene.volumes import vtk_matrix
+    from SpineAILib.scene.volumes import vtk_matrix
 
     return vtk_matrix(np.asarray(ijk_to_ras, float))
 
@@ -168,8 +168,8 @@ def editable_segmentation(ctx, case, frame=None, reference_node=None, node=None)
     """A segmentation node holding the mask of ``frame`` (or the volume) with one segment per
     structure (cord and CSF for a cine, the present vertebrae else), each carrying its label
     value; ``node``: refill this one instead of making a new one. Returns the node."""
-    from ..images import VolumeImage
-    from ..scene.segmentations import add_segmentation_from_labelmap, describe_segment
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.scene.segmentations import add_segmentation_from_labelmap, describe_segment
 
     labels = case.mask_of(frame)
     image = VolumeImage(voxels=labels, ijk_to_ras=case.ijk_to_ras, is_labelmap=True)
@@ -192,8 +192,8 @@ def editable_segmentation(ctx, case, frame=None, reference_node=None, node=None)
 
 def segmentation_labels(ctx, segmentation_node, case):
     """The label map (case grid) of an edited segmentation: what ``AnnotationSession.set_mask`` takes."""
-    from ..images import VolumeImage
-    from ..scene.segmentations import labelmap_from_segmentation
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.scene.segmentations import labelmap_from_segmentation
 
     reference = VolumeImage(voxels=np.zeros(case.grid_shape, np.uint8), ijk_to_ras=case.ijk_to_ras)
     return labelmap_from_segmentation(ctx, segmentation_node, reference).voxels.astype(np.uint8)

@@ -23,22 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OutputError
-from ..severity.submission import CONDITIONS, GRADE_NAMES
-from . import files
-from .case import (
+from SpineAILib.errors import InputError, OutputError
+from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.annotation import files
+from SpineAILib.annotation.case import (
     CINE_STRUCTURES,
     DISC_LEVELS,
-    FRAME_LABELS,
     MANIFEST,
-    TASKS,
     CaseData,
     frame_ijk_to_ras,
     load_case,
     structure_value,
 )
-from .history import Edit, History, Step
-from .labelmap import Region, box_from_corners, brush_mask, islands_mask, threshold_mask
+from SpineAILib.annotation.history import Edit, History, Step
+from SpineAILib.vocabulary import TASKS, ULTRASOUND_LABELS
+from SpineAILib.annotation.labelmap import Region, box_from_corners, brush_mask, islands_mask, threshold_mask
 
 LOCK = "annotation.lock"
 MAX_LOG_ITEMS = 5  # item names written per log entry (a prefill touches hundreds)
@@ -62,7 +61,7 @@ def now():
 
 def image_description(image, path, series=None):
     """annotation.json's "image" entry for a loaded Cine or VolumeImage."""
-    from ..images import Cine
+    from SpineAILib.images import Cine
 
     entry = {"path": str(Path(path).expanduser().absolute()), "series": series, "modality": image.modality or ""}
     if isinstance(image, Cine):
@@ -164,7 +163,7 @@ class AnnotationSession:
         if task not in TASKS:
             raise InputError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         if image is None:
-            from .. import io as spine_io
+            from SpineAILib import io as spine_io
 
             image = spine_io.load(Path(image_path).expanduser(), series=series)
         description = image_description(image, image_path, series)
@@ -172,7 +171,7 @@ class AnnotationSession:
             raise InputError(f"{Path(image_path).name}: a {description['kind']} cannot be annotated for {task}")
         case = CaseData(folder=folder, task=task, image=description, created={"user": user, "time": now()})
         if case.is_cine:
-            case.labels = np.zeros((case.n_frames, len(FRAME_LABELS)), np.int8)
+            case.labels = np.zeros((case.n_frames, len(ULTRASOUND_LABELS)), np.int8)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -197,7 +196,7 @@ class AnnotationSession:
     def image(self):
         """The annotated image (read on first use when the case was reopened)."""
         if self._image is None:
-            from .. import io as spine_io
+            from SpineAILib import io as spine_io
 
             path = self.case.image.get("path")
             if not path or not Path(path).exists():
@@ -221,28 +220,28 @@ class AnnotationSession:
         """Set some of bad_quality / spinal_cord / csf (0/1) on ``frame``."""
         self._require("cine")
         frame = self._frame(frame)
-        unknown = set(values) - set(FRAME_LABELS)
+        unknown = set(values) - set(ULTRASOUND_LABELS)
         if unknown:
-            raise InputError(f"unknown frame label {sorted(unknown)[0]!r}; labels: {', '.join(FRAME_LABELS)}")
+            raise InputError(f"unknown frame label {sorted(unknown)[0]!r}; labels: {', '.join(ULTRASOUND_LABELS)}")
         before = self.case.labels[frame].copy()
         after = before.copy()
         for name, value in values.items():
-            after[FRAME_LABELS.index(name)] = 1 if value else 0
+            after[ULTRASOUND_LABELS.index(name)] = 1 if value else 0
         # A bad-quality frame cannot show cord or CSF (MISSION.md): keep the three consistent.
         if values.get("bad_quality"):
             after[1:] = 0
         elif any(values.get(n) for n in ("spinal_cord", "csf")):
             after[0] = 0
-        detail = ", ".join(f"{n} {'on' if after[i] else 'off'}" for i, n in enumerate(FRAME_LABELS) if after[i] != before[i])
+        detail = ", ".join(f"{n} {'on' if after[i] else 'off'}" for i, n in enumerate(ULTRASOUND_LABELS) if after[i] != before[i])
         return self._commit(action, [Step("labels", frame, before, after)], [f"labels/{frame}"], detail or "confirmed")
 
     def toggle_label(self, frame, label):
         """Flip one label of ``frame`` (the single-key toggles)."""
         self._require("cine")
         frame = self._frame(frame)
-        if label not in FRAME_LABELS:
-            raise InputError(f"unknown frame label {label!r}; labels: {', '.join(FRAME_LABELS)}")
-        current = int(self.case.labels[frame, FRAME_LABELS.index(label)])
+        if label not in ULTRASOUND_LABELS:
+            raise InputError(f"unknown frame label {label!r}; labels: {', '.join(ULTRASOUND_LABELS)}")
+        current = int(self.case.labels[frame, ULTRASOUND_LABELS.index(label)])
         return self.set_frame_labels(frame, action="toggle", **{label: 1 - current})
 
     def copy_previous_labels(self, frame):
@@ -253,7 +252,7 @@ class AnnotationSession:
             raise InputError("frame 1 has no previous frame to copy from")
         values = self.case.frame_labels(frame - 1)
         before = self.case.labels[frame].copy()
-        after = np.array([values[n] for n in FRAME_LABELS], np.int8)
+        after = np.array([values[n] for n in ULTRASOUND_LABELS], np.int8)
         return self._commit("copy previous", [Step("labels", frame, before, after)], [f"labels/{frame}"],
                             f"from frame {frame - 1}")
 
@@ -403,7 +402,7 @@ class AnnotationSession:
         Returns {'set': n items set, 'kept': n user items left alone, 'warnings': [...]}.
         One edit: undo takes the whole prefill back.
         """
-        from .prefill import read_run
+        from SpineAILib.annotation.prefill import read_run
 
         proposals, warnings = read_run(run_folder, self.case)
         steps, items, kept = [], [], 0

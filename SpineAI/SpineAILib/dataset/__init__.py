@@ -11,13 +11,13 @@ Heavy modules (slicer, nibabel, cv2) load only when a function runs.
 
 
 def export_dataset(sources, task, out_dir, **kwargs):
-    from .export import export_dataset as run
+    from SpineAILib.dataset.export import export_dataset as run
 
     return run(sources, task, out_dir, **kwargs)
 
 
 def import_dataset(dataset_dir, out_dir=None, **kwargs):
-    from .importer import import_dataset as run
+    from SpineAILib.dataset.importer import import_dataset as run
 
     return run(dataset_dir, out_dir, **kwargs)
 

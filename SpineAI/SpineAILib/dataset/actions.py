@@ -23,21 +23,17 @@ lines, a failure as its one-line reason.
 """
 
 import json
-import os
-import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, OutputError, SpineAIError
-from .manifest import MANIFEST, read_manifest
+from SpineAILib.errors import InputError, OutputError, SpineAIError
+from SpineAILib.runtime import child
+from SpineAILib.dataset.manifest import MANIFEST, read_manifest
 
 ANNOTATION_FILE = "annotation.json"  # an annotation case folder (SpineAILib.annotation)
 DATASET_FOLDER = "dataset"
 CASES_SUFFIX = "-cases"  # import_dataset's default: DATASET-cases beside the dataset
-PROGRESS = re.compile(r"^\[\s*([0-9.]+)%\]\s*(.*)$")
-ERROR_PREFIX = "spineai: "
+PROGRESS, ERROR_PREFIX = child.PROGRESS, child.ERROR_PREFIX
 
 
 @dataclass
@@ -117,7 +113,7 @@ def default_cases_folder(dataset_dir):
 
 def case_task(case_folder):
     """The task an annotation case folder was annotated for (its annotation.json)."""
-    from ..annotation.files import read_json
+    from SpineAILib.annotation.files import read_json
 
     folder = _folder(case_folder, "case folder")
     if not (folder / ANNOTATION_FILE).is_file():
@@ -237,55 +233,22 @@ def import_cases(dataset_dir, out_dir=None, progress=None, cli=None, env=None):
     return import_summary(plan)
 
 
-# -- the child process ------------------------------------------------------------------------
+# -- the child process (runtime.child: the one protocol every front end uses) ------------------
 
 
 def cli_prefix(python=None):
     """The argv that runs ``spineai`` with this Python."""
-    return [python or sys.executable, "-m", "SpineAILib.cli"]
+    return child.command([], python)
 
 
-def parse_progress(line):
-    """(fraction, message) of a CLI progress line, else None."""
-    match = PROGRESS.match(line.strip())
-    return (float(match.group(1)) / 100.0, match.group(2)) if match else None
-
-
-def error_reason(lines):
-    """The CLI's one-line reason among its output lines, or None."""
-    for line in reversed(lines):
-        if line.startswith(ERROR_PREFIX):
-            return line[len(ERROR_PREFIX):].removeprefix("error: ").strip()
-    return None
+parse_progress = child.parse_progress
+error_reason = child.error_reason
 
 
 def run_cli(arguments, progress=None, cli=None, env=None):
     """Run ``spineai ARGUMENTS`` in a child process; progress lines go to ``progress(fraction, message)``.
 
     Returns the output lines that are neither progress nor errors; a failure raises
-    SpineAIError with the CLI's one-line reason.
+    SpineAIError with the CLI's one-line reason. ``cli`` replaces the ``spineai`` argv prefix.
     """
-    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding SpineAILib
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    paths = [package_root] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_root]
-    environment["PYTHONPATH"] = os.pathsep.join(paths)
-    command = [*(cli or cli_prefix()), *map(str, arguments)]
-    try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                   env=environment, errors="replace")  # fmt: skip
-    except OSError as error:
-        raise SpineAIError(f"cannot start {command[0]}: {error.strerror or error}") from None
-    lines, output = [], []
-    for line in process.stdout:
-        line = line.rstrip()
-        lines.append(line)
-        found = parse_progress(line)
-        if found is not None:
-            if progress is not None:
-                progress(*found)
-        elif line and not line.startswith(ERROR_PREFIX):
-            output.append(line)
-    if process.wait() != 0:
-        reason = error_reason(lines) or next((x for x in reversed(lines) if x.strip()), "")
-        raise SpineAIError(reason or f"spineai {' '.join(map(str, arguments[:2]))} stopped with exit code {process.returncode}")
-    return output
+    return child.run(arguments, progress=progress, env=env, prefix=cli)

@@ -12,7 +12,7 @@ import numpy as np
 US_LABELS = ("bad_quality", "spinal_cord", "csf")
 US_STRUCTURES = ("spinal_cord", "csf")  # mask / box structures of a cine frame
 MASK_SUFFIX = {"spinal_cord": "cord", "csf": "csf"}  # the seeds' mask file names
-CERVICAL = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 
 
 @dataclass
@@ -70,7 +70,7 @@ def labels_on_grid(labels, image):
     A segmentation file may cover only its segments' extent (or another grid); voxels it
     does not cover are background.
     """
-    from ..images import VolumeImage
+    from SpineAILib.images import VolumeImage
 
     if labels.voxels.shape == image.voxels.shape and np.allclose(labels.ijk_to_ras, image.ijk_to_ras, atol=1e-4):
         return labels

@@ -22,7 +22,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ..errors import InputError, OutputError
+from SpineAILib.errors import InputError, OutputError
 
 KEY_ENV = "SPINEAI_DEID_KEY_FILE"
 KEY_BYTES = 32

@@ -15,12 +15,13 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import __version__
-from ..errors import InputError, OutputError
-from ..outputs import swap_in
-from . import deid
-from .layout import LAYOUT_NAMES, SHARED_FILES, json_bytes, read_shared_rows, shared_bytes, write_case, write_file
-from .manifest import (
+from SpineAILib import __version__
+from SpineAILib.errors import InputError, OutputError
+from SpineAILib.io.checks import check_named_file
+from SpineAILib.outputs import clean_stale_staging, output_lock, swap_in
+from SpineAILib.dataset import deid
+from SpineAILib.dataset.layout import LAYOUT_NAMES, SHARED_FILES, json_bytes, read_shared_rows, shared_bytes, write_case, write_file
+from SpineAILib.dataset.manifest import (
     DEFAULT_FRACTIONS, MANIFEST, assign_splits, new_manifest, now_utc, parse_split, read_manifest, sha256_bytes,
     sha256_file,
 )  # fmt: skip
@@ -43,9 +44,20 @@ def _check_target(out_dir, add):
     return out_dir, None
 
 
-def export_dataset(sources, task, out_dir, *, add=False, split=None, seed=0, progress=None, key_file=None):
-    """Export ``sources`` (run folders, .mrb scenes, annotation case folders) for ``task`` into ``out_dir``."""
-    from .sources import read_source
+def export_dataset(sources, task, out_dir, **options):
+    """Export ``sources`` (run folders, .mrb scenes, annotation case folders) for ``task`` into ``out_dir``.
+
+    One export at a time per dataset (the output lock); staging folders of a killed export are cleaned first.
+    """
+    if Path(out_dir).is_symlink():
+        raise OutputError(f"{Path(out_dir).absolute()}: is a symbolic link; give the folder it points to")
+    with output_lock(out_dir) as locked:
+        clean_stale_staging(locked)
+        return _export_dataset(sources, task, out_dir, **options)
+
+
+def _export_dataset(sources, task, out_dir, *, add=False, split=None, seed=0, progress=None, key_file=None):
+    from SpineAILib.dataset.sources import read_source
 
     progress = progress or _no_progress
     if task not in TASKS:
@@ -121,8 +133,9 @@ def _make_staging(out_dir):
 def _link_existing(out_dir, staging, manifest):
     """Hard-link (or copy) every case file of the existing dataset into staging."""
     for case in manifest["cases"]:
-        for relative in case["files"]:
-            src, dst = out_dir / relative, staging / relative
+        for relative in case["files"]:  # names checked by dataset/schema.py; links followed here
+            src = check_named_file(relative, out_dir, out_dir, what="file", container="the dataset")
+            dst = staging / relative
             dst.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(src, dst)
@@ -142,7 +155,8 @@ def _export_into(staging, old_dir, manifest, sources, task, key, key_print, prog
     """Write the sources' cases into ``staging`` and update ``manifest``; returns whether anything changed."""
     by_key = {case["key"]: case for case in manifest["cases"]}
     before = {case["key"]: (case["files"], case["split"]) for case in manifest["cases"]}
-    rows = read_shared_rows(old_dir, task) if old_dir is not None else {name: [] for name in SHARED_FILES[task]}
+    ids = {case["id"] for case in manifest["cases"]}
+    rows = read_shared_rows(old_dir, task, ids) if old_dir is not None else {name: [] for name in SHARED_FILES[task]}
     if old_dir is not None:
         _link_existing(old_dir, staging, manifest)
     seen, new_keys = {}, []

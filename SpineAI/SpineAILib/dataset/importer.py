@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..outputs import staged_output_folder
-from .cases import CERVICAL, MASK_SUFFIX, US_LABELS
-from .layout import BOXES_FILE, DISCS_FILE, FRACTURES_TABLE, LABELS_TABLE, SEVERITY_TABLE
-from .manifest import read_manifest, sha256_file
-from .sources import DATASET_LINK
+from SpineAILib.errors import InputError
+from SpineAILib.io.checks import check_named_file
+from SpineAILib.outputs import staged_output_folder
+from SpineAILib.dataset.cases import CERVICAL, MASK_SUFFIX, US_LABELS
+from SpineAILib.dataset.layout import BOXES_FILE, DISCS_FILE, FRACTURES_TABLE, LABELS_TABLE, SEVERITY_TABLE
+from SpineAILib.dataset.manifest import read_manifest, sha256_file
+from SpineAILib.dataset.sources import DATASET_LINK
 
 
 def import_dataset(dataset_dir, out_dir=None, progress=None):
@@ -30,17 +31,21 @@ def import_dataset(dataset_dir, out_dir=None, progress=None):
     _verify(dataset_dir, manifest)
     out_dir = Path(out_dir).absolute() if out_dir else dataset_dir.absolute().with_name(dataset_dir.name + "-cases")
     progress = progress or (lambda fraction, message: None)
-    tables = _tables(dataset_dir, manifest["task"])
+    tables = _tables(dataset_dir, manifest["task"], manifest)
     with staged_output_folder(out_dir) as staging:
         for n, case in enumerate(manifest["cases"]):
             progress(n / max(1, len(manifest["cases"])), f"importing {case['id']}")
             folder = staging / case["id"]
             final = out_dir / case["id"]  # annotation.json names the image where it will be
             folder.mkdir()
-            if case["kind"] == "cine":
-                _cine_case(dataset_dir, case, tables, folder, final, manifest["task"])
-            else:
-                _volume_case(dataset_dir, case, tables, folder, final, manifest["task"])
+            try:
+                if case["kind"] == "cine":
+                    _cine_case(dataset_dir, case, tables, folder, final, manifest["task"])
+                else:
+                    _volume_case(dataset_dir, case, tables, folder, final, manifest["task"])
+            except (KeyError, TypeError, ValueError, IndexError) as error:  # a table row without its fields
+                raise InputError(f"{dataset_dir}: {case['id']}: malformed dataset tables "
+                                 f"({type(error).__name__}: {error})") from None
             link = {"dataset": manifest.get("created"), "case": case["id"], "key": case["key"], "split": case["split"],
                     "key_fingerprint": manifest["deidentification"]["key_fingerprint"],
                     "study_uid": case.get("study_uid"), "series_uid": case.get("series_uid")}  # fmt: skip
@@ -53,20 +58,21 @@ def _verify(root, manifest):
     """Every listed file present with its checksum: an altered dataset is refused, not half-read."""
     for case in manifest["cases"]:
         for relative, digest in case["files"].items():
-            path = root / relative
+            path = check_named_file(relative, root, root, what="file", container="the dataset")
             if not path.is_file():
                 raise InputError(f"{root}: {relative} is listed in dataset.json but missing")
             if sha256_file(path) != digest:
                 raise InputError(f"{root}: {relative} does not match its sha256 in dataset.json (changed after export)")
     for name, digest in manifest.get("files", {}).items():
+        check_named_file(name, root, root, what="file", container="the dataset")
         if not (root / name).is_file() or sha256_file(root / name) != digest:
             raise InputError(f"{root}: {name} is missing or does not match its sha256 in dataset.json")
 
 
-def _tables(root, task):
-    from .layout import read_shared_rows
+def _tables(root, task, manifest):
+    from SpineAILib.dataset.layout import read_shared_rows
 
-    return read_shared_rows(root, task)
+    return read_shared_rows(root, task, {case["id"] for case in manifest["cases"]})
 
 
 def _rows_of(tables, name, case_id):
@@ -85,8 +91,8 @@ def _read_png(path, grey=False):
 
 
 def _new_case(folder, final, task, image, image_name):
-    from ..annotation.case import CaseData
-    from ..annotation.session import default_user, image_description, now
+    from SpineAILib.annotation.case import CaseData
+    from SpineAILib.annotation.session import default_user, image_description, now
 
     user = default_user()
     description = image_description(image, final / image_name)
@@ -96,11 +102,11 @@ def _new_case(folder, final, task, image, image_name):
 
 
 def _cine_case(root, case, tables, folder, final, task):
-    from ..images import Cine
-    from ..scene.context import SceneContext
-    from ..scene.sequences import add_cine
-    from ..scene.storage import save_node
-    from .layout import frame_files as list_frames
+    from SpineAILib.images import Cine
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.sequences import add_cine
+    from SpineAILib.scene.storage import save_node
+    from SpineAILib.dataset.layout import frame_files as list_frames
 
     frame_files = list_frames(root / case["id"])
     if len(frame_files) != case["frames"]:
@@ -144,8 +150,8 @@ def _cine_case(root, case, tables, folder, final, task):
 
 
 def _volume_case(root, case, tables, folder, final, task):
-    from ..annotation.labelmap import ras_to_box
-    from ..io import load
+    from SpineAILib.annotation.labelmap import ras_to_box
+    from SpineAILib.io import load
 
     case_id = case["id"]
     (folder / "image.nii.gz").write_bytes((root / f"{case_id}.nii.gz").read_bytes())

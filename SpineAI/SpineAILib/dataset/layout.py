@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cases import CERVICAL, MASK_SUFFIX, US_LABELS, CineAnnotation
+from SpineAILib.dataset.cases import CERVICAL, MASK_SUFFIX, US_LABELS, CineAnnotation
+from SpineAILib.errors import InputError
 
 LABELS_TABLE = "labels.csv"
 BOXES_FILE = "boxes.json"
@@ -130,8 +131,8 @@ def write_case(root, case_id, annotation, task):
 
 
 def _write_cine(root, case_id, a):
-    from ..scene.cine_overlays import box_to_ras
-    from ..scene.sequences import frame_ijk_to_ras
+    from SpineAILib.scene.cine_overlays import box_to_ras
+    from SpineAILib.scene.sequences import frame_ijk_to_ras
 
     cine = a.cine
     files, label_rows, boxes = [], [], []
@@ -214,22 +215,35 @@ def _write_volume(root, case_id, a, task):
 # -- the shared tables ----------------------------------------------------------------------------
 
 
-def read_shared_rows(root, task):
-    """{shared file: [rows]} of an existing dataset (to keep the other cases' rows on --add)."""
+def read_shared_rows(root, task, case_ids=None):
+    """{shared file: [rows]} of an existing dataset (to keep the other cases' rows on --add).
+
+    ``case_ids``: the manifest's case ids; a row for any other case, or a file that does not
+    parse, is refused with one line (the tables are input like dataset.json).
+    """
     root = Path(root)
     out = {}
     for name in SHARED_FILES[task]:
         path = root / name
-        if not path.is_file():
-            out[name] = []
-        elif name.endswith(".csv"):
-            with open(path, newline="", encoding="utf-8") as f:
-                out[name] = list(csv.DictReader(f))
-        elif name == DISCS_FILE:
-            cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
-            out[name] = [dict(p, case=case) for case, points in cases.items() for p in points]
-        else:
-            out[name] = json.loads(path.read_text(encoding="utf-8")).get("boxes", [])
+        try:
+            if not path.is_file():
+                out[name] = []
+            elif name.endswith(".csv"):
+                with open(path, newline="", encoding="utf-8") as f:
+                    out[name] = list(csv.DictReader(f))
+            elif name == DISCS_FILE:
+                cases = json.loads(path.read_text(encoding="utf-8")).get("cases", {})
+                out[name] = [dict(p, case=case) for case, points in cases.items() for p in points]
+            else:
+                out[name] = json.loads(path.read_text(encoding="utf-8")).get("boxes", [])
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise InputError(f"{path}: malformed dataset table ({type(error).__name__}: {error})") from None
+        if not isinstance(out[name], list) or not all(isinstance(r, dict) for r in out[name]):
+            raise InputError(f"{path}: malformed dataset table (rows are not records)")
+        for row in out[name] if case_ids is not None else ():
+            if (row.get("case") or row.get("video")) not in case_ids:
+                raise InputError(f"{path}: a row names case {row.get('case') or row.get('video')!r}, "
+                                 "which dataset.json does not list")  # fmt: skip
     return out
 
 

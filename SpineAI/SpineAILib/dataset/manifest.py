@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from SpineAILib.errors import InputError
 
 FORMAT = "spineai-dataset"
 FORMAT_VERSION = 1
@@ -30,7 +30,7 @@ _ALIASES = {"train": "train", "training": "train", "val": "validation", "valid":
 
 
 def sha256_file(path):
-    from ..models.bundle import file_sha256  # one streaming hash for bundles and datasets
+    from SpineAILib.models.bundle import file_sha256  # one streaming hash for bundles and datasets
 
     return file_sha256(path)
 
@@ -99,11 +99,16 @@ def read_manifest(folder):
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: not readable ({error})") from None
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{path}: not a SpineAI dataset manifest (format {manifest.get('format')!r})")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise InputError(f"{path}: dataset format version {manifest['format_version']} is newer than this SpineAI reads ({FORMAT_VERSION})")
-    return manifest
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: not a SpineAI dataset manifest (format {manifest.get('format')!r})"
+                         if isinstance(manifest, dict) else f"{path}: not a SpineAI dataset manifest")
+    from SpineAILib.dataset.layout import LAYOUT_NAMES
+    from SpineAILib.dataset.schema import validate_manifest
+
+    version = manifest.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise InputError(f"{path}: dataset format version {version} is newer than this SpineAI reads ({FORMAT_VERSION})")
+    return validate_manifest(manifest, path, tuple(LAYOUT_NAMES))  # before any of it names a path
 
 
 def assign_splits(existing, new_keys, fractions, seed, order_key):

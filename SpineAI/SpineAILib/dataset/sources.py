@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .cases import CERVICAL, US_LABELS, US_STRUCTURES, CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
+from SpineAILib.errors import InputError
+from SpineAILib.dataset.cases import CERVICAL, US_LABELS, US_STRUCTURES, CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
 
 ANNOTATION_FILE = "annotation.json"
 REPORT_FILE = "report.json"
@@ -51,7 +51,7 @@ def dataset_link(folder):
 
 def read_annotation_folder(folder, task):
     """An annotation case folder (SpineAILib.annotation), read through its own ``load_case``."""
-    from ..annotation.case import load_case
+    from SpineAILib.annotation.case import load_case
 
     case = load_case(folder)
     if case.task != task:
@@ -69,8 +69,8 @@ def read_annotation_folder(folder, task):
 
 
 def _cine_from_case(case, cine, folder):
-    from ..annotation.case import CINE_STRUCTURES
-    from ..images import Cine
+    from SpineAILib.annotation.case import CINE_STRUCTURES
+    from SpineAILib.images import Cine
 
     if not isinstance(cine, Cine) or cine.n_frames != case.n_frames or list(cine.frame_shape) != list(case.image["frame_shape"]):
         raise InputError(f"{folder}: its image no longer matches the annotation (frames or frame size differ)")
@@ -94,7 +94,7 @@ def _cine_from_case(case, cine, folder):
 
 
 def _volume_from_case(case, image, folder):
-    from ..images import VolumeImage
+    from SpineAILib.images import VolumeImage
 
     if not isinstance(image, VolumeImage) or tuple(image.voxels.shape) != tuple(case.grid_shape):
         raise InputError(f"{folder}: its image no longer matches the annotation (the volume's size differs)")
@@ -140,17 +140,9 @@ def _image_path(folder, document, json_file):
 
 def load_task_image(task, path, series=None):
     """The image as the task's run read it (lumbar-mri picks the sagittal series of a study folder)."""
-    import importlib
+    from SpineAILib.workflows.registry import get_workflow
 
-    from ..io import load
-    from ..tasks import task_spec
-
-    spec = task_spec(task)
-    try:
-        workflow = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.tasks.{spec.module}")
-    except ModuleNotFoundError:
-        workflow = None
-    return getattr(workflow, "load_input", load)(path, series=series)
+    return get_workflow(task).load_input(path, series=series)
 
 
 def read_case_folder(folder, task, json_file=REPORT_FILE):
@@ -201,7 +193,7 @@ def frame_labels_from_rows(rows, n_frames, where):
 
 
 def _cine_folder(folder, cine):
-    from ..images import Cine
+    from SpineAILib.images import Cine
 
     if not isinstance(cine, Cine):
         raise InputError(f"{folder}: lp-ultrasound needs a cine, but the image is a volume")
@@ -212,8 +204,8 @@ def _cine_folder(folder, cine):
     annotation = CineAnnotation(cine=cine, labels=labels)
     scene = folder / "scene.mrb"
     if scene.is_file():  # masks and boxes live in the scene's sequences, with the cine
-        from ..scene.context import SceneContext
-        from ..scene.storage import load_scene_mrb
+        from SpineAILib.scene.context import SceneContext
+        from SpineAILib.scene.storage import load_scene_mrb
 
         ctx = SceneContext.headless()
         load_scene_mrb(ctx, scene)
@@ -224,8 +216,8 @@ def _cine_folder(folder, cine):
 
 
 def _volume_folder(folder, image, task):
-    from ..images import VolumeImage
-    from ..io import load
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.io import load
 
     if not isinstance(image, VolumeImage):
         raise InputError(f"{folder}: {task} needs a volume, but the image is a cine")
@@ -236,7 +228,7 @@ def _volume_folder(folder, image, task):
         annotation.labels = labels_on_grid(labels, image)
     markups = [p for p in sorted(folder.glob("*.mrk.json"))]
     if markups:
-        from ..scene.context import SceneContext
+        from SpineAILib.scene.context import SceneContext
 
         ctx = SceneContext.headless()
         for path in markups:
@@ -255,7 +247,7 @@ def _volume_folder(folder, image, task):
 
 def _load_markups_entries(ctx, path):
     """Every markups node of a .mrk.json (a file may hold several entries, e.g. levels.mrk.json)."""
-    from ..scene.storage import load_node
+    from SpineAILib.scene.storage import load_node
 
     document = _read_json(path)
     entries = document.get("markups") or []
@@ -273,7 +265,7 @@ def _load_markups_entries(ctx, path):
 
 
 def _take_markups(node, annotation):
-    from ..scene.markups import points_from_node, roi_geometry
+    from SpineAILib.scene.markups import points_from_node, roi_geometry
 
     if node.IsA("vtkMRMLMarkupsROINode"):
         geometry = roi_geometry(node)
@@ -313,8 +305,8 @@ def _fracture_calls(rows, where):
 
 
 def read_scene(path, task):
-    from ..scene.context import SceneContext
-    from ..scene.storage import load_scene_mrb
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.storage import load_scene_mrb
 
     ctx = SceneContext.headless()
     load_scene_mrb(ctx, path)
@@ -326,7 +318,7 @@ def read_scene(path, task):
 
 
 def _cine_browser(ctx):
-    from ..scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE
+    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE
 
     for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
         master = browser.GetMasterSequenceNode()
@@ -338,12 +330,12 @@ def _cine_browser(ctx):
 
 
 def _cine_from_scene(ctx, path, need_labels):
-    from ..scene.cine_overlays import (
+    from SpineAILib.scene.cine_overlays import (
         OVERLAY_KIND_ATTRIBUTE, STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence,
     )  # fmt: skip
-    from ..scene.overlays import synchronized_sequences
-    from ..scene.sequences import cine_from_sequence
-    from ..scene.tables import table_to_columns
+    from SpineAILib.scene.overlays import synchronized_sequences
+    from SpineAILib.scene.sequences import cine_from_sequence
+    from SpineAILib.scene.tables import table_to_columns
 
     browser = _cine_browser(ctx)
     if browser is None:
@@ -374,10 +366,10 @@ def _cine_from_scene(ctx, path, need_labels):
 
 
 def _volume_from_scene(ctx, path, task):
-    from ..results import is_heatmap_layer
-    from ..scene.segmentations import labelmap_from_segmentation
-    from ..scene.tables import table_to_columns
-    from ..scene.volumes import volume_image_from_node
+    from SpineAILib.results import is_heatmap_layer
+    from SpineAILib.scene.segmentations import labelmap_from_segmentation
+    from SpineAILib.scene.tables import table_to_columns
+    from SpineAILib.scene.volumes import volume_image_from_node
 
     volumes = [n for n in ctx.nodes("vtkMRMLScalarVolumeNode")
                if not n.IsA("vtkMRMLLabelMapVolumeNode") and not is_heatmap_layer(ctx, n)]  # fmt: skip

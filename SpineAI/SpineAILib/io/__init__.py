@@ -7,9 +7,10 @@ than needed (``spineai info``).
 """
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import InputError
+from SpineAILib.errors import InputError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".seg.nrrd")
 SEQUENCE_SUFFIXES = (".seq.nrrd",)  # Slicer sequences: how the desktop module hands over a cine
@@ -39,7 +40,7 @@ def check_readable(path):
 
 def input_kind(path):
     """'dicom-folder', 'dicom-file', 'volume', 'sequence', 'video', 'frame-folder' or 'image'."""
-    from . import dicom
+    from SpineAILib.io import dicom
 
     path = check_readable(path)
     if path.is_dir():
@@ -73,7 +74,34 @@ def load(path, series=None):
     (or its 1-based number in ``describe``) to load; without it a folder with more
     than one volume series raises AmbiguousInputError listing them.
     """
-    from . import cine, dicom, volumes
+    with unreadable_as_input_error(path):
+        return _load(path, series)
+
+
+# What a damaged file makes the parsers below us raise (pydicom, pynrrd, nibabel, numpy,
+# zlib...): the file's fault, so one line and exit 2, like every reader's own refusals.
+_PARSER_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError, EOFError,
+                  OverflowError, ZeroDivisionError, NotImplementedError, UnicodeError, MemoryError)  # fmt: skip
+
+
+@contextmanager
+def unreadable_as_input_error(path):
+    """Turn a parser's exception on a damaged file into one InputError line naming the file."""
+    import struct
+    import zlib
+
+    try:
+        yield
+    except InputError:
+        raise
+    except (*_PARSER_ERRORS, struct.error, zlib.error) as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise InputError(f"{path}: cannot read it, the file is damaged or not what its name says "
+                         f"({type(error).__name__}: {reason})") from None  # fmt: skip
+
+
+def _load(path, series):
+    from SpineAILib.io import cine, dicom, volumes
 
     kind = input_kind(path)
     if kind == "dicom-folder":
@@ -93,11 +121,12 @@ def load(path, series=None):
 
 def describe(path):
     """What ``path`` holds, as JSON-ready dicts (one per series / image)."""
-    from . import dicom
+    from SpineAILib.io import dicom
 
     kind = input_kind(path)
     if kind == "dicom-folder":
-        items = dicom.describe_folder(path)
+        with unreadable_as_input_error(path):
+            items = dicom.describe_folder(path)
     else:
         items = [load(path).summary()]
     return {"path": str(Path(path)), "input_kind": kind, "items": items}

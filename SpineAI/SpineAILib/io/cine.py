@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..images import Cine, check_allocation
+from SpineAILib.errors import InputError
+from SpineAILib.images import Cine, check_allocation
 
 DEFAULT_FPS = 30.0
 MAX_FRAME_SIDE = 1920  # longer frame side kept on read (px); larger frames are downscaled to it
@@ -113,7 +113,7 @@ def fit_frame_size(what, n, rows, cols, channels=3, itemsize=1, max_side=MAX_FRA
     over ``max_bytes`` (default images.MAX_VOLUME_BYTES). Refuses (InputError, with the
     sizes) when fitting the limit would take the longer side below MIN_FRAME_SIDE px
     (frames already that small are never shrunk for memory: the plain size refusal)."""
-    from .. import images
+    from SpineAILib import images
 
     limit = images.MAX_VOLUME_BYTES if max_bytes is None else max_bytes
     n = max(int(n), 1)
@@ -177,7 +177,7 @@ def load_dicom_cine(path):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from . import check_readable
+    from SpineAILib.io import check_readable
 
     path = check_readable(path)
     try:
@@ -326,7 +326,7 @@ def load_video(path, max_side=MAX_FRAME_SIDE, max_bytes=None):
     docstring); the warning says from what size to what size."""
     import cv2
 
-    from . import check_readable
+    from SpineAILib.io import check_readable
 
     path = check_readable(path)
     capture = cv2.VideoCapture(str(path))
@@ -432,7 +432,7 @@ def _read_image_file(path):
 
 def load_image(path):
     """A single PNG/JPEG/BMP/TIFF -> one-frame Cine."""
-    from . import check_readable
+    from SpineAILib.io import check_readable
 
     path = check_readable(path)
     warnings = []
@@ -455,7 +455,7 @@ def load_frame_folder(folder, fps=None, max_side=MAX_FRAME_SIDE, max_bytes=None)
     warning when not given). Frames over ``max_side`` px, or too many for
     ``max_bytes`` at full size, are downscaled as they are read (module docstring).
     """
-    from . import IMAGE_SUFFIXES, check_readable
+    from SpineAILib.io import IMAGE_SUFFIXES, check_readable
 
     folder = check_readable(folder)
     if not folder.is_dir():
@@ -531,6 +531,9 @@ def load_sequence_nrrd(path):
     """
     import nrrd
 
+    from SpineAILib.io.checks import check_detached_nrrd
+
+    check_detached_nrrd(path)
     header = nrrd.read_header(str(path))
     sizes = [int(s) for s in header["sizes"]]
     kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * len(sizes))]

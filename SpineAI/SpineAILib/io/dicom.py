@@ -13,6 +13,8 @@ file beside a good series) become warnings on the loaded image. Ultrasound and
 other 2-D multi-frame files are handed to ``io.cine.load_dicom_cine``.
 """
 
+from __future__ import annotations  # `X | None` fields on Python 3.9 (Slicer 5.8)
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,12 @@ import pydicom
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
-from ..errors import AmbiguousInputError, InputError
-from ..images import VolumeImage, check_allocation, check_finite, plane_of_normal
+from SpineAILib.errors import AmbiguousInputError, InputError
+from SpineAILib.images import VolumeImage, plane_of_normal
+from SpineAILib.io.checks import (
+    check_allocation, check_finite, check_matrix, check_orientation, check_pixel_header, check_pixel_length,
+    check_rescale, check_spacing,
+)  # fmt: skip
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 STEP_TOLERANCE = 0.10  # a slice step this far from the median is a gap (or irregular)
@@ -269,47 +275,84 @@ def _read_header(path, shown=None):
 
 
 def _plain_slice(path, ds):
+    what = Path(path).name
+    check_pixel_header(ds, what)
+    slope, intercept = _rescale(ds, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), what)
     return _Slice(
         path=path,
         frame=None,
         instance=_int(ds.get("InstanceNumber")),
-        iop=_floats(ds.get("ImageOrientationPatient"), 6),
+        iop=_orientation(ds.get("ImageOrientationPatient"), what),
         ipp=_floats(ds.get("ImagePositionPatient"), 3),
-        pixel_spacing=_spacing_tuple(_floats(ds.get("PixelSpacing"), 2)),
+        pixel_spacing=_spacing_tuple(_floats(ds.get("PixelSpacing"), 2), what),
         thickness=_float(ds.get("SliceThickness")),
         rows=int(ds.Rows),
         cols=int(ds.Columns),
-        slope=_float(ds.get("RescaleSlope"), 1.0),
-        intercept=_float(ds.get("RescaleIntercept"), 0.0),
+        slope=slope,
+        intercept=intercept,
     )
+
+
+def _orientation(value, what):
+    """ImageOrientationPatient as 6 floats (None when absent), refused when it is no orientation."""
+    if value is None or value == "":
+        return None
+    values = _floats(value, 6)
+    return check_orientation(values if values is not None else [float("nan")] * 6, what)
+
+
+def _stored_range(ds):
+    bits = _int(ds.get("BitsStored"), _int(ds.get("BitsAllocated"), 16))
+    if _int(ds.get("PixelRepresentation")) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _rescale(ds, slope, intercept, what):
+    """(slope, intercept): absent -> 1, 0; present but NaN, infinite, zero or overflowing -> refused."""
+    def number(value, default, name):
+        if value is None or value == "":
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{what}: {name} {value!r} is not a number") from None
+
+    slope, intercept = number(slope, 1.0, "RescaleSlope"), number(intercept, 0.0, "RescaleIntercept")
+    return check_rescale(slope, intercept, _stored_range(ds), what)
 
 
 def _enhanced_slices(path, ds):
     """One _Slice per frame of an enhanced multi-frame file, from its functional groups."""
+    what = Path(path).name
+    check_pixel_header(ds, what)
     slices = []
     for frame in range(_n_frames(ds)):
+        rescale = _rescale(ds, _functional(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"),
+                           _functional(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), what)  # fmt: skip
         slices.append(
             _Slice(
                 path=path,
                 frame=frame,
                 instance=frame + 1,
-                iop=_floats(_functional(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                iop=_orientation(_functional(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), what),
                 ipp=_floats(_functional(ds, frame, "PlanePositionSequence", "ImagePositionPatient"), 3),
-                pixel_spacing=_spacing_tuple(_floats(_functional(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), 2)),
+                pixel_spacing=_spacing_tuple(_floats(_functional(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), 2), what),
                 thickness=_float(_functional(ds, frame, "PixelMeasuresSequence", "SliceThickness")),
                 rows=int(ds.Rows),
                 cols=int(ds.Columns),
-                slope=_float(_functional(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
-                intercept=_float(_functional(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+                slope=rescale[0],
+                intercept=rescale[1],
             )
         )
     return slices
 
 
-def _spacing_tuple(values):
-    if values is None or np.any(values <= 0):
+def _spacing_tuple(values, what="DICOM image"):
+    """(row, col) mm; None when absent; zero or negative spacing is refused, not taken for absent."""
+    if values is None:
         return None
-    return (float(values[0]), float(values[1]))
+    return check_spacing(values, what)
 
 
 def _new_info(path, ds, kind):
@@ -591,6 +634,24 @@ def _ensure_transfer_syntax(ds):
     meta.TransferSyntaxUID = syntax
 
 
+def read_pixels(path):
+    """The stored pixel array of one DICOM file (frames first when multi-frame), after the pixel
+    module's checks (sizes, bits, data length: a truncated file is refused, not padded).
+    Every DICOM reader decodes through here: series, study and single files."""
+    path = Path(path)
+    ds = pydicom.dcmread(path, force=True)
+    _ensure_transfer_syntax(ds)
+    check_pixel_header(ds, path.name)
+    itemsize = max(1, _int(ds.get("BitsAllocated"), 16) // 8)
+    check_allocation((_n_frames(ds), _int(ds.get("Rows")), _int(ds.get("Columns")), _int(ds.get("SamplesPerPixel"), 1)),
+                     np.dtype(f"u{itemsize}"), what=path.name)  # fmt: skip
+    check_pixel_length(ds, _n_frames(ds), path.name)
+    try:
+        return ds.pixel_array
+    except Exception as error:  # a decoder's complaint about a damaged stream
+        raise _decode_error(path, ds, error) from None
+
+
 class _PixelSource:
     """Decodes slices one file at a time, keeping only the last multi-frame file's frames."""
 
@@ -600,12 +661,7 @@ class _PixelSource:
     def pixels(self, s):
         if s.frame is not None and s.path == self._path:
             return self._frames[s.frame]
-        ds = pydicom.dcmread(s.path, force=True)
-        _ensure_transfer_syntax(ds)
-        try:
-            array = ds.pixel_array
-        except Exception as error:
-            raise _decode_error(s.path, ds, error) from error
+        array = read_pixels(s.path)
         if s.frame is None:
             return array.reshape(array.shape[-2:]) if array.ndim == 3 and array.shape[0] == 1 else array
         self._path, self._frames = s.path, (array if array.ndim == 3 else array[np.newaxis])
@@ -666,6 +722,7 @@ def _load_volume(info, extra_warnings=()):
     if narrow and voxels.size and voxels.min() >= -32768 and voxels.max() <= 32767:
         voxels = voxels.astype(np.int16)
     check_finite(voxels, what=where)
+    check_matrix(info.ijk_to_ras, what=where, shape=voxels.shape)
     return VolumeImage(
         voxels=voxels,
         ijk_to_ras=info.ijk_to_ras,
@@ -680,7 +737,7 @@ def _load_volume(info, extra_warnings=()):
 def _load_cine(info, extra_warnings=()):
     """Hand a 2-D multi-frame / ultrasound file to the cine reader."""
     try:
-        from .cine import load_dicom_cine
+        from SpineAILib.io.cine import load_dicom_cine
     except ImportError as error:
         raise InputError(f"{info.files[0]}: ultrasound cine reader is not available ({_reason(error)})") from error
     cine = load_dicom_cine(info.files[0])

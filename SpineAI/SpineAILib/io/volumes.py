@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OutputError
-from ..images import Cine, VolumeImage, check_allocation, check_finite
+from SpineAILib.errors import InputError, OutputError
+from SpineAILib.images import Cine, VolumeImage
+from SpineAILib.io.checks import check_allocation, check_detached_nrrd, check_finite, check_matrix
 
 # A label map has few distinct values; more than this and it is an intensity image.
 MAX_LABELS = 64
@@ -77,7 +78,7 @@ def load_volume_file(path, labelmap=None):
     ``labelmap``: True/False forces the kind; None guesses it (integer values, at most
     64 of them, and 'label'/'seg' in the name, or a .seg.nrrd file).
     """
-    from . import check_readable
+    from SpineAILib.io import check_readable
 
     path = check_readable(path)
     suffix = _volume_suffix(path)
@@ -89,6 +90,7 @@ def load_volume_file(path, labelmap=None):
         raise InputError(f"{path.name}: not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file")
 
     check_finite(voxels, what=path.name)
+    check_matrix(ijk_to_ras, what=path.name, shape=voxels.shape)
     if colour:  # only 2-D colour frames get this far (colour volumes are refused)
         return _as_cine(path, voxels, ijk_to_ras, metadata, warnings)
 
@@ -176,6 +178,7 @@ def _read_nrrd(path):
     """NRRD (attached or detached) -> (voxels, ijk_to_ras, colour, metadata, warnings)."""
     import nrrd
 
+    check_detached_nrrd(path)  # a .nhdr's data file must sit beside it, not be /etc/passwd
     try:
         header = nrrd.read_header(str(path))
     except Exception as error:
@@ -327,7 +330,7 @@ def _as_label_dtype(voxels, path):
 
 def _as_cine(path, voxels, ijk_to_ras, metadata, warnings):
     """A single 2-D frame (K, J, I[, 3]) with a size-1 spatial axis -> one-frame Cine."""
-    from .cine import collapse_grey, to_uint8
+    from SpineAILib.io.cine import collapse_grey, to_uint8
 
     # The frame is the other two axes; K is the one dropped for an ordinary slice.
     dropped = next(a for a in (0, 1, 2) if voxels.shape[a] == 1)

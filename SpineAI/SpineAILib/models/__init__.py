@@ -4,12 +4,12 @@ Nothing here imports torch, monai or safetensors at import time; the functions
 that need them import them when called, so the CLI's --help stays instant.
 """
 
-from .bundle import LoadedBundle, load_bundle, read_metadata, save_bundle
-from .catalogue import default_bundle_path, list_models, resolve_bundle
-from .convert import convert_checkpoint
-from .device import DeviceUnavailableError, choose_device
-from .networks import NETWORKS, build_network, build_pretrained_network
-from .schema import FORMAT_VERSION, TASKS, validate_metadata
+from SpineAILib.models.bundle import LoadedBundle, load_bundle, read_metadata, save_bundle
+from SpineAILib.models.catalogue import default_bundle_path, list_models, resolve_bundle
+from SpineAILib.models.convert import convert_checkpoint
+from SpineAILib.models.device import DeviceUnavailableError, choose_device
+from SpineAILib.models.networks import NETWORKS, build_network, build_pretrained_network
+from SpineAILib.models.schema import FORMAT_VERSION, TASKS, validate_metadata
 
 __all__ = [
     "FORMAT_VERSION",

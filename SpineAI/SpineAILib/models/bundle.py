@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BundleError, OutputError
-from .schema import FORMAT_VERSION, validate_metadata
+from SpineAILib.errors import BundleError, OutputError
+from SpineAILib.models.schema import FORMAT_VERSION, validate_metadata
 
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -129,9 +129,15 @@ def check_weights(model, tensors, where, network_name):
 
 
 def _build(meta):
-    from .networks import build_network
+    from SpineAILib.models.networks import build_network
 
-    return build_network(meta["network"]["name"], **meta["network"]["args"])
+    try:
+        return build_network(meta["network"]["name"], **meta["network"]["args"])
+    except BundleError:
+        raise
+    except (TypeError, ValueError, KeyError, RuntimeError, MemoryError) as error:  # arguments the network refuses
+        raise BundleError(f"bundle {meta.get('bundle_id')}: network {meta['network']['name']} cannot be built from "
+                          f"its metadata ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
 
 
 def load_bundle(folder, device="auto", expected_task=None):
@@ -156,7 +162,7 @@ def load_bundle(folder, device="auto", expected_task=None):
             f"metadata {meta['sha256'][:12]}...): it is corrupt or was replaced"
         )
 
-    from .device import choose_device
+    from SpineAILib.models.device import choose_device
 
     torch_device = choose_device(device)
     model = _build(meta)

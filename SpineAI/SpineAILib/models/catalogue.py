@@ -8,8 +8,8 @@ module's Resources folder sits beside SpineAILib.
 import json
 from pathlib import Path
 
-from ..errors import BundleError, InputError
-from .schema import TASKS, is_task
+from SpineAILib.errors import BundleError, InputError
+from SpineAILib.models.schema import TASKS, is_task
 
 CATALOGUE_FORMAT_VERSION = 1
 MODULE_DIR = Path(__file__).resolve().parents[2]  # SpineAI/

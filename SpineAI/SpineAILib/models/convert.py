@@ -8,8 +8,8 @@ conversion cannot run code hidden in the file.
 import re
 from pathlib import Path
 
-from ..errors import BundleError
-from .bundle import save_bundle
+from SpineAILib.errors import BundleError
+from SpineAILib.models.bundle import save_bundle
 
 # Where training frameworks keep the weights inside a checkpoint dictionary.
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "network", "net", "weights")

@@ -3,7 +3,7 @@
 import os
 import re
 
-from ..errors import SpineAIError
+from SpineAILib.errors import SpineAIError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

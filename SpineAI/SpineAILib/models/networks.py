@@ -7,7 +7,7 @@ script asks for them (build_pretrained_network); loading a bundle never does.
 
 import json
 
-from ..errors import BundleError
+from SpineAILib.errors import BundleError
 
 
 def _tuples(value):

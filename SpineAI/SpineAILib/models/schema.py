@@ -4,12 +4,13 @@ Unknown extra keys are allowed (a newer SpineAI of the same format_version may a
 optional fields); required ones are checked for presence and type.
 """
 
+import math
 import re
 
-from ..errors import BundleError
+from SpineAILib.errors import BundleError
 
 FORMAT_VERSION = 1
-TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
+from SpineAILib.vocabulary import TASKS
 _SUBTASK = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -84,6 +85,9 @@ def validate_metadata(meta, where="metadata.json", require_sha=True):
     if len(set(labels)) != len(labels):
         _fail(where, "labels", "must not repeat a name")
 
+    _check_task_labels(task, labels, where)
+    _check_network_args(network["args"], where)
+
     thresholds = meta.get("thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, dict) or not all(_number(v) for v in thresholds.values()):
@@ -127,6 +131,9 @@ def _check_input(spec, where):
             value = spec[key]
             if not (isinstance(value, list) and len(value) in (2, 3) and all(_positive_int(v) for v in value)):
                 _fail(where, f"input.{key}", f"must be a list of 2 or 3 positive integers (got {value!r})")
+            if max(value) > MAX_INPUT_SIDE or _product(value) > MAX_INPUT_VOXELS:
+                _fail(where, f"input.{key}", f"{value!r} is larger than a network input can be here "
+                                             f"(at most {MAX_INPUT_SIDE} per side, {MAX_INPUT_VOXELS} in all)")
     if spec.get("spacing") is not None:
         spacing = spec["spacing"]
         if not (isinstance(spacing, list) and spacing and all(_number(v) and v > 0 for v in spacing)):
@@ -135,3 +142,61 @@ def _check_input(spec, where):
         _fail(where, "input.intensity", "is missing (describe the normalisation)")
     if not isinstance(spec["intensity"], dict):
         _fail(where, "input.intensity", "must be an object describing the normalisation")
+
+
+# A bundle is input too: sizes and widths past these would allocate without bound before
+# anything could check the weights (the shipped bundles use at most 224 px and 384 channels).
+MAX_INPUT_SIDE = 1024
+MAX_INPUT_VOXELS = 256**3
+MAX_NETWORK_INT = 4096
+MAX_WIDEN_FACTOR = 8.0
+# Labels the workflows look up by name: a bundle that renamed them cannot serve its task.
+REQUIRED_LABELS = {
+    "lp-ultrasound": ("bad_quality", "spinal_cord", "csf"),
+    "lp-ultrasound/localiser": ("spinal_cord", "csf"),
+    "lumbar-mri/severity": ("normal_mild", "moderate", "severe"),
+}
+VERTEBRA_TASKS = ("lumbar-mri", "cervical-ct")  # background, then vertebra names
+
+
+def _product(values):
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def _check_task_labels(task, labels, where):
+    missing = [name for name in REQUIRED_LABELS.get(task, ()) if name not in labels]
+    if missing:
+        _fail(where, "labels", f"must name {', '.join(REQUIRED_LABELS[task])} for task {task} (missing {', '.join(missing)})")
+    if task in VERTEBRA_TASKS:
+        from SpineAILib.terminology import vertebra_number
+
+        unknown = [name for name in labels[1:] if not _is_vertebra(name, vertebra_number)]
+        if labels[0] != "background" or unknown:
+            _fail(where, "labels", f"must be 'background' then vertebra names (C1...L5) for task {task}"
+                                   + (f"; {unknown[0]!r} is not one" if unknown else ""))
+
+
+def _is_vertebra(name, vertebra_number):
+    try:
+        vertebra_number(name)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_network_args(args, where, prefix="network.args"):
+    for key, value in args.items():
+        field = f"{prefix}.{key}"
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v):
+                _fail(where, field, f"must be a finite number (got {v!r})")
+            if key == "widen_factor" and not 0 < v <= MAX_WIDEN_FACTOR:
+                _fail(where, field, f"must be above 0 and at most {MAX_WIDEN_FACTOR:g} (got {v!r})")
+            if abs(v) > MAX_NETWORK_INT:
+                _fail(where, field, f"{v!r} is larger than any network here uses (at most {MAX_NETWORK_INT})")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OutputError
-from ..images import Cine
+from SpineAILib.errors import OutputError
+from SpineAILib.images import Cine
 
 
 

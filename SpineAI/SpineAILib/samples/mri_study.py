@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import VolumeImage
-from ..levels.grid import SagittalLayout
+from SpineAILib.images import VolumeImage
+from SpineAILib.workflows.lumbar.grid import SagittalLayout
 
 SERIES = ("Sagittal T2/STIR", "Sagittal T1", "Axial T2")
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -41,7 +41,7 @@ def write_mri_study(image, folder, series=SERIES, axial_stacks=False, axial_step
 
     ``axial_stacks``: the axial series as 3-slice stacks 10 slices apart, nothing in between.
     """
-    from .dicom_writer import write_dicom_series
+    from SpineAILib.samples.dicom_writer import write_dicom_series
 
     folder = Path(folder)
     image = VolumeImage(voxels=np.asarray(image.voxels).astype(np.int16), ijk_to_ras=image.ijk_to_ras, modality="MR")

@@ -10,7 +10,7 @@ generators for that.
 
 import numpy as np
 
-from ..images import VolumeImage
+from SpineAILib.images import VolumeImage
 
 LUMBAR = (20, 21, 22, 23, 24)  # VerSe numbers of L1..L5
 BODY_HEIGHT = 26.0  # mm, superior-inferior

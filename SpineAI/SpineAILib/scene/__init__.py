@@ -6,13 +6,13 @@ headless, inside desktop 3D Slicer and in the trame-slicer web app. ``import sli
 happens on first use, not when this package is imported.
 """
 
-from .context import SceneContext
-from .markups import add_points, add_roi, points_from_node, roi_geometry
-from .segmentations import LABEL_VALUE_TAG, add_segmentation_from_labelmap, labelmap_from_segmentation
-from .sequences import add_cine, cine_from_sequence, set_frame
-from .storage import load_node, load_scene_mrb, save_node, save_scene_mrb
-from .tables import add_table, table_to_columns
-from .volumes import add_volume, right_handed, volume_image_from_node
+from SpineAILib.scene.context import SceneContext
+from SpineAILib.scene.markups import add_points, add_roi, points_from_node, roi_geometry
+from SpineAILib.scene.segmentations import LABEL_VALUE_TAG, add_segmentation_from_labelmap, labelmap_from_segmentation
+from SpineAILib.scene.sequences import add_cine, cine_from_sequence, set_frame
+from SpineAILib.scene.storage import load_node, load_scene_mrb, save_node, save_scene_mrb
+from SpineAILib.scene.tables import add_table, table_to_columns
+from SpineAILib.scene.volumes import add_volume, right_handed, volume_image_from_node
 
 __all__ = [
     "LABEL_VALUE_TAG", "SceneContext", "add_cine", "add_points", "add_roi", "add_segmentation_from_labelmap",

@@ -24,9 +24,9 @@ returns them); in RAS the ROI covers the pixels' full extent.
 
 import numpy as np
 
-from .. import terminology
-from .sequences import INDEX_NAME, INDEX_UNIT
-from .volumes import numpy_matrix, vtk_matrix
+from SpineAILib import terminology
+from SpineAILib.scene.sequences import INDEX_NAME, INDEX_UNIT
+from SpineAILib.scene.volumes import numpy_matrix, vtk_matrix
 
 OVERLAY_OF_ATTRIBUTE = "SpineAI.OverlayOf"  # on an overlay sequence: the name of the cine sequence
 OVERLAY_KIND_ATTRIBUTE = "SpineAI.OverlayKind"  # "masks", "box" or "heatmap"
@@ -338,7 +338,7 @@ def add_heatmap_sequence(ctx, browser, heats, name=None, colormap="ColdToHotRain
     import cv2
     import slicer
 
-    from .overlays import HEATMAP_ATTRIBUTE, show_foreground, style_heatmap_display
+    from SpineAILib.scene.overlays import HEATMAP_ATTRIBUTE, show_foreground, style_heatmap_display
 
     cine_sequence = _cine_sequence(browser)
     ijk_to_ras, (rows, cols), values = frame_geometry(browser)
@@ -397,7 +397,7 @@ def attach_heatmap_sequence(ctx, sequence, browser=None, colormap="ColdToHotRain
     frames (``cine_browser_for``); where its index values differ (a cine indexed in seconds) the
     heat map takes the cine's values item by item. Returns the proxy heat-map volume, not shown
     (``overlays.set_heatmap_visible`` is the toggle), or None when no cine in the scene fits."""
-    from .overlays import HEATMAP_ATTRIBUTE, style_heatmap_display
+    from SpineAILib.scene.overlays import HEATMAP_ATTRIBUTE, style_heatmap_display
 
     values = _index_values(sequence)
     browser = browser or cine_browser_for(ctx, len(values), values)

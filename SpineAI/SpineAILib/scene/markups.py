@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import terminology
+from SpineAILib import terminology
 
 
 def add_points(ctx, name, points, locked=False, color=None):
@@ -31,7 +31,7 @@ def add_roi(ctx, name, center_ras, size_mm, label=None, axes=None):
     ``axes``: 3x3, columns are the box's unit x, y, z directions in RAS (default: RAS axes).
     ``label`` goes on the ROI's control point (shown in views, saved in .mrk.json).
     """
-    from .volumes import vtk_matrix
+    from SpineAILib.scene.volumes import vtk_matrix
 
     node = ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", ctx.scene.GenerateUniqueName(name))
     was_modifying = node.StartModify()
@@ -60,7 +60,7 @@ def points_from_node(node):
 
 def roi_geometry(node):
     """dict(center, size, axes) of an ROI node (axes: 3x3, columns are the box axes in RAS)."""
-    from .volumes import numpy_matrix
+    from SpineAILib.scene.volumes import numpy_matrix
 
     center = [0.0, 0.0, 0.0]
     node.GetCenter(center)

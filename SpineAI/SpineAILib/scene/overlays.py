@@ -11,8 +11,8 @@ app) gets an equivalent table built here, which is saved with the scene.
 
 import numpy as np
 
-from ..images import VolumeImage
-from .volumes import add_volume
+from SpineAILib.images import VolumeImage
+from SpineAILib.scene.volumes import add_volume
 
 HEATMAP_ATTRIBUTE = "SpineAI.HeatMapOf"  # on the heat-map node: ID of the image it explains
 # On every heat-map layer (a volume or a heat sequence's proxy): what the "Heat map" toggles find.
@@ -35,7 +35,7 @@ def heat_color_node(ctx, colormap=DEFAULT_COLORMAP):
     existing = scene.GetFirstNodeByName(own_name)
     if existing is not None and existing.IsA("vtkMRMLColorTableNode"):
         return existing
-    from ..explain import heatmap_to_rgb
+    from SpineAILib.explain import heatmap_to_rgb
 
     cv_name = _EQUIVALENT.get(colormap, str(colormap).lower())
     rgb = heatmap_to_rgb(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None], cv_name)[0] / 255.0
@@ -80,7 +80,7 @@ def heatmap_layers(ctx):
     """The heat-map layers in the scene, oldest first: volumes styled as heat maps and the
     proxies of heat-map sequences (a proxy takes its items' attributes on every frame change,
     so those are found through their browser, by the sequence's kind)."""
-    from .cine_overlays import OVERLAY_KIND_ATTRIBUTE
+    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE
 
     layers = [n for n in ctx.nodes("vtkMRMLScalarVolumeNode") if n.GetAttribute(HEATMAP_LAYER_ATTRIBUTE) == "1"]
     for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
@@ -116,7 +116,7 @@ def matching_background(ctx, heat_node):
     (same dimensions and IJK->RAS within 1e-3), or None."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
-    from .volumes import numpy_matrix
+    from SpineAILib.scene.volumes import numpy_matrix
 
     def geometry(node):
         matrix = vtkMatrix4x4()

@@ -7,9 +7,9 @@ from whatever order its segments are in.
 
 import numpy as np
 
-from .. import terminology
-from ..images import VolumeImage
-from .volumes import add_volume, volume_image_from_node, vtk_safe_voxels
+from SpineAILib import terminology
+from SpineAILib.images import VolumeImage
+from SpineAILib.scene.volumes import add_volume, volume_image_from_node, vtk_safe_voxels
 
 LABEL_VALUE_TAG = "SpineAI.LabelValue"
 

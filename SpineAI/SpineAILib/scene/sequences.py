@@ -8,8 +8,8 @@ The sequence index is "time" in "ms"; index values are the frame times.
 
 import numpy as np
 
-from ..images import Cine
-from .volumes import numpy_matrix, vtk_matrix
+from SpineAILib.images import Cine
+from SpineAILib.scene.volumes import numpy_matrix, vtk_matrix
 
 INDEX_NAME = "time"
 INDEX_UNIT = "ms"

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..errors import InputError, OutputError
+from SpineAILib.errors import InputError, OutputError
 
 # Compound suffixes first: ".seg.nrrd" must win over ".nrrd".
 _SUFFIXES = (".seg.nrrd", ".seq.nrrd", ".mrk.json", ".nii.gz", ".schema.tsv",
@@ -264,28 +264,59 @@ def _quiet_vtk():
     if window.GetClassName() != "vtkOutputWindow":
         yield
         return
+    from vtkmodules.vtkCommonCore import vtkLogger
+
     mode = window.GetDisplayMode()
     window.SetDisplayModeToNever()
+    verbosity = vtkLogger.GetCurrentVerbosityCutoff()  # ITK readers report through vtkLogger
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_OFF)
     try:
         yield
     finally:
         window.SetDisplayMode(mode)
+        vtkLogger.SetStderrVerbosity(verbosity)
 
 
 def load_scene_mrb(ctx, path, clear=False):
     """Add the nodes of a .mrb bundle to ``ctx.scene`` (``clear``: close the scene first).
 
-    Returns the nodes that were added.
+    Returns the nodes that were added. The bundle is unpacked by ``SpineAILib.archive``
+    (members checked first, a private folder removed afterwards), never by Slicer's own
+    unzip, and every file its .mrml names must lie inside the bundle; see ``scene/mrml_refs.py``.
     """
     import slicer
+    from vtkmodules.vtkCommonCore import vtkCommand
+
+    from SpineAILib.archive import extracted
+    from SpineAILib.scene.mrml_refs import check_scene_files, find_mrml
 
     path = Path(path).absolute()
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    ctx.io_logics()  # ReadFromMRB needs a cache manager and data IO manager on the scene
+    ctx.io_logics()  # storage nodes read through the scene's data IO manager
     before = {node.GetID() for node in ctx.nodes()}
-    messages = slicer.vtkMRMLMessageCollection()
-    if not ctx.scene.ReadFromMRB(str(path), bool(clear), messages):
-        reason = " ".join(messages.GetAllMessagesAsString().split()) or "not a readable scene bundle"
-        raise InputError(f"{path}: could not load scene: {reason}")
-    return [node for node in ctx.nodes() if node.GetID() not in before]
+    scene = ctx.scene
+    url, root = scene.GetURL(), scene.GetRootDirectory()
+    with extracted(path, prefix="spineai-mrb-") as folder:
+        mrml = find_mrml(folder, path.name)
+        check_scene_files(mrml, folder, path.name)
+        messages = slicer.vtkMRMLMessageCollection()
+        try:
+            scene.SetURL(str(mrml))
+            scene.SetRootDirectory(str(mrml.parent))
+            if clear:
+                scene.Clear(0)
+            with _quiet_vtk():  # a damaged member is reported below, in one line
+                ok = scene.Import(messages)
+        finally:
+            scene.SetURL(url)
+            scene.SetRootDirectory(root)
+        errors = " ".join(messages.GetAllMessagesAsString().split())
+        added = [node for node in ctx.nodes() if node.GetID() not in before]
+        if not ok or messages.GetNumberOfMessagesOfType(vtkCommand.ErrorEvent):  # a member that did not read
+            raise InputError(f"{path}: could not load scene: {_short(errors) or 'not a readable scene bundle'}")
+    return added
+
+
+def _short(text, limit=300):
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from ..images import VolumeImage
+from SpineAILib.images import VolumeImage
 
 # Slicer's CT presets (window, level) from the Volumes module.
 CT_PRESETS = {"bone": (1000.0, 400.0), "soft-tissue": (400.0, 40.0)}

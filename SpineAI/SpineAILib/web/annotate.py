@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotation import keys
-from ..annotation.case import CERVICAL, CINE_STRUCTURES, DISC_LEVELS, FRAME_LABELS
-from ..annotation.scene_view import CaseLayers
-from ..annotation.session import AnnotationSession
-from ..errors import SpineAIError
-from ..severity.submission import CONDITIONS, GRADE_NAMES
-from . import viewer
+from SpineAILib.annotation import keys
+from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS
+from SpineAILib.annotation.scene_view import CaseLayers
+from SpineAILib.annotation.session import AnnotationSession
+from SpineAILib.errors import SpineAIError
+from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, CERVICAL_CT, LUMBAR_MRI_VERTEBRAE, ULTRASOUND_LABELS
+from SpineAILib.web import viewer
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ KEY_TRIGGER = "spineai_annot_key"
 STROKE_TRIGGER = "spineai_annot_stroke"
 TOOLS = ("none", "brush", "erase", "box", "point")
 CLICK_FRACTION = 0.01  # a stroke shorter than this (of the view's size) is a click
-LUMBAR = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
 FRACTURE_CHOICES = {"": None, "no": False, "yes": True}
 
 DEFAULT_STATE = {
@@ -43,7 +43,7 @@ DEFAULT_STATE = {
     "annot_structure": "csf",
     "annot_structures": list(CINE_STRUCTURES),
     "annot_radius": 2.0,
-    "annot_labels": {name: 0 for name in FRAME_LABELS},
+    "annot_labels": {name: 0 for name in ULTRASOUND_LABELS},
     "annot_frame_info": "",
     "annot_status": "",
     "annot_message": "",
@@ -63,7 +63,7 @@ DEFAULT_STATE = {
                                                        "value": g} for g in GRADE_NAMES],
     "annot_severity": {},
     "annot_fractures": {},
-    "annot_vertebrae": list(CERVICAL),
+    "annot_vertebrae": list(CERVICAL_VERTEBRAE),
     "annot_pending": "",
     "annot_help": keys.HELP,
 }
@@ -184,10 +184,10 @@ class WebAnnotator:
             return list(CINE_STRUCTURES)
         present = []
         if case.mask is not None:
-            from ..annotation.case import structure_name
+            from SpineAILib.annotation.case import structure_name
 
             present = [structure_name(v, "volume") for v in np.unique(case.mask) if v]
-        base = list(CERVICAL) if case.task == "cervical-ct" else list(LUMBAR)
+        base = list(CERVICAL_VERTEBRAE if case.task == CERVICAL_CT else LUMBAR_MRI_VERTEBRAE)
         return base + [name for name in present if name not in base]
 
     def _default_range(self):
@@ -379,6 +379,6 @@ class WebAnnotator:
     def _fail(self, error):
         if not isinstance(error, SpineAIError):
             log.exception("annotation failed")
-        from .app import _one_line
+        from SpineAILib.web.app import _one_line
 
         self._say(_one_line(error), error=True)

@@ -11,7 +11,7 @@ view's size; the page draws it meanwhile so the annotator sees where it goes.
 from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
 
-from .annotate import KEY_TRIGGER, STROKE_TRIGGER
+from SpineAILib.web.annotate import KEY_TRIGGER, STROKE_TRIGGER
 
 CLIENT_SCRIPT = """
 (function () {

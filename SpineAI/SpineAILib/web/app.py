@@ -31,19 +31,20 @@ from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_ver
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from .. import io as spine_io
-from .. import cine_review, navigation, results
-from ..io import volumes as io_volumes
-from ..errors import AmbiguousInputError, InputError, SpineAIError
-from ..images import Cine
-from ..scene import overlays, segmentations, sequences, storage, volumes
-from ..scene.context import SceneContext
-from . import annotate, annotate_panel, dataset_panel, panel, viewer
+from SpineAILib import io as spine_io
+from SpineAILib import navigation, results
+from SpineAILib.workflows.ultrasound import review as cine_review
+from SpineAILib.io import volumes as io_volumes
+from SpineAILib.errors import AmbiguousInputError, InputError, SpineAIError
+from SpineAILib.images import Cine
+from SpineAILib.scene import overlays, segmentations, sequences, storage, volumes
+from SpineAILib.scene.context import SceneContext
+from SpineAILib.web import annotate, annotate_panel, dataset_panel, panel, viewer
 
 log = logging.getLogger(__name__)
 
 # Files the scene layer reads as finished Slicer nodes (not as pixel data).
-TASK_NAMES = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
+from SpineAILib.vocabulary import TASKS as TASK_NAMES
 CINE_MIN_TICK_S = 0.04  # play at most ~25 frames/s: each frame is a server render + JPEG
 
 
@@ -159,7 +160,7 @@ class SpineAIWebApp(TrameApp):
     @staticmethod
     def _import_tasks():
         try:
-            from .. import tasks
+            from SpineAILib import tasks
 
             tasks.run_task_isolated  # noqa: B018 (fail here, not at Run, when it is missing)
             return tasks, ""
@@ -167,9 +168,10 @@ class SpineAIWebApp(TrameApp):
             return None, f"workflows are not available in this installation ({_one_line(error)})"
 
     def _task_items(self):
-        specs = getattr(self._tasks, "TASKS", None) or {}
-        if specs:
-            return [{"title": f"{name} — {spec.title}", "value": name} for name, spec in specs.items()]
+        if self._tasks is not None:
+            from SpineAILib.workflows.registry import WORKFLOWS
+
+            return [{"title": f"{name} — {w.title}", "value": name} for name, w in WORKFLOWS.items()]
         return [{"title": name, "value": name} for name in TASK_NAMES]
 
     # -- state helpers ----------------------------------------------------------
@@ -306,7 +308,7 @@ class SpineAIWebApp(TrameApp):
 
     def _open_case_folder(self, folder):
         """A case folder typed in Load: its image, then the case itself (Annotate panel)."""
-        from ..annotation.case import load_case
+        from SpineAILib.annotation.case import load_case
 
         case = load_case(folder)
         series = case.image.get("series")
@@ -321,8 +323,11 @@ class SpineAIWebApp(TrameApp):
 
     def _suggest_task(self, input_kind, modality):
         """Preselect the only workflow that takes this kind of input and modality, if one does."""
-        specs = getattr(self._tasks, "TASKS", None) or {}
-        fitting = [n for n, s in specs.items() if s.input_kind == input_kind and modality in s.modalities]
+        if self._tasks is None:
+            return
+        from SpineAILib.workflows.registry import WORKFLOWS
+
+        fitting = [n for n, w in WORKFLOWS.items() if w.input_kind == input_kind and modality in w.modalities]
         if len(fitting) == 1 or (fitting and self.state.task not in fitting):
             self.state.task = fitting[0]
 

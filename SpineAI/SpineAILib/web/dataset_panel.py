@@ -14,8 +14,8 @@ import logging
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 
-from ..dataset import actions
-from ..errors import SpineAIError
+from SpineAILib.dataset import actions
+from SpineAILib.errors import SpineAIError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class WebDataset:
         except Exception as error:
             if not isinstance(error, SpineAIError):
                 log.exception("dataset %s failed", what)
-            from .app import _one_line
+            from SpineAILib.web.app import _one_line
 
             self._set(dataset_running=False, dataset_error=True, dataset_message=_one_line(error))
             return

@@ -8,6 +8,8 @@ scripts can find them.
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 
+from SpineAILib.vocabulary import DEVICES
+
 # State names and their initial values (the app owns the values; the panel reads them).
 DEFAULT_STATE = {
     "load_path": "",
@@ -37,7 +39,7 @@ DEFAULT_STATE = {
     "task_error": False,
     "results_path": "",
     "tables": [],
-    # ultrasound review (SpineAILib.cine_review) and the generic heat-map toggle
+    # ultrasound review (SpineAILib.workflows.ultrasound.review) and the generic heat-map toggle
     "review_visible": False,
     "review_frame_text": "",
     "review_parts": [],
@@ -53,7 +55,7 @@ LOAD_AS_ITEMS = [
     {"title": "image", "value": "image"},
     {"title": "segmentation", "value": "segmentation"},
 ]
-DEVICE_ITEMS = ["auto", "cpu", "cuda"]
+DEVICE_ITEMS = list(DEVICES)
 KIND_ICONS = {
     "volume": "mdi-cube-outline",
     "label map": "mdi-label-outline",

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import SpineAIError
+from SpineAILib.errors import SpineAIError
 
 CHROMIUM = Path(os.environ.get("SPINEAI_CHROMIUM", "/usr/bin/chromium"))
 # Flags verified on headless servers without GPU (no sandbox, no network chatter).

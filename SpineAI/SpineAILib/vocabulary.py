@@ -1,0 +1,23 @@
+"""The names every part of SpineAI shares: tasks, labels, levels, devices.
+
+One home for them, so the CLI, the web app, the desktop module, the annotation
+case format, the bundle schema and the workflows can never disagree. Imports nothing.
+"""
+
+# -- tasks (as typed on the command line, stored in report.json, case.json and bundle metadata)
+LP_ULTRASOUND = "lp-ultrasound"
+LUMBAR_MRI = "lumbar-mri"
+CERVICAL_CT = "cervical-ct"
+TASKS = (LP_ULTRASOUND, LUMBAR_MRI, CERVICAL_CT)
+
+# -- devices a run may ask for
+DEVICES = ("auto", "cpu", "cuda")
+
+# -- lp-ultrasound: the per-frame labels, in the order of every table and network output
+ULTRASOUND_LABELS = ("bad_quality", "spinal_cord", "csf")
+
+# -- vertebrae
+CERVICAL_VERTEBRAE = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
+LUMBAR_VERTEBRAE = ("L1", "L2", "L3", "L4", "L5")
+# what an annotator may name on a lumbar MRI (the level model's T11-L5 and the sacrum)
+LUMBAR_MRI_VERTEBRAE = ("T11", "T12", *LUMBAR_VERTEBRAE, "S1")

@@ -1,0 +1,48 @@
+"""The Workflows section: task, device, Run, progress and the run's status line."""
+
+from dataclasses import dataclass, field
+
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+from undo_stack import Signal
+
+from SpineAILib.vocabulary import DEVICES
+from SpineAILib.web.typed_state import FlatState
+from SpineAILib.web.ui.panel_ui import heading, message_line
+
+DEVICE_ITEMS = list(DEVICES)
+
+
+@dataclass
+class WorkflowState:
+    task: str = "lumbar-mri"
+    task_items: list = field(default_factory=list)
+    device: str = "auto"
+    workflows_available: bool = True
+    task_running: bool = False
+    task_progress: float = 0
+    task_status: str = ""
+    task_error: bool = False
+
+
+class WorkflowUI:
+    run_clicked = Signal(str, str, str, object)  # task, device, the typed load path, its series
+
+    def __init__(self, server):
+        self.typed = FlatState(server.state, WorkflowState)
+
+    def build(self, load_path_name, load_series_name, busy_name):
+        n = self.typed.name
+        heading("Workflows")
+        with html.Div(v_if=(n.workflows_available,)):
+            v3.VSelect(v_model=(n.task,), items=(n.task_items,), id="spineai-task-select", label="Task",
+                       density="compact", hide_details=True)
+            with html.Div(classes="d-flex align-center mt-2", style="gap: 8px"):
+                v3.VSelect(v_model=(n.device,), items=("device_items", DEVICE_ITEMS), id="spineai-device-select",
+                           label="Device", density="compact", hide_details=True, style="max-width: 140px")
+                v3.VBtn("Run", id="spineai-run-button", color="primary", loading=(n.task_running,),
+                        disabled=(f"{n.task_running} || {busy_name}",),
+                        click=(self.run_clicked, f"[{n.task}, {n.device}, {load_path_name}, {load_series_name}]"))
+            v3.VProgressLinear(model_value=(n.task_progress,), id="spineai-task-progress", color="primary", height=6,
+                               rounded=True, classes="mt-2")
+        message_line(n.task_status, n.task_error, "spineai-task-status")

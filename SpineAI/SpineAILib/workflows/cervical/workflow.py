@@ -1,0 +1,202 @@
+"""cervical-ct: vertebrae C1-C7 (and T1 ...) named on a CT, fracture probabilities per vertebra (RSNA 2022).
+
+Writes ``vertebrae.seg.nrrd`` (one segment per vertebra, named, SNOMED CT terminology,
+label value = VerSe number), ``fractures.tsv`` (C1...C7 and patient_overall: present,
+probability, call, the reason for rows not scored), ``fracture_heatmap.nrrd`` (Grad-CAM
+of the fracture classifier on the CT's grid, 0..1), ``overlay_sagittal.png``,
+``overlay_coronal.png``, ``overlay_3d.png`` and ``scene.mrb``; the summary (vertebrae,
+volumes, centres, fracture calls, dropped candidates) goes into report.json.
+
+An MRI or a scout is refused with one line; a head or abdominal CT is a clean result
+that says "no cervical vertebrae found" (nothing named, every fracture row not in view).
+"""
+
+import time
+
+import numpy as np
+
+from SpineAILib.workflows.cervical import CERVICAL, FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
+from SpineAILib.workflows.cervical.checks import check_ct
+from SpineAILib.vocabulary import CERVICAL_CT
+from SpineAILib.workflows.base import Workflow
+
+OUTPUTS = {
+    "segmentation": "vertebrae.seg.nrrd",
+    "fractures": "fractures.tsv",
+    "heatmap": "fracture_heatmap.nrrd",
+    "scene": "scene.mrb",
+}
+TABLE_COLUMNS = ("vertebra", "present", "probability", "call", "threshold", "volume_ml", "reason", "row_id")
+
+
+def run(job):
+    from SpineAILib.workflows.cervical.segment import segment
+    from SpineAILib.models.bundle import load_bundle
+
+    layout, warnings = check_ct(job.image)  # before any model loads: an MRI or a scout is refused at once
+    job.warnings.extend(warnings)
+    segmentation_path, fracture_path = bundle_paths(job)
+    job.progress(0.05, "loading the vertebra model")
+    bundle = load_bundle(segmentation_path, device=job.device, expected_task=SEGMENTATION_TASK)
+    job.warnings.extend(synthetic_warning(bundle.metadata, "vertebra names and outlines"))
+    job.progress(0.1, "finding and naming vertebrae")
+    t0 = time.perf_counter()
+    result = segment(job.image, bundle, layout, progress=lambda f: job.progress(0.1 + 0.45 * f, "segmenting vertebrae"))
+    job.timings.update(result.timings)
+    job.timings["segmentation_s"] = round(time.perf_counter() - t0, 3)
+    job.results.update(summarise(result))
+
+    fractures = None
+    if fracture_path is not None:
+        job.progress(0.6, "scoring each vertebra for fractures")
+        fractures = score_fractures(job, result, fracture_path)
+    job.progress(0.75, "writing the segmentation, fracture table and heat map")
+    write_scene(job, result, fractures)
+
+
+def bundle_paths(job):
+    """(segmentation bundle, fracture bundle or None); ``--model`` may name either kind."""
+    from SpineAILib.workflows.cervical.fracture import fracture_bundle_path
+    from SpineAILib.models.bundle import read_metadata
+    from SpineAILib.models.catalogue import resolve_bundle
+
+    if read_metadata(job.bundle_path).get("task") == FRACTURE_TASK:
+        return resolve_bundle(SEGMENTATION_TASK), job.bundle_path
+    fracture = fracture_bundle_path()
+    if fracture is None:
+        job.warnings.append("no fracture bundle is installed: vertebrae only (train one with `spineai-train cervical-fracture`)")
+    return job.bundle_path, fracture
+
+
+def synthetic_warning(meta, what):
+    data = str(meta.get("training", {}).get("data", ""))
+    if "PHANTOM" in data.upper() or "SYNTHETIC" in data.upper():
+        return [f"{what} come from {meta.get('bundle_id')}, a model trained on synthetic CT phantoms, not on real CT: "
+                "they show the pipeline working, not a clinical reading"]  # fmt: skip
+    return []
+
+
+def summarise(result):
+    found = [v["name"] for v in result.vertebrae]
+    cervical = [name for name in found if name in CERVICAL]
+    if cervical:
+        missing = [name for name in CERVICAL if name not in cervical]
+        message = f"{len(cervical)} cervical vertebra(e) found ({', '.join(cervical)})"
+        if missing:
+            message += f"; not in view or not found: {', '.join(missing)}"
+    else:
+        message = "no cervical vertebrae found"
+    return {"message": message, "levels_found": found, "cervical_levels_found": cervical,
+            "vertebrae": result.vertebrae, "notes": result.notes}  # fmt: skip
+
+
+def score_fractures(job, result, fracture_path):
+    """Per-vertebra and patient probabilities and calls, the heat map; summary into report.json."""
+    from SpineAILib.workflows.cervical import fracture
+    from SpineAILib.models.bundle import load_bundle
+
+    loaded = load_bundle(fracture_path, device=job.device, expected_task=FRACTURE_TASK)
+    job.warnings.extend(synthetic_warning(loaded.metadata, "fracture probabilities"))
+    vertebra_threshold = float(loaded.thresholds.get("vertebra", 0.5))
+    rule, calibration = fracture.settings(loaded.metadata)
+    t0 = time.perf_counter()
+    entries, crops = fracture.score_vertebrae(job.image, result, loaded)
+    job.timings["fracture_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    heat = fracture.heatmap(job.image, result, loaded, entries, crops)
+    job.timings["fracture_heatmap_s"] = round(time.perf_counter() - t0, 3)
+    if heat is not None and heat.voxels.shape != job.image.voxels.shape:
+        job.warnings.append("the volume is very large: the fracture heat map is on the model's coarser grid")
+
+    volumes = {v["name"]: v["volume_ml"] for v in result.vertebrae}
+    rows = []
+    for entry in entries:
+        if entry["present"]:
+            p = entry["probability"]
+            rows.append({"vertebra": entry["name"], "present": 1, "probability": round(p, 4),
+                         "call": "fracture" if p >= vertebra_threshold else "no fracture",
+                         "threshold": vertebra_threshold, "volume_ml": volumes.get(entry["name"]),
+                         "reason": ""})  # fmt: skip
+        else:
+            rows.append({"vertebra": entry["name"], "present": 0, "probability": None, "call": "not in view",
+                         "threshold": vertebra_threshold, "volume_ml": None,
+                         "reason": "not found in the image (outside the field of view, or not recognised)"})  # fmt: skip
+    scored = [r["probability"] for r in rows if r["present"]]
+    patient = fracture.patient_probability(scored, rule, calibration["patient"])
+    if patient is None:
+        rows.append({"vertebra": PATIENT_ROW, "present": 0, "probability": None, "call": "not assessed",
+                     "threshold": None, "volume_ml": None, "reason": "no cervical vertebrae found"})  # fmt: skip
+    else:
+        # The call is the definition of patient_overall: any vertebra called fractured. The probability
+        # combines the vertebrae's (rule, calibration) and is what an RSNA 2022 submission takes.
+        missing = [r["vertebra"] for r in rows if not r["present"]]
+        called = [r["vertebra"] for r in rows if r["call"] == "fracture"]
+        rows.append({"vertebra": PATIENT_ROW, "present": 1, "probability": round(patient, 4),
+                     "call": "fracture" if called else "no fracture", "threshold": None, "volume_ml": None,
+                     "reason": f"probability from {len(scored)} vertebra(e) ({rule}); call: "
+                     + (f"{', '.join(called)} called fractured" if called else "no vertebra called fractured")
+                     + (f"; {', '.join(missing)} not in view" if missing else "")})  # fmt: skip
+    study = str(job.image.metadata.get("StudyInstanceUID") or job.image.description or "study")
+    for row in rows:
+        row["row_id"] = f"{study}_{row['vertebra']}"
+    meta = loaded.metadata
+    job.results["fractures"] = {
+        "rows": [{k: row[k] for k in ("vertebra", "present", "probability", "call")} for row in rows],
+        "fractured": [r["vertebra"] for r in rows[:-1] if r["call"] == "fracture"],
+        "patient_overall": {"probability": rows[-1]["probability"], "call": rows[-1]["call"]},
+        "thresholds": {"vertebra": vertebra_threshold},
+        "patient_rule": rule,
+        "calibration": calibration,
+        "model": {"bundle_id": meta.get("bundle_id"), "version": meta.get("version"), "path": str(fracture_path),
+                  "trained_on": meta.get("training", {}).get("data", "")},
+    }  # fmt: skip
+    return {"rows": rows, "heat": heat}
+
+
+def table_columns(rows):
+    return {column: [row[column] for row in rows] for column in TABLE_COLUMNS}
+
+
+def write_scene(job, result, fractures):
+    from SpineAILib.render import render_views
+    from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.segmentations import add_segmentation_from_labelmap
+    from SpineAILib.scene.storage import save_node
+    from SpineAILib.scene.volumes import add_volume
+    from SpineAILib.workflows.scene_outputs import save_scene, save_table_and_heatmap
+
+    out = job.out_dir
+    t0 = time.perf_counter()
+    ctx = SceneContext.headless()
+    volume = add_volume(ctx, job.image, name=job.image.description or "CT")
+    segmentation = None
+    if result.vertebrae:
+        segmentation = add_segmentation_from_labelmap(ctx, result.labelmap, reference_node=volume, name="Vertebrae")
+        save_node(segmentation, out / OUTPUTS["segmentation"])
+        job.outputs["segmentation"] = OUTPUTS["segmentation"]
+    if fractures is not None:
+        save_table_and_heatmap(ctx, job, volume, "Fractures", table_columns(fractures["rows"]), fractures["heat"],
+                               {"table": ("fractures", OUTPUTS["fractures"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
+    job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
+
+    job.progress(0.85, "rendering overlays")
+    t0 = time.perf_counter()
+    cervical = [v["centre_ras"] for v in result.vertebrae if v["name"] in CERVICAL] or [v["centre_ras"] for v in result.vertebrae]
+    centre = np.mean(cervical, axis=0) if cervical else None
+    views = ("sagittal", "coronal", "3d") if segmentation is not None else ("sagittal", "coronal")
+    pictures = render_views(ctx, volume, out, segmentation_node=segmentation, views=views, prefix="overlay",
+                            center_ras=centre)  # fmt: skip
+    for view, path in pictures.items():
+        job.outputs[f"overlay_{view}"] = path.name
+    job.timings["render_s"] = round(time.perf_counter() - t0, 3)
+    job.progress(0.95, "saving the scene")
+    save_scene(ctx, job, OUTPUTS["scene"])
+
+
+class CervicalCtWorkflow(Workflow):
+    name = CERVICAL_CT
+    title = "Cervical spine CT"
+    input_kind = "volume"
+    modalities = ("CT", "")
+    description = "C1-C7 vertebra segmentation and per-vertebra fracture probabilities (RSNA 2022)"
+    run = staticmethod(run)

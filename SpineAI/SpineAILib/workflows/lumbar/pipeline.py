@@ -1,0 +1,139 @@
+"""Volume in, named vertebral bodies out: the level model's whole inference path.
+
+Used by the lumbar-mri workflow and by the evaluation script, so the reported
+metrics are those of what users run.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from SpineAILib.errors import InputError
+from SpineAILib.images import VolumeImage
+from SpineAILib.terminology import vertebra_number
+from SpineAILib.workflows.lumbar.grid import SagittalLayout
+from SpineAILib.workflows.lumbar.postprocess import clean_levels
+from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
+from SpineAILib.workflows.lumbar.refine import refine_bodies
+
+# The model runs on sagittal slices at least this far apart; thinner ones in between are
+# interpolated (levels.predict.predict_labels): 1 mm slices hardly differ from their neighbours.
+LATERAL_STEP_MM = 2.0
+MIN_PLANE_MM = 30.0  # a sagittal field of view smaller than this cannot hold one lumbar body
+# Signed images whose low end reaches this are in Hounsfield units (air -1000): CT.
+CT_AIR_HU = -500.0
+HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK"}
+HEAD_WORDS = {"brain", "head", "cerebral", "cranial", "skull"}
+
+
+@dataclass
+class LevelResult:
+    labelmap: VolumeImage  # VerSe numbers on the input's own grid
+    vertebrae: list  # [{name, label, volume_ml, centre_ras}] top to bottom
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def check_mri(image):
+    """Refuse CT and brain/head MRI, and views too small to hold a level; the layout of the sagittal slices."""
+    check_modality(image)
+    return check_field_of_view(image)
+
+
+def check_modality(image):
+    """CT (by modality or by Hounsfield-like intensities) and brain/head studies (by their header) are refused."""
+    if image.modality == "CT":
+        raise InputError("the input is a CT (DICOM modality CT); lumbar-mri needs a sagittal MRI of the lumbar spine")
+    region = head_region(image.metadata)
+    if region:
+        raise InputError(f"the input is a brain/head MRI ({region}); lumbar-mri needs a sagittal MRI of the lumbar spine, "
+                         "so no lumbar level is named")  # fmt: skip
+    voxels = image.voxels
+    if np.issubdtype(voxels.dtype, np.signedinteger) or np.issubdtype(voxels.dtype, np.floating):
+        low = float(np.percentile(voxels[:: max(1, voxels.shape[0] // 16)], 1))
+        if low <= CT_AIR_HU:
+            raise InputError(
+                f"the input looks like a CT, not an MRI: its intensities go down to {float(voxels.min()):.0f} "
+                "(Hounsfield units, air at -1000); lumbar-mri needs a sagittal MRI of the lumbar spine"
+            )
+
+
+def head_region(metadata):
+    """'BodyPartExamined HEAD' / 'series description "T1 brain"' when the header says head or brain, else ''."""
+    part = str(metadata.get("BodyPartExamined", "")).strip().upper()
+    if part in HEAD_PARTS:
+        return f"BodyPartExamined {part}"
+    for key in ("SeriesDescription", "ProtocolName"):
+        words = set(re.split(r"[^a-z]+", str(metadata.get(key, "")).lower()))
+        if words & HEAD_WORDS:
+            return f'{key} "{metadata[key]}"'
+    return ""
+
+
+def check_field_of_view(image):
+    """The sagittal layout; InputError when the sagittal field of view cannot hold one lumbar body."""
+    layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
+    extent = [(n - 1) * s for n, s in zip(layout.shape[1:], layout.spacing[1:])]
+    if min(extent) < MIN_PLANE_MM:
+        raise InputError(
+            f"the sagittal field of view is {extent[0]:.0f} x {extent[1]:.0f} mm (superior-inferior x "
+            f"anterior-posterior); lumbar-mri needs at least {MIN_PLANE_MM:.0f} mm each way"
+        )
+    return layout
+
+
+def segment_vertebrae(image, bundle, progress=None, refiner=None):
+    """Run the bundle's level model on ``image``, clean the result up in 3-D and, with a
+    ``refiner`` bundle (levels.refine), redraw the named bodies' outlines at 1 mm."""
+    import time
+
+    meta = bundle.metadata
+    names = list(meta["labels"])
+    values = [0] + [vertebra_number(n) for n in names[1:]]
+    spacing = float(meta["input"]["spacing"][0])
+    timings = {}
+
+    t0 = time.perf_counter()
+    layout = check_mri(image)
+    canonical = layout.to_canonical(image.voxels)
+    slices = prepare(canonical, layout.spacing, spacing, meta["input"].get("intensity"))
+    timings["prepare_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
+    step = max(1, int(LATERAL_STEP_MM // layout.spacing[0]))
+    classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
+                             background_offset=offset, step=step)  # fmt: skip
+    timings["slices_predicted"] = len(range(0, canonical.shape[0], step)) + (1 if (canonical.shape[0] - 1) % step else 0)
+    timings["predict_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names))
+    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+    if refiner is not None:
+        t0 = time.perf_counter()
+        cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner)
+        notes += refine_notes
+        timings["refine_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    lut = np.array(values, np.uint8)
+    labelmap = VolumeImage(
+        voxels=layout.from_canonical(lut[cleaned]),
+        ijk_to_ras=image.ijk_to_ras.copy(),
+        modality=image.modality,
+        description="Vertebrae",
+        is_labelmap=True,
+    )
+    vertebrae = []
+    for body in sorted(bodies, key=lambda b: b.row_mm):
+        kji = np.array(np.unravel_index(body.index, canonical.shape), float).mean(axis=1)
+        centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+        vertebrae.append({
+            "name": names[body.name_index],
+            "label": int(values[body.name_index]),
+            "volume_ml": round(body.volume_ml, 2),
+            "centre_ras": [round(float(v), 2) for v in centre[:3]],
+        })  # fmt: skip
+    timings["labelmap_s"] = round(time.perf_counter() - t0, 3)
+    return LevelResult(labelmap, vertebrae, notes, timings)
