@@ -2,20 +2,25 @@
 
 The widget binds Resources/UI/SpineAI.ui to a typed parameter node and, on Apply,
 runs the same command line users run (``spineai run TASK INPUT --out DIR``) in a
-background PythonSlicer process, so Slicer stays responsive and a crash or a
-Cancel cannot take the scene with it. The result files are then loaded through
-SpineAILib.scene. Nothing heavy (torch, monai, SpineAILib) is imported when Slicer
-starts: only when the module is used.
+background PythonSlicer process (SpineAILib.runtime.child, through
+SpineAILib.desktop.job), so Slicer stays responsive and a crash or a Cancel cannot take
+the scene with it. The result files are then loaded through SpineAILib.scene.
+
+Supported: 3D Slicer 5.8 (Python 3.9) and 5.10 (Python 3.12); older versions get one line
+saying so. Nothing heavy (torch, monai, numpy users) is imported when Slicer starts: only
+SpineAILib.vocabulary (the shared task and device names, which imports nothing). Packages
+are checked by version and installed, after one confirmation, before each action that
+needs them (SpineAILib.desktop.dependencies).
+
+Helpers beside this file, in SpineAILib/desktop/: ``annotate`` (the Annotate section),
+``job`` (the background process), ``dependencies`` (the dependency handler).
 """
 
 import logging
 import os
 import pathlib
-import queue
 import re
 import shutil
-import sys
-import threading
 import time
 from typing import Annotated, Union
 
@@ -32,29 +37,23 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-TASKS = ("lp-ultrasound", "lumbar-mri", "cervical-ct")
-DEVICES = ("auto", "cpu", "cuda")
+from SpineAILib.vocabulary import DEVICES, TASKS
+
+try:
+    from slicer.i18n import tr as _
+except ImportError:  # Slicer older than 5.4: the version check below says what to do
+    def _(text):
+        return text
+
 TIMELINE_WIDTH = 400  # px of the ultrasound timeline picture in the panel
 CALL_COLOURS = {"bad_quality": "#d62728", "spinal_cord": "#2ca02c", "csf": "#1f77b4"}  # as the timeline's
 
-# import name -> pip requirement. torch and torchvision come from the PyTorch extension
-# when it is installed, because it picks the wheel matching the user's CUDA driver.
-PYTHON_REQUIREMENTS = {
-    "monai": "monai>=1.4",
-    "safetensors": "safetensors",
-    "pydicom": "pydicom>=3",
-    "pylibjpeg": "pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg",
-    "nibabel": "nibabel",
-    "nrrd": "pynrrd",
-    "cv2": "opencv-python-headless",
-    "PIL": "pillow",
-    "psutil": "psutil",
-}
-TORCH_REQUIREMENT = ">=2.1"
 
-# Runs SpineAILib's CLI inside PythonSlicer without relying on a console script
-# being installed in Slicer's Python: argv after -c reaches main() as sys.argv[1:].
-CLI_BOOTSTRAP = "import sys; from SpineAILib.cli import main; sys.argv[0] = 'spineai'; sys.exit(main())"
+def _versionProblem():
+    """One line when this Slicer is older than SpineAI supports (5.8), else None."""
+    from SpineAILib.desktop.dependencies import slicer_version_problem
+
+    return slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
 
 
 #
@@ -65,22 +64,22 @@ CLI_BOOTSTRAP = "import sys; from SpineAILib.cli import main; sys.argv[0] = 'spi
 class SpineAI(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SpineAI"
-        self.parent.categories = ["Spine"]
+        self.parent.title = _("SpineAI")
+        self.parent.categories = [_("Spine")]
         self.parent.dependencies = []
         self.parent.contributors = ["SpineAI contributors"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Spine imaging AI: per-frame quality, spinal cord and CSF labels for infant lumbar-puncture
 ultrasound cines; disc-level degenerative grading for lumbar MRI; vertebra segmentation
 and fracture detection for cervical CT. Choose an input volume or sequence (or a file or
 DICOM folder), a task and optionally a model bundle, then press Apply. The same analysis
-runs headless with <code>spineai run TASK INPUT --out DIR</code>.
-"""
-        self.parent.acknowledgementText = """
+runs headless with <code>spineai run TASK INPUT --out DIR</code>. Needs 3D Slicer 5.8 or later.
+""")
+        self.parent.acknowledgementText = _("""
 Built on <a href="https://monai.io">MONAI</a> and PyTorch, following the patterns of the
 SlicerMONAIAuto3DSeg and SlicerTotalSegmentator extensions. Model results are for research
 use and are not a medical device.
-"""
+""")
 
 
 #
@@ -90,10 +89,12 @@ use and are not a medical device.
 
 @parameterNodeWrapper
 class SpineAIParameterNode:
-    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
+    # Every node field allows None: the wrapper writes None when it creates the node, and the
+    # node combo box offers "None" (noneEnabled); without it creating the node raises TypeError.
+    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]
     inputPath: pathlib.Path  # a file or DICOM folder; when set it wins over inputNode
-    task: Annotated[str, Choice(TASKS)] = "lp-ultrasound"
-    device: Annotated[str, Choice(DEVICES)] = "auto"
+    task: Annotated[str, Choice(TASKS)] = TASKS[0]
+    device: Annotated[str, Choice(DEVICES)] = DEVICES[0]
     modelPath: pathlib.Path  # empty: the catalogue's default bundle for the task
     outputFolder: pathlib.Path  # empty: a new folder under Slicer's temporary folder
     caseFolder: pathlib.Path  # the annotation case's working folder (Annotate section)
@@ -119,12 +120,13 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._outDir = None
+        self._unsupported = None  # why this Slicer cannot run SpineAI, or None
         self._review = None  # SpineAILib.workflows.ultrasound.review.CineReview of an ultrasound run
         self._reviewBrowser = None  # the sequence browser of the reviewed cine
         self._reviewFrame = None
         self._timeline = None  # the timeline QPixmap, scaled, without the frame line
         self._heatNode = None  # the heat-map layer the Heat map box shows
-        self.annotation = None  # SpineAIAnnotation: the Annotate section
+        self.annotation = None  # SpineAILib.desktop.annotate.SpineAIAnnotation: the Annotate section
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -143,7 +145,12 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatmapCheckBox.connect("toggled(bool)", self.onHeatmapToggled)
         self._setRunning(False)
         self._showReview(None, [])
+        from SpineAILib.desktop.annotate import SpineAIAnnotation
+
         self.annotation = SpineAIAnnotation(self)
+        self._unsupported = _versionProblem()
+        if self._unsupported:
+            self._status(self._unsupported)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -157,8 +164,12 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self):
         self.initializeParameterNode()
+        if self.annotation:
+            self.annotation.enter()
 
     def exit(self):
+        if self.annotation:
+            self.annotation.exit()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -194,8 +205,9 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None):
         p = self._parameterNode
         hasInput = bool(p and (p.inputNode or _pathOrNone(p.inputPath)))
-        self.ui.applyButton.enabled = hasInput and self._job is None
-        self.ui.applyButton.toolTip = "Run the selected task" if hasInput else "Select an input volume, sequence or file"
+        self.ui.applyButton.enabled = hasInput and self._job is None and not self._unsupported
+        self.ui.applyButton.toolTip = (self._unsupported or _("Run the selected task")) if hasInput else \
+            _("Select an input volume, sequence or file")
 
     def _setRunning(self, running):
         self.ui.progressBar.visible = running
@@ -208,12 +220,26 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = text
         logging.info(f"SpineAI: {text}")
 
+    def ensurePackages(self, what, modules=None):
+        """Before an action: this Slicer is supported and the packages the action needs are
+        installed (asked once, installed to fit this Slicer). False, with one line, when not."""
+        from SpineAILib.desktop import dependencies
+
+        if self._unsupported:
+            slicer.util.errorDisplay(self._unsupported)
+            return False
+        if not dependencies.ensure(modules or dependencies.FILES, ask=True, what=what):
+            self._status(_("SpineAI needs its Python packages for {what}; nothing was done.").format(what=what))
+            return False
+        return True
+
     def onApplyButton(self):
-        if not self.logic.ensurePythonRequirements(askConfirmation=True):
-            self._status("SpineAI needs its Python packages; nothing was run.")
-            return
+        from SpineAILib.desktop.dependencies import RUN
+
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("SpineAI could not start.", waitCursor=True):
+        if not self.ensurePackages(_("a {task} run").format(task=p.task), RUN):
+            return
+        with slicer.util.tryWithErrorDisplay(_("SpineAI could not start."), waitCursor=True):
             inputPath, series = _pathOrNone(p.inputPath), None
             if inputPath is None and p.task == "lumbar-mri":
                 # A series loaded from Slicer's DICOM database brings its whole study: every series grades what it shows.
@@ -222,21 +248,21 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._outDir = self.logic.newOutputFolder(p.task, _pathOrNone(p.outputFolder))
             self._job = self.logic.run(
                 p.task, inputPath, self._outDir, p.device, _pathOrNone(p.modelPath),
-                wait=False, onLine=self._onLine, onFinished=self._onFinished, series=series,
+                wait=False, onLine=self._onLine, onProgress=self._onProgress, onFinished=self._onFinished, series=series,
             )
-            self._status(f"Running {p.task} on {inputPath.name}...")
+            self._status(_("Running {task} on {name}...").format(task=p.task, name=inputPath.name))
             self._setRunning(True)
 
     def onCancelButton(self):
         if self._job:
             self._job.cancel()
-            self._status("Cancelling...")
+            self._status(_("Cancelling..."))
+
+    def _onProgress(self, fraction, message):
+        self.ui.progressBar.setRange(0, 100)
+        self.ui.progressBar.value = min(100, int(fraction * 100))
 
     def _onLine(self, line):
-        found = re.search(r"(\d{1,3}(?:\.\d+)?)\s*%", line)
-        if found:
-            self.ui.progressBar.setRange(0, 100)
-            self.ui.progressBar.value = min(100, int(float(found.group(1))))
         if line.strip():
             self.ui.statusLabel.text = line.strip()[:200]
 
@@ -244,19 +270,22 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self._setRunning(False)
         if job.cancelled:
-            self._status("Cancelled.")
+            self._status(_("Cancelled."))
             return
         if job.returncode != 0:
-            self._status(f"Failed: {job.reason()}")
-            slicer.util.errorDisplay(f"SpineAI failed:\n{job.reason()}", detailedText="\n".join(job.lines[-200:]))
+            self._status(_("Failed: {reason}").format(reason=job.reason()))
+            slicer.util.errorDisplay(_("SpineAI failed: {reason}").format(reason=job.reason()),
+                                     detailedText="\n".join(job.lines[-200:]))
             return
-        with slicer.util.tryWithErrorDisplay("SpineAI could not load its results.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("SpineAI could not load its results."), waitCursor=True):
+            from SpineAILib.results import report_summary
+
             nodes = self.logic.load_results(self._outDir)
             tables = [n for n in nodes if hasattr(n, "IsA") and n.IsA("vtkMRMLTableNode")]
             if tables:
                 self.ui.resultsTableView.setMRMLTableNode(tables[0])
             self._showReview(self._outDir, nodes)
-            summary = self.logic.reportSummary(self._outDir)
+            summary = report_summary(self._outDir)
             self._status(f"Done in {job.seconds:.0f} s: {summary + ' — ' if summary else ''}"
                          f"{len(nodes)} result(s) loaded from {self._outDir}")
 
@@ -340,616 +369,44 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 #
-# Annotate section
-#
-
-
-class SpineAIAnnotation(VTKObservationMixin):
-    """The Annotate section: Slicer's own Segment Editor and markups on the shared annotation
-    session (SpineAILib.annotation), which saves every edit, logs who / when and undoes.
-
-    Masks: the Segment Editor edits a segmentation holding the mask of the frame on screen (or
-    of the volume); each change is read back into the session half a second after the last
-    stroke. Points: place mode into the case's point list. Boxes: an ROI drawn with Slicer's
-    tools, saved with Save box. Frame labels: buttons and keys (SpineAILib.annotation.keys).
-    """
-
-    KEYS = ("Left", "Right", "1", "2", "3", "Q", "W", "E", "C", "Ctrl+Z", "Ctrl+Y")
-    SYNC_DELAY_MS = 500
-
-    def __init__(self, widget):
-        VTKObservationMixin.__init__(self)
-        self.widget = widget
-        self.ui = widget.ui
-        self.logic = widget.logic
-        self.session = None
-        self.layers = None
-        self.browser = None  # the case cine's sequence browser
-        self.imageNode = None  # the frame proxy or volume the masks are drawn on
-        self.segmentationNode = None
-        self.boxNode = None  # the ROI being drawn, until Save box
-        self._frame = None
-        self._updating = False
-        self._syncTimer = qt.QTimer()
-        self._syncTimer.setSingleShot(True)
-        self._syncTimer.setInterval(self.SYNC_DELAY_MS)
-        self._syncTimer.connect("timeout()", self._syncMask)
-        self._shortcuts = []
-        self.ui.openCaseButton.connect("clicked(bool)", self.onOpenCase)
-        self.ui.closeCaseButton.connect("clicked(bool)", self.close)
-        self.ui.prefillButton.connect("clicked(bool)", self.onPrefill)
-        self.ui.undoButton.connect("clicked(bool)", lambda: self._edit(self.session.undo, "undo"))
-        self.ui.redoButton.connect("clicked(bool)", lambda: self._edit(self.session.redo, "redo"))
-        self.ui.badQualityButton.connect("clicked(bool)", lambda: self.onToggle("bad_quality"))
-        self.ui.spinalCordButton.connect("clicked(bool)", lambda: self.onToggle("spinal_cord"))
-        self.ui.csfButton.connect("clicked(bool)", lambda: self.onToggle("csf"))
-        self.ui.copyPreviousButton.connect("clicked(bool)", self.onCopyPrevious)
-        self.ui.placeBoxButton.connect("clicked(bool)", self.onPlaceBox)
-        self.ui.saveBoxButton.connect("clicked(bool)", self.onSaveBox)
-        self.ui.deleteBoxButton.connect("clicked(bool)", self.onDeleteBox)
-        self.ui.placePointButton.connect("clicked(bool)", self.onPlacePoint)
-        self.ui.gradeComboBox.connect("activated(int)", self.onGrade)
-        self.ui.fractureComboBox.connect("activated(int)", self.onFracture)
-        self.ui.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
-        self.ui.importDatasetButton.connect("clicked(bool)", self.onImportDataset)
-        self.ui.importedCasesListWidget.connect("itemDoubleClicked(QListWidgetItem*)", self.onOpenImportedCase)
-        self.ui.annotationKeysLabel.text = self.logic.annotation_keys_help()
-        self._datasetJob = None  # the running `spineai dataset export/import`
-        self._suggestedDataset = ""  # the dataset folder last suggested for the open case
-        self._importedCases = []  # [{"name", "split", "path"}] listed after an import
-        self._showControls()
-
-    # --- opening and closing ---
-
-    def onOpenCase(self):
-        p = self.widget._parameterNode
-        folder = _pathOrNone(p.caseFolder)
-        if folder is None:
-            self.ui.annotationStatusLabel.text = "Choose a case folder first."
-            return
-        with slicer.util.tryWithErrorDisplay("SpineAI could not open the case.", waitCursor=True):
-            self.close()
-            imagePath = _pathOrNone(p.inputPath)
-            if imagePath is None and p.inputNode is not None and not (folder / "annotation.json").is_file():
-                # A node: its file beside the case folder, so the case can be reopened later.
-                imagePath = self.logic.exportInput(p.inputNode, p.task)
-                kept = folder.parent / (folder.name + "-" + imagePath.name)
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(imagePath, kept)
-                imagePath = kept
-            self._openSession(folder, imagePath, p.task)
-
-    def onOpenImportedCase(self, item=None):
-        """A case of the last import (double-click): it brings its own image and task."""
-        row = self.ui.importedCasesListWidget.currentRow
-        if not 0 <= row < len(self._importedCases):
-            return
-        folder = pathlib.Path(self._importedCases[row]["path"])
-        with slicer.util.tryWithErrorDisplay("SpineAI could not open the case.", waitCursor=True):
-            self.close()
-            self.widget._parameterNode.caseFolder = folder
-            self._openSession(folder, None, None)
-
-    def _openSession(self, folder, imagePath, task):
-        """Open the case, show its image and layers, and suggest where its dataset export goes."""
-        self.session = self.logic.open_case(folder, imagePath, task)
-        self.imageNode, self.browser = self.logic.case_image_into_scene(self.session)
-        self.layers = self.logic.case_layers(self.session)
-        if self.browser is not None:
-            self.addObserver(self.browser, vtk.vtkCommand.ModifiedEvent, self._onBrowserModified)
-        self._frame = self._currentFrame()
-        self._setUpSegmentEditor()
-        self._setUpShortcuts()
-        self._fillChoices()
-        self._suggestDatasetFolder()
-        self._refresh(f"Case {folder.name} opened.")
-
-    def close(self):
-        self._syncTimer.stop()
-        if self.session is not None and self.segmentationNode is not None:
-            self._syncMask()  # the last strokes
-        self.removeObservers()
-        for shortcut in self._shortcuts:
-            shortcut.setEnabled(False)
-            shortcut.setParent(None)
-        self._shortcuts = []
-        for node in (self.segmentationNode, self.boxNode):
-            if node is not None and slicer.mrmlScene.IsNodePresent(node):
-                slicer.mrmlScene.RemoveNode(node)
-        if self.layers is not None:
-            self.layers.remove()
-        if self.session is not None:
-            self.session.close()
-        self.session = self.layers = self.browser = self.imageNode = self.segmentationNode = self.boxNode = None
-        self._showControls()
-
-    def onPrefill(self):
-        if self.session is None or self.widget._outDir is None:
-            self.ui.annotationStatusLabel.text = "Open a case and run a task (Apply) first."
-            return
-        with slicer.util.tryWithErrorDisplay("SpineAI could not prefill the case.", waitCursor=True):
-            summary = self.session.prefill(self.widget._outDir)
-            self._reloadSegmentation()
-            self._refresh(f"Prefilled {summary['set']} items; {summary['kept']} of your edits kept.")
-
-    # --- dataset export / import (SpineAILib.dataset.actions decides; the CLI runs in a child process) ---
-
-    def _suggestDatasetFolder(self):
-        suggestion = str(self.logic.default_dataset_folder(self.session.case.folder))
-        current = self.ui.datasetFolderLineEdit.currentPath
-        if not current or current == self._suggestedDataset:
-            self.ui.datasetFolderLineEdit.currentPath = suggestion
-        self._suggestedDataset = suggestion
-
-    def onExportDataset(self):
-        folders = [self.session.case.folder] if self.session is not None else []
-        try:
-            if self.session is not None:
-                self._syncMask()  # the last strokes belong in the export
-            plan = self.logic.dataset_export_plan(folders, self.ui.datasetFolderLineEdit.currentPath,
-                                                  self.ui.datasetAddCheckBox.checked)
-        except Exception as error:  # one-line refusals (no case, a non-empty folder without Add, ...)
-            self.ui.datasetStatusLabel.text = f"Export refused: {error}"
-            return
-        self._startDatasetJob(plan, "Exporting", lambda: self.logic.dataset_export_summary(plan).message)
-
-    def onImportDataset(self):
-        try:
-            plan = self.logic.dataset_import_plan(self.ui.datasetFolderLineEdit.currentPath)
-        except Exception as error:
-            self.ui.datasetStatusLabel.text = f"Import refused: {error}"
-            return
-        self._startDatasetJob(plan, "Importing", lambda: self._listImported(self.logic.dataset_import_summary(plan)))
-
-    def _listImported(self, result):
-        self._importedCases = list(result.cases)
-        self.ui.importedCasesListWidget.clear()
-        for case in self._importedCases:
-            self.ui.importedCasesListWidget.addItem(f"{case['name']} · {case['split']}" if case["split"] else case["name"])
-        return result.message
-
-    def _startDatasetJob(self, plan, doing, summary):
-        """Run the plan's `spineai dataset ...` (if any) in the background; ``summary()`` gives the result line."""
-        def finished(job=None):
-            self._datasetJob = None
-            self._showControls()
-            if job is not None and job.returncode != 0:
-                self.ui.datasetStatusLabel.text = f"Failed: {self.logic.dataset_error(job.lines) or job.reason()}"
-                return
-            try:
-                self.ui.datasetStatusLabel.text = summary()
-            except Exception as error:
-                self.ui.datasetStatusLabel.text = f"Failed: {error}"
-
-        if not plan.arguments:  # nothing to run (cases imported before: listed again)
-            finished()
-            return
-        self.ui.datasetStatusLabel.text = f"{doing}..."
-        self._datasetJob = self.logic.dataset_job(plan.arguments, onLine=self._onDatasetLine, onFinished=finished)
-        self._showControls()
-
-    def _onDatasetLine(self, line):
-        progress = self.logic.dataset_progress(line)
-        if progress is not None:
-            self.ui.datasetStatusLabel.text = f"{progress[0] * 100:.0f}% {progress[1]}"
-
-    # --- edits ---
-
-    def _edit(self, call, what):
-        if self.session is None:
-            return
-        with slicer.util.tryWithErrorDisplay(f"SpineAI: {what} failed.", waitCursor=False):
-            self._syncMask()
-            call()
-            self._reloadSegmentation()
-            self._refresh(what)
-
-    def onToggle(self, label):
-        if self.session is not None and self.session.case.is_cine:
-            self._edit(lambda: self.session.toggle_label(self._currentFrame(), label), f"toggled {label}")
-
-    def onCopyPrevious(self):
-        if self.session is not None and self.session.case.is_cine:
-            self._edit(lambda: self.session.copy_previous_labels(self._currentFrame()), "copied the previous frame")
-
-    def onKey(self, key):
-        """A shortcut (Qt key text, e.g. "Ctrl+Z"): the shared keymap decides what it means."""
-        ctrl = key.startswith("Ctrl+")
-        action = self.logic.annotation_key(key.split("+")[-1], ctrl, False)
-        if action is None or self.session is None:
-            return
-        name, argument = action
-        if name == "frame" and self.browser is not None:
-            self.browser.SetPlaybackActive(False)
-            frame = self.browser.GetSelectedItemNumber() + argument
-            if 0 <= frame < self.browser.GetNumberOfItems():
-                self.browser.SetSelectedItemNumber(frame)
-        elif name == "toggle":
-            self.onToggle(argument)
-        elif name == "copy_previous":
-            self.onCopyPrevious()
-        elif name == "undo":
-            self._edit(self.session.undo, "undo")
-        elif name == "redo":
-            self._edit(self.session.redo, "redo")
-
-    def onPlaceBox(self):
-        if self.session is None:
-            return
-        if self.boxNode is None or not slicer.mrmlScene.IsNodePresent(self.boxNode):
-            self.boxNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Annotation box (unsaved)")
-        self.boxNode.RemoveAllControlPoints()
-        slicer.modules.markups.logic().SetActiveList(self.boxNode)
-        slicer.modules.markups.logic().StartPlaceMode(False)
-
-    def onSaveBox(self):
-        if self.session is None or self.boxNode is None or self.boxNode.GetNumberOfControlPoints() == 0:
-            self.ui.annotationStatusLabel.text = "Place a box first."
-            return
-        bounds = [0.0] * 6
-        self.boxNode.GetRASBounds(bounds)
-        label = self.ui.structureComboBox.currentText
-        self._edit(lambda: self.session.set_box(bounds[0::2], bounds[1::2], label, frame=self._currentFrame()),
-                   f"box around {label}")
-        slicer.mrmlScene.RemoveNode(self.boxNode)
-        self.boxNode = None
-
-    def onDeleteBox(self):
-        label = self.ui.structureComboBox.currentText
-        self._edit(lambda: self.session.delete_box(label, frame=self._currentFrame()), f"deleted the {label} box")
-
-    def onPlacePoint(self):
-        if self.session is None or self.session.case.is_cine:
-            return
-        node = self.layers.show_points() or self._emptyPointList()
-        node.SetLocked(False)
-        self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
-        self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._onPointsMoved)
-        slicer.modules.markups.logic().SetActiveList(node)
-        slicer.modules.markups.logic().StartPlaceMode(False)
-
-    def _emptyPointList(self):
-        self.layers.points_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Disc levels (annotation)")
-        return self.layers.points_node
-
-    def _onPointPlaced(self, caller, event):
-        if self._updating:
-            return
-        n = caller.GetNumberOfControlPoints()
-        if n == 0:
-            return
-        position = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPosition(n - 1, position)
-        level = self.ui.levelComboBox.currentText
-        self._edit(lambda: self.session.set_point(level, position), f"placed {level}")
-
-    def _onPointsMoved(self, caller, event):
-        if self._updating:
-            return
-        moved = []
-        for i in range(caller.GetNumberOfControlPoints()):
-            label, position = caller.GetNthControlPointLabel(i), [0.0, 0.0, 0.0]
-            caller.GetNthControlPointPosition(i, position)
-            saved = self.session.case.points.get(label)
-            if saved is not None and max(abs(a - b) for a, b in zip(saved, position)) > 1e-3:
-                moved.append((label, position))
-        for label, position in moved:
-            self._edit(lambda label=label, position=position: self.session.set_point(label, position), f"moved {label}")
-
-    def onGrade(self, index):
-        if self.session is not None and not self.session.case.is_cine:
-            grade = self.ui.gradeComboBox.currentText or None
-            level, condition = self.ui.levelComboBox.currentText, self.ui.conditionComboBox.currentText
-            self._edit(lambda: self.session.set_severity(level, condition, grade), f"{level} {condition}")
-
-    def onFracture(self, index):
-        if self.session is not None and not self.session.case.is_cine:
-            choice = {"yes": True, "no": False}.get(self.ui.fractureComboBox.currentText)
-            vertebra = self.ui.structureComboBox.currentText
-            self._edit(lambda: self.session.set_fracture(vertebra, choice), f"{vertebra} fracture")
-
-    # --- the Segment Editor ---
-
-    def _setUpSegmentEditor(self):
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "SpineAI annotation editor")
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
-        self._reloadSegmentation()
-
-    def _reloadSegmentation(self):
-        """The session's mask of the frame on screen into the edited segmentation."""
-        if self.session is None:
-            return
-        if self.segmentationNode is not None:
-            self.removeObserver(self.segmentationNode.GetSegmentation(), slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
-        self._updating = True
-        try:
-            self.segmentationNode = self.logic.editable_segmentation(self.session, self._currentFrame(), self.imageNode,
-                                                                     self.segmentationNode)
-        finally:
-            self._updating = False
-        self.ui.segmentEditorWidget.setSegmentationNode(self.segmentationNode)
-        setSource = getattr(self.ui.segmentEditorWidget, "setSourceVolumeNode", None) or self.ui.segmentEditorWidget.setMasterVolumeNode
-        setSource(self.imageNode)
-        self.addObserver(self.segmentationNode.GetSegmentation(), slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
-
-    def _onSegmentModified(self, caller=None, event=None):
-        if not self._updating:
-            self._syncTimer.start()  # read back once the stroke is over
-
-    def _syncMask(self):
-        """Segment Editor changes -> the session (which saves them and makes them undoable)."""
-        if self.session is None or self.segmentationNode is None:
-            return
-        labels = self.logic.segmentation_labels(self.segmentationNode, self.session)
-        if self.session.set_mask(labels, frame=self._frame) is not None:
-            self._refresh("mask saved")
-
-    # --- frames and the panel ---
-
-    def _currentFrame(self):
-        return self.browser.GetSelectedItemNumber() if self.browser is not None else None
-
-    def _onBrowserModified(self, caller=None, event=None):
-        frame = self._currentFrame()
-        if frame == self._frame:
-            return
-        self._syncTimer.stop()
-        self._syncMask()  # the previous frame's strokes belong to the previous frame
-        self._frame = frame
-        self._reloadSegmentation()
-        self._refresh()
-
-    def _setUpShortcuts(self):
-        for key in self.KEYS:
-            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", lambda key=key: self.onKey(key))
-            self._shortcuts.append(shortcut)
-
-    def _fillChoices(self):
-        choices = self.logic.annotation_choices(self.session)
-        for combo, items in ((self.ui.structureComboBox, choices["structures"]), (self.ui.levelComboBox, choices["levels"]),
-                             (self.ui.conditionComboBox, choices["conditions"]), (self.ui.gradeComboBox, choices["grades"]),
-                             (self.ui.fractureComboBox, ["", "no", "yes"])):
-            combo.clear()
-            combo.addItems(items)
-
-    def _refresh(self, message=""):
-        if self.session is None:
-            return
-        self._updating = True
-        try:
-            self.layers.show(self._currentFrame())
-        finally:
-            self._updating = False
-        case = self.session.case
-        if case.is_cine:
-            labels = case.frame_labels(self._currentFrame() or 0)
-            self.ui.badQualityButton.checked = bool(labels["bad_quality"])
-            self.ui.spinalCordButton.checked = bool(labels["spinal_cord"])
-            self.ui.csfButton.checked = bool(labels["csf"])
-        self.ui.annotationStatusLabel.text = self.logic.annotation_status(self.session, self._currentFrame(), message)
-        self.ui.undoButton.enabled = self.session.can_undo
-        self.ui.redoButton.enabled = self.session.can_redo
-        self._showControls()
-
-    def _showControls(self):
-        case = self.session.case if self.session is not None else None
-        isOpen, isCine = case is not None, case is not None and case.is_cine
-        for w in (self.ui.closeCaseButton, self.ui.prefillButton, self.ui.segmentEditorWidget,
-                  self.ui.structureComboBox, self.ui.placeBoxButton, self.ui.saveBoxButton, self.ui.deleteBoxButton):
-            w.enabled = isOpen
-        if not isOpen:
-            self.ui.undoButton.enabled = self.ui.redoButton.enabled = False
-        for w in (self.ui.badQualityButton, self.ui.spinalCordButton, self.ui.csfButton, self.ui.copyPreviousButton):
-            w.visible = isCine
-        for w in (self.ui.levelLabel, self.ui.levelComboBox, self.ui.placePointButton, self.ui.gradeLabel,
-                  self.ui.conditionComboBox, self.ui.gradeComboBox):
-            w.visible = isOpen and case.task == "lumbar-mri"
-        for w in (self.ui.fractureLabel, self.ui.fractureComboBox):
-            w.visible = isOpen and case.task == "cervical-ct"
-        idle = self._datasetJob is None
-        self.ui.exportDatasetButton.enabled = isOpen and idle
-        self.ui.importDatasetButton.enabled = idle
-
-
-#
-# Background process
-#
-
-
-class SpineAIJob:
-    """One CLI run in a background process.
-
-    A reader thread collects its output lines; a Qt timer hands them to the GUI on
-    the main thread (Qt widgets must not be touched from other threads).
-    """
-
-    POLL_MS = 200
-
-    def __init__(self, command, environment, onLine=None, onFinished=None):
-        self.lines = []
-        self.cancelled = False
-        self.returncode = None
-        self.onLine = onLine
-        self.onFinished = onFinished
-        self._started = time.time()
-        self._ended = None
-        self._queue = queue.Queue()
-        logging.debug(f"SpineAI: launching {command}")
-        self.proc = slicer.util.launchConsoleProcess(command, updateEnvironment=environment)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(self.POLL_MS)
-        self._timer.connect("timeout()", self._poll)
-        self._timer.start()
-
-    @property
-    def seconds(self):
-        return (self._ended or time.time()) - self._started
-
-    def _read(self):
-        while True:
-            try:
-                line = self.proc.stdout.readline()
-            except UnicodeDecodeError:  # a non-UTF-8 locale; drop the line, keep reading
-                continue
-            if not line:
-                break
-            self._queue.put(line.rstrip())
-        self._queue.put(None)  # end of output
-
-    def _poll(self):
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if line is None:
-                self._timer.stop()
-                self.returncode = self.proc.wait()
-                self._ended = time.time()
-                if self.onFinished:
-                    self.onFinished(self)
-                return
-            self.lines.append(line)
-            if self.onLine:
-                self.onLine(line)
-
-    def cancel(self):
-        """Kill the launcher and its children (killing the launcher alone leaves Python running)."""
-        self.cancelled = True
-        try:
-            import psutil
-
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                child.kill()
-        except Exception:  # psutil missing or the process already gone
-            pass
-        self.proc.kill()
-
-    def reason(self):
-        """The one-line reason the CLI printed (its last 'error:' line, else its last line)."""
-        errors = [line for line in self.lines if "error:" in line]
-        text = errors[-1] if errors else next((line for line in reversed(self.lines) if line.strip()), "")
-        return text or f"exit code {self.returncode}"
-
-
-#
 # SpineAILogic
 #
 
 
 class SpineAILogic(ScriptedLoadableModuleLogic):
-    """Facade over the `spineai` command line, usable from Python without the GUI."""
+    """The module's work in the scene, usable from Python without the GUI; runs go through
+    the `spineai` command line in a child process (SpineAILib.runtime.child)."""
 
     def getParameterNode(self):
         return SpineAIParameterNode(super().getParameterNode())
 
-    # --- Python packages ---
-
-    @staticmethod
-    def missingPythonPackages():
-        """Import names not installed in Slicer's Python (found by spec, not imported: torch is slow)."""
-        import importlib.util
-
-        names = ["torch", "torchvision", *PYTHON_REQUIREMENTS]
-        return [name for name in names if importlib.util.find_spec(name) is None]
-
-    def ensurePythonRequirements(self, askConfirmation=True):
-        """Install what is missing (torch through the PyTorch extension when present); True when all is there."""
-        missing = self.missingPythonPackages()
-        if not missing:
-            return True
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            "SpineAI needs these Python packages, which are not installed yet:\n"
-            f"{', '.join(missing)}\n\nDownload and install them now? This can take several minutes.",
-            "SpineAI: install Python packages",
-        ):
-            return False
-        with slicer.util.tryWithErrorDisplay("SpineAI could not install its Python packages.", waitCursor=True):
-            if "torch" in missing or "torchvision" in missing:
-                self._installTorch()
-            requirements = " ".join(PYTHON_REQUIREMENTS[name] for name in missing if name in PYTHON_REQUIREMENTS)
-            if requirements:
-                slicer.util.pip_install(requirements)
-        still = self.missingPythonPackages()
-        if still:
-            slicer.util.errorDisplay(f"SpineAI could not install: {', '.join(still)}. The Python console has the details.")
-        return not still
-
-    @staticmethod
-    def _installTorch():
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError:
-            # Without the PyTorch extension pip picks its default wheel (CUDA on Linux, CPU elsewhere).
-            slicer.util.pip_install(f"torch{TORCH_REQUIREMENT} torchvision")
-            return
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
-                raise RuntimeError("PyTorch was not installed; SpineAI needs it.")
-
     # --- running the command line ---
 
-    @staticmethod
-    def moduleDir():
-        return pathlib.Path(__file__).resolve().parent
-
-    @staticmethod
-    def pythonSlicer():
-        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-        found = shutil.which("PythonSlicer")
-        candidates = [found] if found else []
-        candidates += [os.path.join(os.path.dirname(sys.executable), name), os.path.join(slicer.app.slicerHome, "bin", name)]
-        for candidate in candidates:
-            if candidate and os.path.isfile(candidate):
-                return candidate
-        raise RuntimeError("PythonSlicer was not found next to Slicer; SpineAI cannot start its worker process")
-
-    def command(self, *arguments):
-        """The argv that runs `spineai ARGUMENTS...` in PythonSlicer."""
-        return [self.pythonSlicer(), "-c", CLI_BOOTSTRAP, *[str(a) for a in arguments]]
-
-    def environment(self):
-        """SpineAILib lives beside this file; PythonSlicer does not have it on its path by itself."""
-        existing = slicer.util.startupEnvironment().get("PYTHONPATH", "")
-        return {
-            "PYTHONPATH": os.pathsep.join(p for p in (str(self.moduleDir()), existing) if p),
-            "PYTHONUNBUFFERED": "1",  # progress lines arrive as they are printed
-        }
-
-    def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None, series=None):
+    def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None,
+            series=None, onProgress=None):
         """Run `spineai run TASK INPUT --out OUT_DIR [--model M] [--series S] --device D`.
 
-        wait=True blocks and returns the output lines (RuntimeError with the CLI's one-line
-        reason on failure); wait=False returns a running SpineAIJob.
+        wait=True blocks and returns the output lines (SpineAIError with the CLI's one-line
+        reason on failure); wait=False returns a running SpineAILib.desktop.job.Job.
         """
+        from SpineAILib.runtime.child import run_arguments
+
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-        arguments = ["run", task, input_path, "--out", out_dir, "--device", device or "auto"]
-        if model:
-            arguments += ["--model", model]
-        if series:
-            arguments += ["--series", series]
-        return self._launch(arguments, wait, onLine, onFinished)
+        arguments = run_arguments(task, input_path, out_dir, model=model, device=device or "auto", series=series)
+        return self._launch(arguments, wait, onLine, onFinished, onProgress)
 
     def info(self, input_path):
         """`spineai info INPUT`: what SpineAI reads from a file or folder (output lines)."""
-        return self._launch(["info", input_path], True, None, None)
+        return self._launch(["info", input_path], True)
 
-    def _launch(self, arguments, wait, onLine, onFinished):
-        command = self.command(*arguments)
-        if not wait:
-            return SpineAIJob(command, self.environment(), onLine, onFinished)
-        proc = slicer.util.launchConsoleProcess(command, updateEnvironment=self.environment())
-        output, _ = proc.communicate()
-        lines = (output or "").splitlines()
-        if proc.returncode != 0:
-            errors = [line for line in lines if "error:" in line] or lines or [f"exit code {proc.returncode}"]
-            raise RuntimeError(f"spineai {arguments[0]} failed: {errors[-1]}")
-        return lines
+    @staticmethod
+    def _launch(arguments, wait, onLine=None, onFinished=None, onProgress=None):
+        from SpineAILib.desktop import job
+
+        if wait:
+            return job.run(arguments)
+        return job.Job(arguments, onLine=onLine, onProgress=onProgress, onFinished=onFinished)
 
     # --- scene <-> files ---
 
@@ -995,7 +452,7 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         the sequence is exported rather than the one frame on screen.
         """
         if node is None:
-            raise ValueError("Select an input volume or sequence (or an input file).")
+            raise ValueError(_("Select an input volume or sequence (or an input file)."))
         if node.IsA("vtkMRMLScalarVolumeNode") and task == "lp-ultrasound":
             browser = slicer.modules.sequences.logic().GetFirstBrowserNodeForProxyNode(node)
             if browser:
@@ -1003,8 +460,9 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-input"))
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", node.GetName()) or "input"
         path = folder / (name + (".seq.nrrd" if node.IsA("vtkMRMLSequenceNode") else ".nrrd"))
-        # exportNode leaves the node's own storage (its Save-dialog file name) untouched.
-        saved = slicer.util.exportNode(node, str(path)) if hasattr(slicer.util, "exportNode") else slicer.util.saveNode(node, str(path))
+        # exportNode leaves the node's own storage (its Save-dialog file name) untouched; a fresh
+        # properties dict each call (its default is one shared, mutable dict).
+        saved = slicer.util.exportNode(node, str(path), properties={})
         if saved is False or not path.exists():
             raise RuntimeError(f"Could not write {node.GetName()} to {path}")
         return path
@@ -1026,13 +484,6 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         return load_results(SceneContext.from_slicer(), out_dir)
 
     @staticmethod
-    def reportSummary(out_dir):
-        """The run's message and warnings in one line (report.json)."""
-        from SpineAILib.results import report_summary
-
-        return report_summary(out_dir)
-
-    @staticmethod
     def cine_review(out_dir):
         """(CineReview, browser of its cine in the scene) for an ultrasound run, else (None, None)."""
         from SpineAILib.workflows.ultrasound.review import CineReview, review_browser
@@ -1051,148 +502,6 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
         layers = heatmap_layers(SceneContext.from_slicer(), nodes)
         return layers[-1] if layers else None
 
-    # --- annotation (SpineAILib.annotation) ---
-
-    @staticmethod
-    def open_case(folder, image_path, task):
-        """The annotation session of ``folder`` (a new case needs the image and the task)."""
-        from SpineAILib.annotation.session import AnnotationSession
-
-        return AnnotationSession.open(folder, image_path=image_path, task=task)
-
-    @staticmethod
-    def case_image_into_scene(session):
-        """(node the masks are drawn on, sequence browser or None): the case's image loaded through
-        SpineAILib, so the scene and the case share one geometry; shown in the slice views."""
-        from SpineAILib.scene.context import SceneContext
-        from SpineAILib.scene.sequences import add_cine
-        from SpineAILib.scene.volumes import add_volume
-
-        ctx = SceneContext.from_slicer()
-        image = session.image
-        name = pathlib.Path(session.case.image["path"]).name.split(".")[0] or "case"
-        if session.case.is_cine:
-            _, browser, proxy = add_cine(ctx, image, name=name)
-            slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
-            slicer.util.setSliceViewerLayers(background=proxy, fit=True)
-            return proxy, browser
-        node = add_volume(ctx, image, name=name)
-        slicer.util.setSliceViewerLayers(background=node, fit=True)
-        return node, None
-
-    @staticmethod
-    def case_layers(session):
-        from SpineAILib.annotation.scene_view import CaseLayers
-        from SpineAILib.scene.context import SceneContext
-
-        return CaseLayers(SceneContext.from_slicer(), session.case)
-
-    @staticmethod
-    def editable_segmentation(session, frame, reference_node, node=None):
-        """The Segment Editor's segmentation for ``frame`` (or the volume), refilled when ``node`` is given."""
-        from SpineAILib.annotation.scene_view import editable_segmentation
-        from SpineAILib.scene.context import SceneContext
-
-        return editable_segmentation(SceneContext.from_slicer(), session.case, frame, reference_node, node)
-
-    @staticmethod
-    def segmentation_labels(node, session):
-        from SpineAILib.annotation.scene_view import segmentation_labels
-        from SpineAILib.scene.context import SceneContext
-
-        return segmentation_labels(SceneContext.from_slicer(), node, session.case)
-
-    @staticmethod
-    def annotation_key(key, ctrl=False, shift=False):
-        from SpineAILib.annotation.keys import action_for
-
-        return action_for(key, ctrl, shift)
-
-    @staticmethod
-    def annotation_keys_help():
-        from SpineAILib.annotation.keys import HELP
-
-        return "Keys: " + HELP
-
-    @staticmethod
-    def annotation_choices(session):
-        """Items of the Annotate section's lists for this case."""
-        from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS
-        from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
-        from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
-
-        case = session.case
-        if case.is_cine:
-            structures = list(CINE_STRUCTURES)
-        else:
-            structures = list(CERVICAL) if case.task == "cervical-ct" else ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-        return {"structures": structures, "levels": list(DISC_LEVELS), "conditions": list(CONDITIONS),
-                "grades": [""] + list(GRADE_NAMES)}
-
-    @staticmethod
-    def annotation_status(session, frame=None, message=""):
-        """'saved 10:02:03 · 14 edits · last: alice 10:02:01 paint' (+ who labelled the frame)."""
-        status = session.status()
-        text = f"saved {status['saved'][11:19]} · {status['edits']} edits"
-        last = status["last_edit"]
-        if last:
-            text += f" · last: {last['user']} {last['time'][11:19]} {last['action']}"
-        if frame is not None and session.case.is_cine:
-            who = session.last_edit(f"labels/{frame}")
-            text += f" · frame {frame + 1}: " + (f"{who['user']} {who['time'][11:19]}" if who else
-                                                 session.case.sources.get(f"labels/{frame}", "not labelled"))
-        return f"{message} ({text})" if message else text
-
-    # --- dataset export / import (SpineAILib.dataset.actions) ---
-
-    @staticmethod
-    def default_dataset_folder(case_folder):
-        """Where a case's export goes by default (beside it, or back to the dataset it was imported from)."""
-        from SpineAILib.dataset.actions import default_dataset_folder
-
-        return default_dataset_folder(case_folder)
-
-    @staticmethod
-    def dataset_export_plan(case_folders, out_dir, add=False):
-        """The checks that answer at once and the `spineai dataset export` arguments (task from the case)."""
-        from SpineAILib.dataset.actions import export_plan
-
-        return export_plan(case_folders, out_dir, add)
-
-    @staticmethod
-    def dataset_export_summary(plan):
-        from SpineAILib.dataset.actions import export_summary
-
-        return export_summary(plan)
-
-    @staticmethod
-    def dataset_import_plan(dataset_dir):
-        from SpineAILib.dataset.actions import import_plan
-
-        return import_plan(dataset_dir)
-
-    @staticmethod
-    def dataset_import_summary(plan):
-        from SpineAILib.dataset.actions import import_summary
-
-        return import_summary(plan)
-
-    @staticmethod
-    def dataset_progress(line):
-        from SpineAILib.dataset.actions import parse_progress
-
-        return parse_progress(line)
-
-    @staticmethod
-    def dataset_error(lines):
-        from SpineAILib.dataset.actions import error_reason
-
-        return error_reason(lines)
-
-    def dataset_job(self, arguments, onLine=None, onFinished=None):
-        """`spineai ARGUMENTS` (a dataset export or import) in a background PythonSlicer process."""
-        return self._launch(arguments, False, onLine, onFinished)
-
     @staticmethod
     def set_heatmap_visible(node, visible):
         """The Heat map toggle: ``node`` as the slice views' coloured foreground layer, or none."""
@@ -1206,20 +515,89 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
 # SpineAITest
 #
 
-
 class SpineAITest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test, or ctest in an extension build)."""
+    """Runs inside Slicer (Developer mode > Reload and Test, or ctest in an extension build).
+
+    Builds the module's widget as Slicer does, runs a small lp-ultrasound inference on a
+    phantom cine through Apply (the PythonSlicer child process, the bundled model) and checks
+    the nodes that appear; then the logic on its own, the annotation case and a Segment Editor
+    stroke reaching the case folder without a frame change.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
+        self.test_slicer_is_supported_and_packages_are_there()
+        self.test_parameter_node_accepts_none()
+        self.test_widget_apply_on_a_phantom_cine()
+        self.setUp()
         self.test_phantom_volume_info()
-        self.test_output_folders_and_commands()
+        self.test_output_folders()
         self.test_load_results()
         self.test_cine_review()
         self.test_annotation_case()
+        self.test_segment_editor_stroke_is_saved()
+
+    def test_slicer_is_supported_and_packages_are_there(self):
+        from SpineAILib.desktop import dependencies
+
+        self.assertIsNone(_versionProblem())
+        # Installs what is missing, fitted to this Slicer (no dialog: a test answers for itself).
+        self.assertTrue(dependencies.ensure(dependencies.RUN, ask=False, what="the self-test"))
+        self.assertEqual(dependencies.check(dependencies.RUN), [])
+
+    def test_parameter_node_accepts_none(self):
+        """Issue 19 #1: creating the parameter node and choosing "None" must not raise."""
+        node = SpineAILogic().getParameterNode()
+        node.inputNode = None
+        self.assertIsNone(node.inputNode)
+        self.assertEqual(node.task, TASKS[0])
+
+    def _phantomCine(self):
+        from SpineAILib.samples.cine_phantom import make_cine_phantom
+        from SpineAILib.scene.context import SceneContext
+        from SpineAILib.scene.sequences import add_cine
+
+        cine = make_cine_phantom(n_frames=6, rows=96, cols=120)
+        _sequence, browser, proxy = add_cine(SceneContext.from_slicer(), cine, name="PhantomCine")
+        return proxy, browser
+
+    def _widget(self):
+        parent = slicer.qMRMLWidget()
+        parent.setLayout(qt.QVBoxLayout())
+        parent.setMRMLScene(slicer.mrmlScene)
+        widget = SpineAIWidget(parent)
+        widget.setup()
+        return widget
+
+    def test_widget_apply_on_a_phantom_cine(self):
+        self.delayDisplay("Apply on a phantom cine through the module's widget")
+        widget = self._widget()
+        proxy, browser = self._phantomCine()
+        p = widget._parameterNode
+        p.task, p.device, p.inputNode = "lp-ultrasound", "cpu", proxy
+        self.assertTrue(widget.ui.applyButton.enabled)
+        tables = len(slicer.util.getNodesByClass("vtkMRMLTableNode"))
+        widget.onApplyButton()
+        self.assertIsNotNone(widget._job, widget.ui.statusLabel.text)
+        deadline = time.time() + 600
+        while widget._job is not None and time.time() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertIsNone(widget._job, "the run did not finish in 10 minutes")
+        self.assertTrue(widget.ui.statusLabel.text.startswith("Done"), widget.ui.statusLabel.text)
+        newTables = slicer.util.getNodesByClass("vtkMRMLTableNode")[tables:]
+        self.assertTrue(newTables, "no result table")
+        frames = next(t for t in newTables if t.GetTable().GetColumnByName("p_csf") is not None)
+        self.assertEqual(frames.GetNumberOfRows(), 6)
+        self.assertIsNotNone(widget.ui.resultsTableView.mrmlTableNode())
+        self.assertTrue(widget.ui.callsLabel.visible)  # the ultrasound review is on
+        self.assertIsNotNone(widget._reviewBrowser)
+        widget.exit()
+        widget.cleanup()
+        self.delayDisplay("Test passed")
 
     def _phantom(self):
         """A 32x48x64 CT-like phantom: a bright cylinder ('vertebral body') in soft tissue."""
@@ -1242,18 +620,18 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.assertIn("64", output)  # the I dimension of the phantom
         self.delayDisplay("Test passed")
 
-    def test_output_folders_and_commands(self):
+    def test_output_folders(self):
+        from SpineAILib.errors import SpineAIError
+
         logic = SpineAILogic()
         first = logic.newOutputFolder("lumbar-mri")
         first.mkdir(parents=True)
         second = logic.newOutputFolder("lumbar-mri")
         self.assertNotEqual(first, second)
-        command = logic.command("run", "lumbar-mri", "in", "--out", second)
-        self.assertEqual(command[1], "-c")
-        self.assertEqual(command[-4:], ["lumbar-mri", "in", "--out", str(second)])
-        self.assertIn(str(logic.moduleDir()), logic.environment()["PYTHONPATH"])
         with self.assertRaises(ValueError):
             logic.run("knee-mri", "in", second)
+        with self.assertRaises(SpineAIError):  # the CLI's one-line reason comes back
+            logic.run("lumbar-mri", second / "missing.nii.gz", second)
 
     def test_load_results(self):
         folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-results"))
@@ -1286,24 +664,54 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.assertEqual(review.next_best(0)[0], 1)
         self.delayDisplay("Test passed")
 
-
     def test_annotation_case(self):
         """A case on a phantom volume: a painted vertebra and a point survive reopening."""
+        from SpineAILib.annotation.scene_view import editable_segmentation, segmentation_labels
+        from SpineAILib.annotation.session import AnnotationSession
+        from SpineAILib.desktop.annotate import case_image_into_scene, scene
+
         logic = SpineAILogic()
-        node = self._phantom()
-        image = logic.exportInput(node, "lumbar-mri")
+        image = logic.exportInput(self._phantom(), "lumbar-mri")
         folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-case")) / "case"
-        session = logic.open_case(folder, image, "lumbar-mri")
-        volume, browser = logic.case_image_into_scene(session)
+        session = AnnotationSession.open(folder, image_path=image, task="lumbar-mri")
+        volume, browser = case_image_into_scene(session)
         self.assertIsNone(browser)
         session.paint([session.case.ijk_to_ras[:3, 3]], "L4", 3.0)  # at the first voxel
         session.set_point("L4/L5", (0.0, 0.0, 0.0))
-        segmentation = logic.editable_segmentation(session, None, volume)
-        labels = logic.segmentation_labels(segmentation, session)
+        segmentation = editable_segmentation(scene(), session.case, None, volume)
+        labels = segmentation_labels(scene(), segmentation, session.case)
         self.assertEqual(int((labels == 23).sum()), int((session.case.mask == 23).sum()))
         session.close()
-        again = logic.open_case(folder, image, "lumbar-mri")
+        again = AnnotationSession.open(folder, image_path=image, task="lumbar-mri")
         self.assertEqual(again.case.points["L4/L5"], (0.0, 0.0, 0.0))
         self.assertTrue((again.case.mask == 23).any())
         again.close()
+        self.delayDisplay("Test passed")
+
+    def test_segment_editor_stroke_is_saved(self):
+        """Issue 19 #5: a change of a segment's content reaches the case folder half a second
+        later, without a frame change, close or export (SourceRepresentationModified)."""
+        import json
+
+        widget = self._widget()
+        node = self._phantom()
+        folder = pathlib.Path(slicer.util.tempDirectory("SpineAI-stroke")) / "case"
+        p = widget._parameterNode
+        p.task, p.inputNode, p.caseFolder = "lumbar-mri", node, folder
+        widget.annotation.onOpenCase()
+        annotation = widget.annotation
+        self.assertIsNotNone(annotation.session, widget.ui.annotationStatusLabel.text)
+        edits = json.loads((folder / "annotation.json").read_text()).get("edits", 0)
+        segmentation = annotation.segmentationNode
+        segmentId = segmentation.GetSegmentation().GetNthSegmentID(0)
+        labelmap = slicer.util.arrayFromVolume(node) * 0
+        labelmap[10:14, 20:28, 28:36] = 1
+        slicer.util.updateSegmentBinaryLabelmapFromArray(labelmap, segmentation, segmentId, node)
+        deadline = time.time() + 5
+        while time.time() < deadline and annotation.session.status()["edits"] == edits:
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertGreater(annotation.session.status()["edits"], edits, "the stroke was not saved")
+        widget.exit()
+        widget.cleanup()
         self.delayDisplay("Test passed")

@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from SpineAILib.explain import find_target_layer, grad_cam, heatmap_to_rgb, heatmap_volume, overlay_heatmap  # noqa: E402
+from SpineAILib.colourmaps import heatmap_to_rgb, overlay_heatmap  # noqa: E402
+from SpineAILib.explain import find_target_layer, grad_cam, heatmap_volume  # noqa: E402
 from SpineAILib.images import VolumeImage  # noqa: E402
 
 SIZE, SQUARE = 32, 8

@@ -43,7 +43,7 @@ def check_members(archive, where, limits=DEFAULT_LIMITS):
         name = info.filename
         _check_name(name, where)
         mode = (info.external_attr >> 16) & 0xFFFF
-        if info.create_system == 3 and mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: type not recorded
             kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a plain file"
             raise InputError(f"{where}: member {name!r} is {kind}; refused")
         key = name.rstrip("/").lower()

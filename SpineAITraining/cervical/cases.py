@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.workflows.cervical import CERVICAL
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 
 PHANTOM_DATA = ("SYNTHETIC cervical CT phantoms from SpineAITraining.cervical.phantom.make_case (analytic anatomy, "
                 "simulated fractures), NOT real CT")  # fmt: skip

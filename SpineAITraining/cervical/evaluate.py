@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.workflows.cervical import CERVICAL
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 
 TOTALSEGMENTATOR_TO_VERSE = {26: 26, 27: 24, 28: 23, 29: 22, 30: 21, 31: 20, 32: 19, 33: 18}  # S1, L5 ... T11
 

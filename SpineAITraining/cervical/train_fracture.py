@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch  # this module is imported only when its command runs
 
-from SpineAILib.workflows.cervical import CERVICAL, FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
+from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.workflows.cervical.fracture import calibrate, crop_arrays, network_input, patient_probability
 from SpineAITraining.common.checkpoint import load_state
 from SpineAITraining.common.loop import learning_rate, optimiser_step

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch  # this module is imported only when its command runs
 
-from SpineAILib.workflows.cervical import CERVICAL, SEGMENTATION_TASK
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
+from SpineAILib.workflows.cervical import SEGMENTATION_TASK
 from SpineAITraining.common.checkpoint import load_state
 from SpineAITraining.common.loop import ce_dice_loss, learning_rate, optimiser_step
 from SpineAITraining.common.seeding import seed_everything

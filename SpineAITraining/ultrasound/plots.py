@@ -2,7 +2,7 @@
 
 * ``confusion_matrices``: one 2 x 2 matrix per label, counts and row shares.
 * ``roc_curves``: one ROC curve per label with its AUC and the chosen operating point.
-* the timeline is SpineAILib.workflows.ultrasound.workflow.plot_timeline (the workflow draws it for
+* the timeline is SpineAILib.workflows.ultrasound.pictures.plot_timeline (the workflow draws it for
   every run; the trainer draws it from there for its report).
 """
 

@@ -563,7 +563,7 @@ def _main(args, argv, dist):
     example = parts["test"][0]
     ex_probs = smoothed([probs["test"][0]], [example], args.window_ms)[0]
     from SpineAILib.workflows.ultrasound.inference import decide
-    from SpineAILib.workflows.ultrasound.workflow import plot_timeline
+    from SpineAILib.workflows.ultrasound.pictures import plot_timeline
 
     plot_timeline(example.times_ms, ex_probs, decide(ex_probs, thresholds, labels), thresholds, report / "timeline_test_example.png",
                    title=f"{example.name} ({example.machine}): smoothed probabilities", truth=example.labels)

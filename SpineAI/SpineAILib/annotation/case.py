@@ -15,7 +15,7 @@ from SpineAILib.errors import InputError
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
 from SpineAILib.annotation import FORMAT, FORMAT_VERSION, files
 from SpineAILib.annotation.labelmap import box_to_ras, ras_to_box
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, TASKS, ULTRASOUND_LABELS
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 
 MANIFEST = "annotation.json"
 FRAMES = "frames.tsv"

@@ -91,7 +91,8 @@ def _cine_overlays(folder, case, proposals, warnings):
 
 
 def _read_overlays(path, case):
-    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE, STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence
+    from SpineAILib.scene.cine_overlays import STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence
+    from SpineAILib.scene.overlays import OVERLAY_KIND_ATTRIBUTE
     from SpineAILib.scene.context import SceneContext
     from SpineAILib.scene.storage import load_scene_mrb
 

@@ -12,7 +12,6 @@ import numpy as np
 US_LABELS = ("bad_quality", "spinal_cord", "csf")
 US_STRUCTURES = ("spinal_cord", "csf")  # mask / box structures of a cine frame
 MASK_SUFFIX = {"spinal_cord": "cord", "csf": "csf"}  # the seeds' mask file names
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 
 
 @dataclass

@@ -318,7 +318,7 @@ def read_scene(path, task):
 
 
 def _cine_browser(ctx):
-    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE
+    from SpineAILib.scene.overlays import OVERLAY_KIND_ATTRIBUTE
 
     for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
         master = browser.GetMasterSequenceNode()

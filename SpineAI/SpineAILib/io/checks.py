@@ -136,6 +136,9 @@ def check_pixel_length(ds, n_frames, what="DICOM image"):
     got = len(ds.PixelData)
     if got < expected:
         raise InputError(f"{what}: pixel data is {got} bytes, the header needs {expected} (truncated file)")
+    if expected and got >= 2 * expected:  # whole extra frames: Rows, Columns or BitsAllocated do not describe it
+        raise InputError(f"{what}: pixel data is {got} bytes, the header describes {expected} (Rows, Columns, "
+                         "BitsAllocated or NumberOfFrames are wrong)")
 
 
 def _int(value, default=0):

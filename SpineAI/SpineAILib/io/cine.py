@@ -177,7 +177,7 @@ def load_dicom_cine(path):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from SpineAILib.io import check_readable
+    from SpineAILib.io.paths import check_readable
 
     path = check_readable(path)
     try:
@@ -214,8 +214,6 @@ def load_dicom_cine(path):
 
 def _dicom_frames(ds, path, photometric, n, warnings):
     """Decoded pixels -> (N, rows, cols) grey or (N, rows, cols, 3) RGB uint8."""
-    from pydicom.pixels import apply_color_lut, pixel_array
-
     supported = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR", "YBR_RCT", "YBR_ICT")
     if photometric not in supported:
         raise InputError(f"{path.name}: photometric interpretation {photometric!r} is not supported")
@@ -224,7 +222,7 @@ def _dicom_frames(ds, path, photometric, n, warnings):
         # as_rgb=True: pydicom converts YBR_FULL / YBR_FULL_422 to RGB itself, and knows
         # when a JPEG decoder has already done so (checked in Testing/test_io_cine.py
         # against convert_color_space on the raw YBR values).
-        array = pixel_array(ds, as_rgb=True)
+        array, apply_color_lut = _rgb_pixels(ds)
     except Exception as error:  # missing decoder plugin, truncated data
         name = getattr(syntax, "name", syntax)
         raise InputError(f"{path.name}: cannot decode pixel data ({name}): {error}") from None
@@ -240,6 +238,21 @@ def _dicom_frames(ds, path, photometric, n, warnings):
         else:
             array = (2 ** int(ds.get("BitsStored", ds.BitsAllocated)) - 1) - array
     return collapse_grey(to_uint8(array, path.name, warnings))
+
+
+def _rgb_pixels(ds):
+    """(pixels with YBR converted to RGB, apply_color_lut) under pydicom 3, or pydicom 2.4 (Slicer's own)."""
+    try:
+        from pydicom.pixels import apply_color_lut, pixel_array
+    except ImportError:  # pydicom 2: the handlers decode; uncompressed YBR stays YBR, JPEG decoders give RGB
+        from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_space
+
+        array = ds.pixel_array
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        if photometric in ("YBR_FULL", "YBR_FULL_422") and not ds.file_meta.TransferSyntaxUID.is_compressed:
+            array = convert_color_space(array, photometric, "RGB", per_frame=True)
+        return array, apply_color_lut
+    return pixel_array(ds, as_rgb=True), apply_color_lut
 
 
 def _dicom_frame_times(ds, n, what, warnings):
@@ -326,7 +339,7 @@ def load_video(path, max_side=MAX_FRAME_SIDE, max_bytes=None):
     docstring); the warning says from what size to what size."""
     import cv2
 
-    from SpineAILib.io import check_readable
+    from SpineAILib.io.paths import check_readable
 
     path = check_readable(path)
     capture = cv2.VideoCapture(str(path))
@@ -432,7 +445,7 @@ def _read_image_file(path):
 
 def load_image(path):
     """A single PNG/JPEG/BMP/TIFF -> one-frame Cine."""
-    from SpineAILib.io import check_readable
+    from SpineAILib.io.paths import check_readable
 
     path = check_readable(path)
     warnings = []
@@ -455,7 +468,7 @@ def load_frame_folder(folder, fps=None, max_side=MAX_FRAME_SIDE, max_bytes=None)
     warning when not given). Frames over ``max_side`` px, or too many for
     ``max_bytes`` at full size, are downscaled as they are read (module docstring).
     """
-    from SpineAILib.io import IMAGE_SUFFIXES, check_readable
+    from SpineAILib.io.paths import IMAGE_SUFFIXES, check_readable
 
     folder = check_readable(folder)
     if not folder.is_dir():

@@ -609,6 +609,9 @@ def _decode_error(path, ds, error):
         from pydicom.pixels.decoders.base import get_decoder
 
         available = syntax.is_compressed is False or get_decoder(syntax).is_available
+    except ImportError:  # pydicom 2.4 (Slicer's own): its pixel data handlers
+        available = syntax.is_compressed is False or any(
+            h.supports_transfer_syntax(syntax) and h.is_available() for h in pydicom.config.pixel_data_handlers)
     except Exception:  # no decoder at all for this syntax
         available = False
     if not available:

@@ -78,7 +78,7 @@ def load_volume_file(path, labelmap=None):
     ``labelmap``: True/False forces the kind; None guesses it (integer values, at most
     64 of them, and 'label'/'seg' in the name, or a .seg.nrrd file).
     """
-    from SpineAILib.io import check_readable
+    from SpineAILib.io.paths import check_readable
 
     path = check_readable(path)
     suffix = _volume_suffix(path)

@@ -96,7 +96,10 @@ def write_cine_dicom(cine, path, *, color="MONOCHROME2", frame_time_ms=None, pat
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    try:
+        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    except TypeError:  # pydicom 2.4 (Slicer's own)
+        pydicom.dcmwrite(str(path), ds, write_like_original=False)
     return Path(path)
 
 
@@ -139,7 +142,10 @@ def _us_dataset(cine, patient_name, patient_id, frame_time_ms):
 
 
 def _set_pixels(ds, cine, color):
-    from pydicom.pixels import convert_color_space
+    try:
+        from pydicom.pixels import convert_color_space
+    except ImportError:  # pydicom 2.4 (Slicer's own)
+        from pydicom.pixel_data_handlers.util import convert_color_space
 
     frames = cine.grey_frames() if color == "MONOCHROME2" else _as_rgb(cine.frames)
     ds.Rows, ds.Columns = cine.frame_shape

@@ -158,6 +158,9 @@ def write_dicom_series(
         ds.preamble = b"\0" * 128
 
         path = folder / f"slice_{k + 1:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        try:
+            ds.save_as(path, enforce_file_format=True)
+        except TypeError:  # pydicom 2.4 (Slicer's own)
+            ds.save_as(path, write_like_original=False)
         paths.append(path)
     return paths

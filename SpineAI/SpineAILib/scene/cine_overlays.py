@@ -25,11 +25,11 @@ returns them); in RAS the ROI covers the pixels' full extent.
 import numpy as np
 
 from SpineAILib import terminology
+from SpineAILib.scene.overlays import OVERLAY_KIND_ATTRIBUTE
 from SpineAILib.scene.sequences import INDEX_NAME, INDEX_UNIT
 from SpineAILib.scene.volumes import numpy_matrix, vtk_matrix
 
 OVERLAY_OF_ATTRIBUTE = "SpineAI.OverlayOf"  # on an overlay sequence: the name of the cine sequence
-OVERLAY_KIND_ATTRIBUTE = "SpineAI.OverlayKind"  # "masks", "box" or "heatmap"
 STRUCTURE_ATTRIBUTE = "SpineAI.Structure"  # on a box sequence: the structure it locates
 _BINARY = "Binary labelmap"
 

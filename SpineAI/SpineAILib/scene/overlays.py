@@ -15,6 +15,7 @@ from SpineAILib.images import VolumeImage
 from SpineAILib.scene.volumes import add_volume
 
 HEATMAP_ATTRIBUTE = "SpineAI.HeatMapOf"  # on the heat-map node: ID of the image it explains
+OVERLAY_KIND_ATTRIBUTE = "SpineAI.OverlayKind"  # on a cine overlay sequence: "masks", "box" or "heatmap"
 # On every heat-map layer (a volume or a heat sequence's proxy): what the "Heat map" toggles find.
 HEATMAP_LAYER_ATTRIBUTE = "SpineAI.HeatMap"
 DEFAULT_COLORMAP = "ColdToHotRainbow"
@@ -35,7 +36,7 @@ def heat_color_node(ctx, colormap=DEFAULT_COLORMAP):
     existing = scene.GetFirstNodeByName(own_name)
     if existing is not None and existing.IsA("vtkMRMLColorTableNode"):
         return existing
-    from SpineAILib.explain import heatmap_to_rgb
+    from SpineAILib.colourmaps import heatmap_to_rgb
 
     cv_name = _EQUIVALENT.get(colormap, str(colormap).lower())
     rgb = heatmap_to_rgb(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None], cv_name)[0] / 255.0
@@ -80,8 +81,6 @@ def heatmap_layers(ctx):
     """The heat-map layers in the scene, oldest first: volumes styled as heat maps and the
     proxies of heat-map sequences (a proxy takes its items' attributes on every frame change,
     so those are found through their browser, by the sequence's kind)."""
-    from SpineAILib.scene.cine_overlays import OVERLAY_KIND_ATTRIBUTE
-
     layers = [n for n in ctx.nodes("vtkMRMLScalarVolumeNode") if n.GetAttribute(HEATMAP_LAYER_ATTRIBUTE) == "1"]
     for browser in ctx.nodes("vtkMRMLSequenceBrowserNode"):
         for sequence in synchronized_sequences(browser):

@@ -1,6 +1,8 @@
 """Run the web app in a subprocess and look at it with Chromium (demo screenshot, browser tests).
 
-Views are ``<img>`` elements streamed over the websocket: Chromium's own
+The app prints its address with this launch's token (``web.access``); ``WebServer.url`` is
+that address, so a page opened on it is let in. Views are ``<img>`` elements streamed over the
+websocket: Chromium's own
 ``--screenshot`` catches only trame's loading spinner, so Playwright waits until
 each view's image has a real size. Debian's Chromium is used through the
 ``playwright`` Python package (no ``playwright install``).
@@ -29,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 850}
-READY_LINE = "SpineAI web app listening on"  # printed by app.serve() once the port is open
+READY_LINE = "SpineAI web app listening on"  # printed by app.serve() once the port is open, then the address
 
 # View singleton tags (trame-slicer's defaults); each view has a marker div spineai-view-<tag>.
 AXIAL, SAGITTAL, CORONAL, THREED = "Red", "Yellow", "Green", "ThreeD"
@@ -69,8 +71,23 @@ class WebServer:
         self._log = None
 
     @property
-    def url(self):
+    def base_url(self):
+        """The address without the token (a page opened on it is refused)."""
         return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def url(self):
+        """The address the app printed at start, with its token: what a person opens."""
+        for line in self.log().splitlines():
+            if line.startswith(READY_LINE):
+                return line[len(READY_LINE):].strip()
+        raise SpineAIError(f"the web app printed no address yet; see {self.log_path}")
+
+    @property
+    def token(self):
+        from urllib.parse import parse_qs, urlsplit
+
+        return parse_qs(urlsplit(self.url).query)["token"][0]
 
     def start(self, timeout=90):
         self._log = open(self.log_path, "w")

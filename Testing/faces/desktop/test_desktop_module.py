@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 MODULE = REPO / "SpineAI"
 SOURCE = MODULE / "SpineAI.py"
+ANNOTATE = MODULE / "SpineAILib" / "desktop" / "annotate.py"  # the Annotate section, beside the module file
 UI = MODULE / "Resources" / "UI" / "SpineAI.ui"
 
 # Widget classes the parameter node wrapper connects to each parameter type.
@@ -26,6 +27,11 @@ CONNECTORS = {"str": {"QComboBox", "QLineEdit"}, "Path": {"ctkPathLineEdit", "ct
 @pytest.fixture(scope="module")
 def tree():
     return ast.parse(SOURCE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def annotate_tree():
+    return ast.parse(ANNOTATE.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,9 @@ def test_no_heavy_imports_at_module_level(tree):
     names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names] + [
         n.module for n in top if isinstance(n, ast.ImportFrom)
     ]
-    heavy = [n for n in names if n.split(".")[0] in ("SpineAILib", "SpineAITraining", "torch", "monai", "numpy")]
+    # SpineAILib.vocabulary (the shared task / device names) imports nothing; the rest of SpineAILib waits.
+    heavy = [n for n in names if n.split(".")[0] in ("SpineAILib", "SpineAITraining", "torch", "monai", "numpy")
+             and n != "SpineAILib.vocabulary"]
     assert not heavy, f"module-level imports of {heavy}"
     for required in ("slicer", "qt", "vtk"):
         assert required in names
@@ -64,17 +72,20 @@ def test_classes_follow_the_scripted_module_pattern(tree):
     assert methods["cine_review"] == ["out_dir"]
     assert methods["heatmap_layer"] == ["nodes"]
     assert methods["set_heatmap_visible"] == ["node", "visible"]
-    # Annotation goes through SpineAILib.annotation (session, layers, Segment Editor round trip, keys).
-    assert methods["open_case"] == ["folder", "image_path", "task"]
-    assert methods["editable_segmentation"] == ["session", "frame", "reference_node", "node"]
-    assert methods["segmentation_labels"] == ["node", "session"]
-    assert {"case_image_into_scene", "case_layers", "annotation_key", "annotation_status", "annotation_choices"} <= set(methods)
+    # Annotation goes through SpineAILib.annotation (session, layers, Segment Editor round trip, keys),
+    # called from the Annotate section (SpineAILib/desktop/annotate.py) without pass-through wrappers.
+    annotate = ANNOTATE.read_text()
+    for call in ("AnnotationSession.open(folder, image_path=imagePath, task=task)", "CaseLayers(scene(), self.session.case)",
+                 "editable_segmentation(scene(), self.session.case, self._currentFrame(), self.imageNode",
+                 "segmentation_labels(scene(), self.segmentationNode, self.session.case)", "action_for(",
+                 "status_line(self.session", "annotation_choices(self.session)", "case_image_into_scene(self.session)"):
+        assert call in annotate, call
 
 
-def test_every_ui_reference_exists_in_the_ui(tree, ui_widgets):
+def test_every_ui_reference_exists_in_the_ui(tree, annotate_tree, ui_widgets):
     used = {
         node.attr
-        for node in ast.walk(tree)
+        for node in [*ast.walk(tree), *ast.walk(annotate_tree)]
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Attribute)
         and node.value.attr == "ui"
@@ -148,19 +159,17 @@ def test_ui_is_a_complete_designer_file(ui_widgets):
 
 
 def test_task_and_device_choices_match_the_library(tree):
+    from SpineAILib import vocabulary
     from SpineAILib.models.device import DEVICE_CHOICES
     from SpineAILib.models.schema import TASKS
+    from SpineAILib.runtime.child import command
 
-    constants = {
-        t.id: ast.literal_eval(n.value)
-        for n in tree.body
-        if isinstance(n, ast.Assign)
-        for t in n.targets
-        if isinstance(t, ast.Name) and t.id in ("TASKS", "DEVICES", "CLI_BOOTSTRAP")
-    }
-    assert tuple(constants["TASKS"]) == TASKS
-    assert tuple(constants["DEVICES"]) == DEVICE_CHOICES
-    ast.parse(constants["CLI_BOOTSTRAP"])  # the -c program the worker process runs
+    # The module takes them from SpineAILib.vocabulary, the library's one home for them.
+    imported = {(n.module, a.name) for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert {("SpineAILib.vocabulary", "TASKS"), ("SpineAILib.vocabulary", "DEVICES")} <= imported
+    assert vocabulary.TASKS == TASKS
+    assert vocabulary.DEVICES == DEVICE_CHOICES
+    assert command(["run"], python="PythonSlicer")[:3] == ["PythonSlicer", "-m", "SpineAILib.cli"]  # the worker's argv
 
 
 def test_cmake_ships_every_script_and_resource():
@@ -201,14 +210,14 @@ def test_models_catalogue_is_valid():
     assert set(data["tasks"]) == {"lp-ultrasound", "lumbar-mri", "cervical-ct"}
 
 
-def test_annotate_section_is_wired(tree, ui_widgets):
+def test_annotate_section_is_wired(tree, annotate_tree, ui_widgets):
     """The Annotate section: Slicer's Segment Editor for masks, buttons and keys bound to handlers of
     SpineAIAnnotation, which only calls the logic facade (SpineAILib.annotation does the work)."""
     assert ui_widgets["segmentEditorWidget"].get("class") == "qMRMLSegmentEditorWidget"
     for name in ("badQualityButton", "spinalCordButton", "csfButton"):
         checkable = [p for p in ui_widgets[name].findall("property") if p.get("name") == "checkable"]
         assert checkable and checkable[0].find("bool").text == "true", name
-    annotation = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
+    annotation = next(c for c in annotate_tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
     connects = {
         (node.func.value.attr, node.args[0].value)
         for node in ast.walk(annotation)
@@ -226,14 +235,14 @@ def test_annotate_section_is_wired(tree, ui_widgets):
     keys = next(ast.literal_eval(n.value) for n in annotation.body if isinstance(n, ast.Assign) and n.targets[0].id == "KEYS")
     for key in keys:
         assert action_for(key.split("+")[-1], key.startswith("Ctrl+")) is not None, key
-    logic_calls = {node.func.attr for node in ast.walk(annotation) if isinstance(node, ast.Call)
-                   and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self.logic"}
-    assert {"open_case", "case_layers", "editable_segmentation", "segmentation_labels", "annotation_key"} <= logic_calls
+    library = {alias.name for node in ast.walk(annotation) if isinstance(node, ast.ImportFrom)
+               and node.module.startswith("SpineAILib.annotation") for alias in node.names}
+    assert {"AnnotationSession", "CaseLayers", "editable_segmentation", "segmentation_labels", "action_for"} <= library
     widget = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIWidget")
     assert "SpineAIAnnotation(self)" in ast.unparse(widget)
 
 
-def test_dataset_buttons_are_wired(tree, ui_widgets):
+def test_dataset_buttons_are_wired(tree, annotate_tree, ui_widgets):
     """Export / Import dataset in the Annotate section: widgets of the right kinds, connected to handlers
     of SpineAIAnnotation that go through the logic facade, which calls SpineAILib.dataset.actions only
     (names that exist there), and run the CLI through the module's own background job."""
@@ -244,7 +253,7 @@ def test_dataset_buttons_are_wired(tree, ui_widgets):
         assert ui_widgets[name].get("class") == cls, name
     annotate = next(w for w in ui_widgets.values() if w.get("name") == "annotateCollapsibleButton")
     assert set(kinds) <= {w.get("name") for w in annotate.iter("widget")}, "the dataset widgets belong to Annotate"
-    annotation = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
+    annotation = next(c for c in annotate_tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAIAnnotation")
     connects = {
         (node.func.value.attr, node.args[0].value, ast.unparse(node.args[1]))
         for node in ast.walk(annotation)
@@ -256,22 +265,15 @@ def test_dataset_buttons_are_wired(tree, ui_widgets):
     assert ("importedCasesListWidget", "itemDoubleClicked(QListWidgetItem*)", "self.onOpenImportedCase") in connects
     handlers = {f.name for f in annotation.body if isinstance(f, ast.FunctionDef)}
     assert {"onExportDataset", "onImportDataset", "onOpenImportedCase", "_startDatasetJob", "_suggestDatasetFolder"} <= handlers
-    logic_calls = {node.func.attr for node in ast.walk(annotation) if isinstance(node, ast.Call)
-                   and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self.logic"}
-    dataset_calls = {"default_dataset_folder", "dataset_export_plan", "dataset_export_summary", "dataset_import_plan",
-                     "dataset_import_summary", "dataset_progress", "dataset_error", "dataset_job"}
-    assert dataset_calls <= logic_calls
-    logic = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "SpineAILogic")
-    methods = {f.name: f for f in logic.body if isinstance(f, ast.FunctionDef)}
-    assert dataset_calls <= set(methods)
-    assert "self._launch(arguments, False, onLine, onFinished)" in ast.unparse(methods["dataset_job"])
+    # SpineAILib.dataset.actions decides (names that exist there); desktop.job.Job runs the CLI (runtime.child).
+    used = {node.func.attr for node in ast.walk(annotation) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "actions"}
+    assert {"default_dataset_folder", "export_plan", "export_summary", "import_plan", "import_summary"} <= used
     from SpineAILib.dataset import actions
 
-    imported = {alias.name for node in ast.walk(logic) if isinstance(node, ast.ImportFrom)
-                and node.module == "SpineAILib.dataset.actions" for alias in node.names}
-    assert {"default_dataset_folder", "export_plan", "export_summary", "import_plan", "import_summary"} <= imported
-    missing = sorted(name for name in imported if not hasattr(actions, name))
-    assert not missing, f"SpineAI.py imports {missing} from SpineAILib.dataset.actions, which has no such names"
+    missing = sorted(name for name in used if not hasattr(actions, name))
+    assert not missing, f"annotate.py calls {missing} of SpineAILib.dataset.actions, which has no such names"
+    assert "Job(plan.arguments, onProgress=self._onDatasetProgress, onFinished=finished)" in ast.unparse(annotation)
 
 
 def test_lumbar_mri_from_the_dicom_database_passes_its_whole_study(tree):
@@ -284,7 +286,10 @@ def test_lumbar_mri_from_the_dicom_database_passes_its_whole_study(tree):
         assert call in study, call
     run = methods["run"]
     assert "series" in [a.arg for a in run.args.args]
-    assert "'--series'" in ast.unparse(run)
+    assert "series=series" in ast.unparse(run)  # runtime.child.run_arguments adds --series
+    from SpineAILib.runtime.child import run_arguments
+
+    assert run_arguments("lumbar-mri", "in", "out", series="1.2.3")[-2:] == ["--series", "1.2.3"]
     apply = ast.unparse(next(f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SpineAIWidget"
                              for f in n.body if isinstance(f, ast.FunctionDef) and f.name == "onApplyButton"))  # fmt: skip
     assert "dicomStudyOf" in apply and "series=series" in apply

@@ -194,11 +194,29 @@ def test_review_of_other_folders(tmp_path, run):
 # ---------------------------------------------------------------------------- heat-map grid
 
 
-def test_square_to_grid_matches_the_frame_mapping():
-    """On the frame's own grid it is square_to_frame; on a coarse grid, its area average."""
+def _square_to_frame(square_map, frame_shape, box, pre):
+    """Reference mapping: the square resized back over the crop the model saw (0 outside it)."""
     import cv2
 
-    from SpineAILib.workflows.ultrasound.workflow import square_to_frame
+    from SpineAILib.workflows.ultrasound.preprocess import centre_crop_box
+
+    r0, r1, c0, c1 = centre_crop_box(box, pre.crop_fraction)
+    h, w = r1 - r0, c1 - c0
+    out = np.zeros(frame_shape, np.float32)
+    if pre.letterbox:
+        side = max(h, w)
+        big = cv2.resize(square_map, (side, side), interpolation=cv2.INTER_LINEAR)
+        top, left = (side - h) // 2, (side - w) // 2
+        out[r0:r1, c0:c1] = big[top : top + h, left : left + w]
+    else:
+        out[r0:r1, c0:c1] = cv2.resize(square_map, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def test_square_to_grid_matches_the_frame_mapping():
+    """On the frame's own grid it is the plain resize over the crop; on a coarse grid, its area average."""
+    import cv2
+
     from SpineAILib.workflows.ultrasound.heatmaps import square_to_grid
     from SpineAILib.workflows.ultrasound.preprocess import Preprocessor
 
@@ -208,7 +226,7 @@ def test_square_to_grid_matches_the_frame_mapping():
     for letterbox in (True, False):
         pre = Preprocessor(size=(128, 128), crop_fraction=0.8, letterbox=letterbox)
         frame_shape, box = (300, 400), (20, 290, 40, 380)
-        full = square_to_frame(square, frame_shape, box, pre)
+        full = _square_to_frame(square, frame_shape, box, pre)
         own = square_to_grid(square, frame_shape, box, pre, frame_shape)
         assert np.abs(own - full).max() < 0.02
         assert np.array_equal(own > 0, full > 0) or np.mean((own > 0) != (full > 0)) < 0.005

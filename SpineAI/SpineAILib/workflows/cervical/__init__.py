@@ -1,11 +1,10 @@
 """Cervical spine CT: vertebrae C1-C7 (and T1 ...) by a 3-D UNet, per-vertebra fracture probabilities.
 
-Shared by the cervical-ct workflow (tasks/cervical_ct.py) and its trainers
+Shared by the cervical-ct workflow (workflow.py) and its trainers
 (SpineAITraining/train_cervical_ct.py, train_cervical_fracture.py), so training and
 inference prepare images identically. Nothing here imports torch at import time.
 """
 
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 SEGMENTATION_TASK = "cervical-ct"
 FRACTURE_TASK = "cervical-ct/fracture"
 FRACTURE_BUNDLE_DIR = "cervical-ct-fracture"

@@ -13,7 +13,8 @@ painted back where the crop was cut. Shared by the workflow and the trainer.
 import numpy as np
 
 from SpineAILib.images import VolumeImage
-from SpineAILib.workflows.cervical import CERVICAL, FRACTURE_BUNDLE_DIR, FRACTURE_TASK
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE
+from SpineAILib.workflows.cervical import FRACTURE_BUNDLE_DIR, FRACTURE_TASK
 from SpineAILib.workflows.cervical.grid import linear_along, resample_linear, resample_nearest
 
 MAX_HEATMAP_VOXELS = 1 << 27  # larger inputs get the heat map on the model grid (512 MiB of float32 otherwise)
@@ -98,7 +99,7 @@ def score_vertebrae(image, segmentation, loaded):
     spec = loaded.metadata["input"]
     found = {v["name"]: v for v in segmentation.vertebrae}
     entries, crops = [], []
-    for name in CERVICAL:
+    for name in CERVICAL_VERTEBRAE:
         if name not in found or name not in segmentation.centres:
             entries.append({"name": name, "present": False})
             continue

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from SpineAILib.workflows.cervical import CERVICAL, FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE
+from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.workflows.cervical.checks import check_ct
 from SpineAILib.vocabulary import CERVICAL_CT
 from SpineAILib.workflows.base import Workflow
@@ -78,9 +79,9 @@ def synthetic_warning(meta, what):
 
 def summarise(result):
     found = [v["name"] for v in result.vertebrae]
-    cervical = [name for name in found if name in CERVICAL]
+    cervical = [name for name in found if name in CERVICAL_VERTEBRAE]
     if cervical:
-        missing = [name for name in CERVICAL if name not in cervical]
+        missing = [name for name in CERVICAL_VERTEBRAE if name not in cervical]
         message = f"{len(cervical)} cervical vertebra(e) found ({', '.join(cervical)})"
         if missing:
             message += f"; not in view or not found: {', '.join(missing)}"
@@ -181,7 +182,7 @@ def write_scene(job, result, fractures):
 
     job.progress(0.85, "rendering overlays")
     t0 = time.perf_counter()
-    cervical = [v["centre_ras"] for v in result.vertebrae if v["name"] in CERVICAL] or [v["centre_ras"] for v in result.vertebrae]
+    cervical = [v["centre_ras"] for v in result.vertebrae if v["name"] in CERVICAL_VERTEBRAE] or [v["centre_ras"] for v in result.vertebrae]
     centre = np.mean(cervical, axis=0) if cervical else None
     views = ("sagittal", "coronal", "3d") if segmentation is not None else ("sagittal", "coronal")
     pictures = render_views(ctx, volume, out, segmentation_node=segmentation, views=views, prefix="overlay",

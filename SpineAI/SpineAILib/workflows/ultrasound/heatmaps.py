@@ -63,7 +63,7 @@ def square_to_grid(square_map, frame_shape, box, pre, shape):
     bx = (origin_x + 0.5 * extent_x / s_cols) * g_cols / cols - 0.5
     by = (origin_y + 0.5 * extent_y / s_rows) * g_rows / rows - 0.5
     matrix = np.array([[ax, 0.0, bx], [0.0, ay, by]], np.float64)
-    # Edges replicated as cv2.resize does (square_to_frame); what lies outside the crop is cut below.
+    # Edges replicated as cv2.resize does; what lies outside the crop is cut below.
     out = cv2.warpAffine(square_map, matrix, (g_cols, g_rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # Keep only grid pixels whose centre falls inside the crop.
     y = (np.arange(g_rows) + 0.5) * rows / g_rows - 0.5

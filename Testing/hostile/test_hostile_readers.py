@@ -1,0 +1,123 @@
+"""Issue 17, rows 4, 8, 9, 10: every reader (series, lumbar study, NIfTI/NRRD, bundles) applies the
+same checks and refuses hostile headers with one line and exit 2."""
+
+import struct
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hostile_files import assert_refused, cli, copy_bundle, dicom_series
+
+
+def test_detached_header_cannot_read_a_file_from_elsewhere(tmp_path, capsys):
+    header = tmp_path / "frame.nhdr"
+    header.write_text("NRRD0004\ntype: uchar\ndimension: 2\nsizes: 16 8\nencoding: raw\ndata file: /etc/passwd\n")
+    assert_refused(*cli(capsys, "info", header), "/etc/passwd", "refused")
+    assert_refused(*cli(capsys, "run", "lp-ultrasound", header, "--out", tmp_path / "R"), "/etc/passwd")
+    assert not (tmp_path / "R").exists()
+    header.write_text(header.read_text().replace("/etc/passwd", "../outside.raw"))
+    assert_refused(*cli(capsys, "info", header), "outside")
+
+
+def test_detached_header_beside_its_data_still_reads(tmp_path, capsys):
+    (tmp_path / "frame.raw").write_bytes(bytes(range(128)))
+    header = tmp_path / "frame.nhdr"
+    header.write_text("NRRD0004\ntype: uchar\ndimension: 2\nsizes: 16 8\nencoding: raw\ndata file: frame.raw\n")
+    code, lines = cli(capsys, "info", header)
+    assert code == 0, lines
+
+
+def nifti(path, srow_x):
+    """A NIfTI-1 file whose sform's first row is ``srow_x``, written into the header bytes
+    (nibabel itself would recompute the sform from a clean affine)."""
+    image = nib.Nifti1Image(np.ones((6, 6, 6), np.int16), np.eye(4))
+    image.header.set_sform(np.eye(4), code=1)
+    nib.save(image, path)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<4f", data, 280, *srow_x)  # srow_x: bytes 280..295 of the header
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_nifti_with_nan_in_its_sform_is_refused(tmp_path, capsys):
+    assert_refused(*cli(capsys, "info", nifti(tmp_path / "nan.nii", [1, 0, 0, float("nan")])), "NaN")
+    assert_refused(*cli(capsys, "info", nifti(tmp_path / "flat.nii", [0, 0, 0, 0])), "degenerate")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("PixelSpacing", [0, 0.9], "not positive"),
+    ("PixelSpacing", [-0.9, 0.9], "not positive"),
+    ("ImageOrientationPatient", [1, 0, 0, 0.5, 0.5, 0], "perpendicular"),
+    ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0], "zero direction"),
+    ("RescaleSlope", "NaN", "RescaleSlope"),
+    ("RescaleSlope", 1e308, "RescaleSlope"),
+])  # fmt: skip
+def test_series_headers_are_checked(tmp_path, capsys, field, value, fragment):
+    def edit(ds, k):
+        setattr(ds, field, value)
+
+    folder = dicom_series(tmp_path / "s", edit=edit)
+    assert_refused(*cli(capsys, "info", folder / sorted(p.name for p in folder.iterdir())[0]), fragment)
+    assert_refused(*cli(capsys, "run", "cervical-ct", folder, "--out", tmp_path / "R"), fragment)
+    assert not (tmp_path / "R").exists()
+
+
+def lumbar_study(root, edit=None):
+    """Two series, so that lumbar-mri reads the folder through its study reader."""
+    dicom_series(root / "series1", description="Sagittal T2", edit=edit)
+    dicom_series(root / "series2", description="Axial T2", orientation="axial", edit=edit)
+    return root
+
+
+def truncate(ds, k):
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
+
+
+def huge(ds, k):
+    ds.Rows, ds.Columns = 60000, 60000
+
+
+def bits8(ds, k):
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda ds, k: setattr(ds, "RescaleSlope", 1e308), "RescaleSlope"),
+    (lambda ds, k: setattr(ds, "RescaleSlope", "NaN"), "RescaleSlope"),
+    (huge, "limit"),
+    (truncate, "truncated"),
+    (bits8, ""),
+    (lambda ds, k: setattr(ds, "ImageOrientationPatient", [0, 0, 0, 0, 0, 0]), ""),
+    (lambda ds, k: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0.7, 0.7, 0]), ""),
+])  # fmt: skip
+def test_lumbar_study_reader_applies_the_same_checks(tmp_path, capsys, edit, fragment):
+    study = lumbar_study(tmp_path / "study", edit)
+    line = assert_refused(*cli(capsys, "run", "lumbar-mri", study, "--out", tmp_path / "R"), fragment)
+    assert not (tmp_path / "R").exists(), line
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m: m["input"].update(size=[100000, 100000]), "input.size"),
+    (lambda m: m["network"]["args"].update(widen_factor=1e6), "widen_factor"),
+    (lambda m: m["network"]["args"].update(widen_factor=float("nan")), "widen_factor"),
+    (lambda m: m.update(labels=["quality", "cord", "fluid"]), "labels"),
+])  # fmt: skip
+def test_hostile_bundle_metadata_is_one_line(tmp_path, capsys, edit, fragment):
+    from SpineAILib.samples.cine_phantom import make_cine_phantom, write_cine_dicom
+
+    bundle = copy_bundle("lp-ultrasound-classifier", tmp_path / "bundle", edit)
+    cine = write_cine_dicom(make_cine_phantom(n_frames=2, rows=32, cols=40), tmp_path / "cine.dcm") or tmp_path / "cine.dcm"
+    assert_refused(*cli(capsys, "run", "lp-ultrasound", cine, "--out", tmp_path / "R", "--model", bundle), fragment)
+    assert not (tmp_path / "R").exists()
+
+
+def test_renamed_vertebra_labels_are_refused(tmp_path):
+    from SpineAILib.errors import BundleError
+    from SpineAILib.models.bundle import read_metadata
+
+    def rename(meta):
+        meta["labels"] = ["background", "first", "second"] + meta["labels"][3:]
+
+    bundle = copy_bundle("lumbar-mri-vertebrae", tmp_path / "bundle", rename)
+    with pytest.raises(BundleError, match="vertebra names"):
+        read_metadata(bundle)
