@@ -43,6 +43,31 @@ if ! cmp -s requirements.txt "$stamp" 2>/dev/null; then
 fi
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 
+# The Pythons of the supported 3D Slicer versions with the packages Slicer bundles, for
+# ./test-slicer-pythons.sh (no torch: a few seconds to install from cache, once).
+find_python() {  # pyenv's Python 3.X, else python3.X on PATH (one that runs: pyenv shims may not)
+  for py in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python 2>/dev/null | sort -V -r) \
+            $(command -v "python$1" 2>/dev/null); do
+    "$py" -c "" 2>/dev/null && { echo "$py"; return; }
+  done
+}
+for pair in 5.8:3.9 5.10:3.12; do
+  slicer=${pair%%:*}; version=${pair##*:}
+  env=".venv-slicer$slicer"; pins="Testing/faces/desktop/slicer_pythons/slicer-$slicer.txt"
+  if ! cmp -s "$pins" "$env/.spineai-requirements" 2>/dev/null; then
+    py=$(find_python "$version")
+    if [ -z "$py" ]; then
+      echo "[setup] Python $version (Slicer $slicer) not found: ./test-slicer-pythons.sh will say so" >&2
+      continue
+    fi
+    echo "[setup] creating $env with $($py --version) and Slicer $slicer's package versions"
+    rm -rf "$env"
+    "$py" -m venv "$env"
+    "$env/bin/python" -m pip install -q --disable-pip-version-check -r "$pins"
+    cp "$pins" "$env/.spineai-requirements"
+  fi
+done
+
 if [ "$DEMO" = 1 ]; then
   echo "[setup] running the demo on generated sample data -> demo_output/"
   .venv/bin/spineai demo --out demo_output --force

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh --no-demo
 export VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow
+./test-slicer-pythons.sh
 exec .venv/bin/python -m pytest Testing "$@"

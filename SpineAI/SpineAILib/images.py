@@ -131,6 +131,12 @@ class Cine:
         }
 
 
+def frame_ijk_to_ras(pixel_spacing):
+    """A cine frame's IJK->RAS as every view shows frames: row 0 at the top, columns left to right."""
+    row_mm, col_mm = (float(s) for s in pixel_spacing)
+    return np.diag([-col_mm, -row_mm, 1.0, 1.0])
+
+
 def plane_of_normal(normal, tolerance_deg=30.0):
     """Name the slice plane whose normal is closest to ``normal`` (RAS)."""
     n = np.abs(np.asarray(normal, dtype=float))

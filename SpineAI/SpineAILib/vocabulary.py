@@ -21,3 +21,13 @@ CERVICAL_VERTEBRAE = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
 LUMBAR_VERTEBRAE = ("L1", "L2", "L3", "L4", "L5")
 # what an annotator may name on a lumbar MRI (the level model's T11-L5 and the sacrum)
 LUMBAR_MRI_VERTEBRAE = ("T11", "T12", *LUMBAR_VERTEBRAE, "S1")
+
+# -- lumbar-mri severity grades (RSNA 2024): the conditions graded at each disc level, and the grades
+SEVERITY_CONDITIONS = (
+    "spinal_canal_stenosis",
+    "left_neural_foraminal_narrowing",
+    "right_neural_foraminal_narrowing",
+    "left_subarticular_stenosis",
+    "right_subarticular_stenosis",
+)
+SEVERITY_GRADE_NAMES = ("Normal/Mild", "Moderate", "Severe")  # as RSNA's train.csv spells them

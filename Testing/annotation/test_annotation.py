@@ -101,7 +101,7 @@ def test_threshold_and_islands_on_label_maps():
 
 
 def test_boxes_cover_whole_pixels_like_the_cine_overlays():
-    from SpineAILib.annotation.case import frame_ijk_to_ras
+    from SpineAILib.images import frame_ijk_to_ras
     from SpineAILib.annotation.labelmap import box_from_corners, box_to_ras, ras_to_box
     from SpineAILib.scene.cine_overlays import box_to_ras as overlay_box_to_ras
 

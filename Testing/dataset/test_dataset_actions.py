@@ -15,7 +15,7 @@ from conftest import one_line_error
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     """An annotation case on a 6-frame cine: frame 2 labelled, a CSF stroke and a box on it."""
-    from SpineAILib.annotation.case import frame_ijk_to_ras
+    from SpineAILib.images import frame_ijk_to_ras
     from SpineAILib.annotation.session import AnnotationSession
     from SpineAILib.samples.cine_phantom import make_cine_phantom, write_cine_dicom
 

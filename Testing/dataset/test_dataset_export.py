@@ -274,7 +274,7 @@ def test_split_assignment_is_by_case_and_stable():
 def test_an_annotation_case_exports_its_labelled_frames_only_and_leaks_nothing(sources, tmp_path, monkeypatch):
     from SpineAILib.annotation.session import AnnotationSession
     from SpineAILib.dataset import export_dataset
-    from SpineAILib.scene.sequences import frame_ijk_to_ras
+    from SpineAILib.images import frame_ijk_to_ras
 
     monkeypatch.setenv("SPINEAI_USER", "Qwertyson")  # who edited is kept in the case, never exported
     cine_path = sources["root"] / PLANTED_FOLDER / "cine.dcm"

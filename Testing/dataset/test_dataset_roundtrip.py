@@ -32,7 +32,7 @@ def quiet_run(monkeypatch, tmp_path):
 
 
 def pixel_to_ras(cine, col, row):
-    from SpineAILib.scene.sequences import frame_ijk_to_ras
+    from SpineAILib.images import frame_ijk_to_ras
 
     return (frame_ijk_to_ras(cine.pixel_spacing) @ np.array([col, row, 0.0, 1.0]))[:3]
 

@@ -121,3 +121,19 @@ def test_renamed_vertebra_labels_are_refused(tmp_path):
     bundle = copy_bundle("lumbar-mri-vertebrae", tmp_path / "bundle", rename)
     with pytest.raises(BundleError, match="vertebra names"):
         read_metadata(bundle)
+
+
+@pytest.mark.parametrize("bits", [8, 32])
+def test_consistent_8_and_32_bit_series_read_through_the_study_reader(tmp_path, bits):
+    from SpineAILib.io import load
+    from SpineAILib.workflows.lumbar.severity.study import load_study_folder
+
+    def store(ds, k):
+        array = ds.pixel_array.astype(np.uint8 if bits == 8 else np.uint32)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+        ds.PixelData = array.tobytes()
+
+    study = lumbar_study(tmp_path / "study", store)
+    series = [s for s in load_study_folder(study).series if s.kind == "sagittal_t2"][0]
+    assert series.pixels(0).shape == (16, 16) and np.isfinite(series.pixels(0)).all()
+    assert load(study / "series1").voxels.shape == (6, 16, 16)

@@ -12,7 +12,7 @@ import numpy as np
 
 from SpineAILib import terminology
 from SpineAILib.errors import InputError
-from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import FORMAT, FORMAT_VERSION, files
 from SpineAILib.annotation.labelmap import box_to_ras, ras_to_box
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
@@ -34,12 +34,6 @@ SOURCES = ("model", "user")
 
 def mask_file(frame):
     return f"{MASKS_DIR}/frame_{int(frame):04d}.seg.nrrd"
-
-
-def frame_ijk_to_ras(pixel_spacing):
-    """A cine frame's IJK->RAS, as SpineAILib.scene.sequences shows frames (row 0 at the top)."""
-    row_mm, col_mm = (float(s) for s in pixel_spacing)
-    return np.diag([-col_mm, -row_mm, 1.0, 1.0])
 
 
 def structure_value(name):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError
-from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import files
 from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS, PATIENT
 from SpineAILib.vocabulary import ULTRASOUND_LABELS

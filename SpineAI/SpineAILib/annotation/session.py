@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError, OutputError
-from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES
+from SpineAILib.images import frame_ijk_to_ras
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import files
 from SpineAILib.annotation.case import (
     CINE_STRUCTURES,
     DISC_LEVELS,
     MANIFEST,
     CaseData,
-    frame_ijk_to_ras,
     load_case,
     structure_value,
 )

@@ -132,7 +132,7 @@ def write_case(root, case_id, annotation, task):
 
 def _write_cine(root, case_id, a):
     from SpineAILib.scene.cine_overlays import box_to_ras
-    from SpineAILib.scene.sequences import frame_ijk_to_ras
+    from SpineAILib.images import frame_ijk_to_ras
 
     cine = a.cine
     files, label_rows, boxes = [], [], []

@@ -12,7 +12,7 @@ import numpy as np
 
 from SpineAILib.images import VolumeImage
 
-LUMBAR = (20, 21, 22, 23, 24)  # VerSe numbers of L1..L5
+LUMBAR_VERSE_NUMBERS = (20, 21, 22, 23, 24)  # VerSe numbers of L1..L5
 BODY_HEIGHT = 26.0  # mm, superior-inferior
 DISC_HEIGHT = 9.0
 BODY_RADII = (22.0, 16.0)  # left-right, anterior-posterior
@@ -25,7 +25,7 @@ CT_HU = {AIR: -1000, SOFT: 45, FAT: -90, BONE_SHELL: 900, BONE: 260, DISC: 85, C
 MR_T2 = {AIR: 0, SOFT: 55, FAT: 190, BONE_SHELL: 12, BONE: 115, DISC: 205, CSF: 245, CORD: 120}
 
 
-def vertebra_centres_s(n=len(LUMBAR), top_s=0.0):
+def vertebra_centres_s(n=len(LUMBAR_VERSE_NUMBERS), top_s=0.0):
     """Superior coordinate (S, mm) of each vertebral body's centre, L1 first."""
     step = BODY_HEIGHT + DISC_HEIGHT
     return np.array([top_s - BODY_HEIGHT / 2 - i * step for i in range(n)])
@@ -50,7 +50,7 @@ def tissues_and_labels(ras):
     body_e = (x / BODY_RADII[0]) ** 2 + ((y - BODY_CENTRE_A) / BODY_RADII[1]) ** 2
     r_canal = np.hypot(x, y)
     centres = vertebra_centres_s()
-    for label, cs in zip(LUMBAR, centres):
+    for label, cs in zip(LUMBAR_VERSE_NUMBERS, centres):
         dz = np.abs(z - cs)
         in_body = (body_e <= 1) & (dz <= BODY_HEIGHT / 2)
         shell = in_body & ((body_e >= 0.78) | (dz >= BODY_HEIGHT / 2 - 1.5))

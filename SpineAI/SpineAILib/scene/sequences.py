@@ -8,18 +8,13 @@ The sequence index is "time" in "ms"; index values are the frame times.
 
 import numpy as np
 
-from SpineAILib.images import Cine
+from SpineAILib.images import Cine, frame_ijk_to_ras
 from SpineAILib.scene.volumes import numpy_matrix, vtk_matrix
 
 INDEX_NAME = "time"
 INDEX_UNIT = "ms"
 SPACING_ATTRIBUTE = "SpineAI.PixelSpacing"
 MODALITY_ATTRIBUTE = "SpineAI.Modality"
-
-
-def frame_ijk_to_ras(pixel_spacing):
-    row_mm, col_mm = (float(s) for s in pixel_spacing)
-    return np.diag([-col_mm, -row_mm, 1.0, 1.0])
 
 
 def format_time(ms):

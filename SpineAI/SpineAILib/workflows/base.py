@@ -2,13 +2,14 @@
 
 A workflow package (``workflows/ultrasound``, ``lumbar``, ``cervical``) holds its
 preprocessing, its models' inference, post-processing, explanations and review
-helpers, and a ``workflow.py`` with one ``Workflow`` subclass; ``registry`` lists
+helpers, and a ``workflow.py`` whose ``WORKFLOW`` says what it is; ``registry`` lists
 them. ``tasks.run_task`` drives a workflow with the output contract (checks first,
 staged output, report.json).
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from SpineAILib.errors import InputError
 from SpineAILib.images import Cine, VolumeImage
@@ -35,18 +36,22 @@ class Job:
     timings: dict = field(default_factory=dict)
 
 
+def load_any(path, series=None):
+    """The default input reader: any file or folder SpineAI reads (io.load)."""
+    from SpineAILib.io import load
+
+    return load(path, series=series)
+
+
+@dataclass(frozen=True)
 class Workflow:
-    name = ""  # the task name (vocabulary.TASKS)
-    title = ""
-    input_kind = ""  # "cine" or "volume"
-    modalities = ()  # DICOM modality codes accepted ("" = unknown, allowed for NIfTI/NRRD)
-    description = ""
-
-    def load_input(self, path, series=None):
-        """The image this workflow runs on (a workflow may pick among a study's series itself)."""
-        from SpineAILib.io import load
-
-        return load(path, series=series)
+    name: str  # the task name (vocabulary.TASKS)
+    title: str
+    input_kind: str  # "cine" or "volume"
+    modalities: tuple  # DICOM modality codes accepted ("" = unknown, allowed for NIfTI/NRRD)
+    description: str
+    run: Callable  # run(job): writes the results into job.out_dir, fills job.outputs/results/warnings
+    load_input: Callable = load_any  # load_input(path, series=None) -> the image run(job) gets
 
     def check_input(self, image):
         """Refuse an input the workflow cannot read, saying what it is and what is needed."""
@@ -60,6 +65,3 @@ class Workflow:
         if image.modality not in self.modalities:
             wanted = " or ".join(m for m in self.modalities if m)
             raise InputError(f"{self.name} needs {wanted} images, but the input's modality is {image.modality}")
-
-    def run(self, job):
-        raise NotImplementedError

@@ -1,11 +1,11 @@
 """The workflows SpineAI offers, by task name: every front end offers the same choices."""
 
 from SpineAILib.errors import SpineAIError
-from SpineAILib.workflows.cervical.workflow import CervicalCtWorkflow
-from SpineAILib.workflows.lumbar.workflow import LumbarMriWorkflow
-from SpineAILib.workflows.ultrasound.workflow import UltrasoundWorkflow
+from SpineAILib.workflows.cervical import workflow as cervical
+from SpineAILib.workflows.lumbar import workflow as lumbar
+from SpineAILib.workflows.ultrasound import workflow as ultrasound
 
-WORKFLOWS = {w.name: w for w in (UltrasoundWorkflow(), LumbarMriWorkflow(), CervicalCtWorkflow())}
+WORKFLOWS = {w.name: w for w in (ultrasound.WORKFLOW, lumbar.WORKFLOW, cervical.WORKFLOW)}
 
 
 def get_workflow(name):

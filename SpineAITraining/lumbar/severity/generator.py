@@ -28,7 +28,8 @@ import pydicom
 from SpineAILib.images import VolumeImage
 from SpineAILib.samples.dicom_writer import write_dicom_series
 
-from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADE_NAMES, LEVELS, condition_group
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
+from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_group
 
 LEVEL_NAMES = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
 CONDITION_NAMES = (

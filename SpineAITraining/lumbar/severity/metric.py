@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.workflows.lumbar.severity.submission import GRADE_NAMES, GRADES, condition_group, parse_row_id
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
+from SpineAILib.workflows.lumbar.severity.submission import GRADES, condition_group, parse_row_id
 
 SAMPLE_WEIGHTS = (1.0, 2.0, 4.0)  # Normal/Mild, Moderate, Severe
 EPS = float(np.finfo(np.float64).eps)

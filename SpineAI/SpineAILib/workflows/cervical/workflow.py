@@ -194,10 +194,6 @@ def write_scene(job, result, fractures):
     save_scene(ctx, job, OUTPUTS["scene"])
 
 
-class CervicalCtWorkflow(Workflow):
-    name = CERVICAL_CT
-    title = "Cervical spine CT"
-    input_kind = "volume"
-    modalities = ("CT", "")
-    description = "C1-C7 vertebra segmentation and per-vertebra fracture probabilities (RSNA 2022)"
-    run = staticmethod(run)
+WORKFLOW = Workflow(CERVICAL_CT, "Cervical spine CT", "volume", ("CT", ""),
+                    "C1-C7 vertebra segmentation and per-vertebra fracture probabilities (RSNA 2022)",
+                    run)

@@ -22,14 +22,13 @@ import time
 import numpy as np
 
 from SpineAILib.errors import InputError
+from SpineAILib.vocabulary import LUMBAR_MRI, LUMBAR_VERTEBRAE
+from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.lumbar.discs import ROI_SIZE_MM, disc_levels, estimate_disc_below, roi_axes
 from SpineAILib.workflows.lumbar.pipeline import check_field_of_view, check_modality, segment_vertebrae
 from SpineAILib.workflows.lumbar.refine import load_refiner
-from SpineAILib.workflows.lumbar.severity.study_input import load_study_input as load_input  # the runner's hook: a study folder's level series
+from SpineAILib.workflows.lumbar.severity.study_input import load_study_input
 
-from SpineAILib.vocabulary import LUMBAR_VERTEBRAE as LUMBAR
-from SpineAILib.vocabulary import LUMBAR_MRI
-from SpineAILib.workflows.base import Workflow
 OUTPUTS = {
     "segmentation": "vertebrae.seg.nrrd",
     "discs": "discs.mrk.json",
@@ -152,7 +151,7 @@ def run_axial_only(job, severity_path):
 
 def summarise(result, discs):
     found = [v["name"] for v in result.vertebrae]
-    lumbar = [name for name in found if name in LUMBAR]
+    lumbar = [name for name in found if name in LUMBAR_VERTEBRAE]
     visible = [d["level"] for d in discs if d["visible"]]
     if lumbar:
         message = f"{len(lumbar)} lumbar vertebra(e) found ({', '.join(lumbar)}); disc levels visible: {', '.join(visible) or 'none'}"
@@ -271,11 +270,6 @@ def write_markups_list(nodes, path, save_node):
     return path
 
 
-class LumbarMriWorkflow(Workflow):
-    name = LUMBAR_MRI
-    title = "Lumbar spine MRI"
-    input_kind = "volume"
-    modalities = ("MR", "")
-    description = "Level-labelled vertebrae, disc levels and RSNA 2024 severity grading"
-    run = staticmethod(run)
-    load_input = staticmethod(load_input)
+WORKFLOW = Workflow(LUMBAR_MRI, "Lumbar spine MRI", "volume", ("MR", ""),
+                    "Level-labelled vertebrae, disc levels and RSNA 2024 severity grading",
+                    run, load_input=load_study_input)

@@ -236,10 +236,6 @@ def localise_cine(cine, calls, labels, job):
     return result
 
 
-class UltrasoundWorkflow(Workflow):
-    name = LP_ULTRASOUND
-    title = "Infant lumbar-puncture ultrasound"
-    input_kind = "cine"
-    modalities = ("US", "")
-    description = "Per-frame image quality, spinal cord and CSF calls on an ultrasound cine"
-    run = staticmethod(run)
+WORKFLOW = Workflow(LP_ULTRASOUND, "Infant lumbar-puncture ultrasound", "cine", ("US", ""),
+                    "Per-frame image quality, spinal cord and CSF calls on an ultrasound cine",
+                    run)

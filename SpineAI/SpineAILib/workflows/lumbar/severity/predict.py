@@ -11,7 +11,8 @@ bundle's grade prior and ``assessed: False`` with the reason.
 import numpy as np
 
 from SpineAILib.workflows.lumbar.severity.grading import group_probabilities, points_from_canal, study_crops
-from SpineAILib.workflows.lumbar.severity.submission import GRADE_NAMES, GRADES, GROUPS, condition_group, row_id
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
+from SpineAILib.workflows.lumbar.severity.submission import GRADES, GROUPS, condition_group, row_id
 
 TASK = "lumbar-mri/severity"
 # Disc centre -> spinal canal centre, posteriorly: about half an adult lumbar disc's depth

@@ -7,17 +7,10 @@ flagged so a caller can tell them apart.
 """
 
 from SpineAILib.outputs import write_csv_atomic
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS
 
-CONDITIONS = (
-    "spinal_canal_stenosis",
-    "left_neural_foraminal_narrowing",
-    "right_neural_foraminal_narrowing",
-    "left_subarticular_stenosis",
-    "right_subarticular_stenosis",
-)
 LEVELS = ("l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1")
 GRADES = ("normal_mild", "moderate", "severe")  # the probability columns, in this order
-GRADE_NAMES = ("Normal/Mild", "Moderate", "Severe")  # as train.csv spells them
 GROUPS = ("spinal", "foraminal", "subarticular")
 # Fill for a row no model could assess: roughly the RSNA 2024 grade frequencies (0.78, 0.15,
 # 0.07) times the metric's weights 1/2/4, normalised - the constant with the lowest weighted
