@@ -41,3 +41,11 @@ def one_line_error(call, *args, error=None, **kwargs):
     message = str(caught.value)
     assert "\n" not in message and message
     return message
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that takes the ``shared_data`` fixture (itself or through another fixture) needs
+    ../shared/data: it carries the ``realdata`` marker even where the decorator is missing."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("realdata") is None:
+            item.add_marker(pytest.mark.realdata)

@@ -15,7 +15,7 @@ PACKAGES = {"SpineAILib": REPO / "SpineAI" / "SpineAILib", "SpineAITraining": RE
 WORKFLOWS = ("ultrasound", "lumbar", "cervical")
 # Modules every part may build on; they never reach up into workflows, tasks or the faces.
 CORE = ("errors", "vocabulary", "images", "io", "scene", "models", "outputs", "render", "terminology",
-        "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results")
+        "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results", "pacs")
 FACES = ("cli", "web", "desktop", "demo")
 
 

@@ -102,6 +102,17 @@ def test_overlay_follows_center_ras(phantom, tmp_path):
         center_ras=(0.0, 0.0, 20.0), prefix="above",
     )  # fmt: skip
     assert not coloured(pixels(above["axial"])).any()
+    # ... and one through the block's centre shows it, in colour, around the middle of the picture
+    kji = np.argwhere(np.asarray(labels.voxels) > 0).mean(axis=0)
+    centre = (labels.ijk_to_ras @ [kji[2], kji[1], kji[0], 1.0])[:3]
+    through = render_views(
+        ctx, volume_node, tmp_path, segmentation_node=segmentation, views=("axial",), size=(128, 128),
+        center_ras=tuple(float(c) for c in centre), prefix="through",
+    )  # fmt: skip
+    drawn = coloured(pixels(through["axial"]))
+    assert drawn.mean() > 0.005, drawn.mean()
+    rows, cols = np.nonzero(drawn)
+    assert abs(rows.mean() - 64) < 40 and abs(cols.mean() - 64) < 40, (rows.mean(), cols.mean())
 
 
 def test_cine_frame_fills_the_picture_upright(tmp_path):

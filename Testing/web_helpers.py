@@ -2,7 +2,8 @@
 
 Server and browser plumbing lives in ``SpineAILib.web.snapshot`` (the demo uses it
 too): ``WebServer`` runs ``python -m SpineAILib.web.app`` on a free port in its
-own session with its output in a log file; ``browser_page`` opens Debian's
+own session with its output in a log file (``server.url`` is the address it printed, with
+this launch's token: a page opened anywhere else is refused); ``browser_page`` opens Debian's
 Chromium through Playwright. Views are ``<img>`` elements: a view is "shown" once
 its image has a real size, a new frame is a changed ``src``. This module adds what
 tests need on top: pixels of a view, panel text, waiting for a new frame.
@@ -14,6 +15,7 @@ Typical use::
         rgb = view_pixels(page, AXIAL)
 """
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from SpineAILib.web.snapshot import (  # noqa: F401 (re-exported for tests)
     free_port,
     img_src,
     missing_browser_reason,
+    VIEWPORT,
     view_img_selector,
     wait_for_views,
     wait_until_frame_settles,
@@ -81,3 +84,36 @@ def wait_for_text(page, element_id, predicate_js, timeout_ms=60000):
         timeout=timeout_ms,
     )
     return text_of(page, element_id)
+
+
+@contextlib.contextmanager
+def browser_tabs(url, n=2, viewport=VIEWPORT, timeout_ms=60000):
+    """``n`` tabs of one Chromium window (one profile: the token's cookie is shared). The first
+    opens ``url`` (the address the app printed, with its token); the others open the same
+    address without the token, as a person opens a second tab."""
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import sync_playwright
+
+    parts = urlsplit(url)
+    plain = f"{parts.scheme}://{parts.netloc}/"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=viewport)
+            context.set_default_timeout(timeout_ms)
+            pages = []
+            for i in range(n):
+                page = context.new_page()
+                page.goto(url if i == 0 else plain)
+                pages.append(page)
+            yield pages
+        finally:
+            browser.close()
+
+
+def slice_slider(page, tag):
+    """(offset, lowest, highest) in mm of view ``tag``'s slice slider, as its thumb shows it: the
+    slice the view shows, as trame-slicer reads it from the server's slice view."""
+    thumb = page.locator(f"div:has(> .spineai-view-{tag}) .slice-slider-gutter .v-slider-thumb").first
+    return tuple(float(thumb.get_attribute(a)) for a in ("aria-valuenow", "aria-valuemin", "aria-valuemax"))

@@ -80,7 +80,7 @@ def extracted(path, limits=DEFAULT_LIMITS, prefix="spineai-archive-"):
     where = path.name
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
         raise InputError(f"{where}: not a readable zip archive ({error})") from None
     root = Path(tempfile.mkdtemp(prefix=prefix))
     try:

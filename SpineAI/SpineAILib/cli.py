@@ -36,7 +36,16 @@ def build_parser():
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--series", help="which series of a DICOM folder (number from `spineai info` or SeriesInstanceUID)")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
+    p.add_argument("--dicom", action="store_true",
+                   help="also write dicom/: DICOM SEG, SR and secondary captures in the source's study (DICOM input only)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("send", help="send a folder of DICOM files (a run's dicom/) to a PACS or Orthanc (C-STORE)")
+    p.add_argument("folder", help="folder of DICOM files, e.g. RESULTS/dicom")
+    p.add_argument("--to", required=True, metavar="HOST:PORT", help="the DICOM server, e.g. 127.0.0.1:4242")
+    p.add_argument("--aet", required=True, metavar="AE", help="the server's AE title, e.g. ORTHANC")
+    p.add_argument("--calling-aet", default="SPINEAI", metavar="AE", help="our AE title (default SPINEAI)")
+    p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("models", help="list the model bundles in the catalogue")
     p.add_argument("--json", action="store_true")
@@ -77,8 +86,12 @@ def build_parser():
 
 def cmd_info(args):
     from SpineAILib.io import describe
+    from SpineAILib.pacs import describe_seg, is_dicom_seg
 
-    info = describe(args.input)
+    if is_dicom_seg(args.input):  # a DICOM SEG (e.g. a run's dicom/seg_*.dcm): its segments
+        info = {"path": args.input, "input_kind": "dicom-seg", "items": [describe_seg(args.input)]}
+    else:
+        info = describe(args.input)
     problems = [item["problem"] for item in info["items"] if item.get("problem")]
     if problems and len(problems) == len(info["items"]):
         raise InputError(f"{info['path']}: {problems[0]}")  # nothing here can be loaded
@@ -92,6 +105,13 @@ def cmd_info(args):
 
 
 def format_item(n, item):
+    if item.get("kind") == "segmentation":
+        lines = [f"[{n}] SEG segmentation  {item.get('description', '')}".rstrip(),
+                 f"    series: {item['series_uid']}  study: {item['study_uid']}",
+                 f"    frames: {item['frames']}  size (rows x cols): {item['dimensions'][1]} x {item['dimensions'][0]}"
+                 f"  type: {item['segmentation_type']}  source instances referenced: {item['referenced_instances']}"]
+        lines += [f"    segment {s['number']}: {s['label']}  ({s['type']})" for s in item["segments"]]
+        return "\n".join(lines)
     if item.get("kind") == "cine":
         lines = [
             f"[{n}] {item.get('modality') or '?'} cine  {item.get('description', '')}".rstrip(),
@@ -128,10 +148,18 @@ def cmd_run(args):
 
     report = run_task(
         args.task, args.input, args.out, model=args.model, device=args.device,
-        force=args.force, series=args.series, progress=progress,
+        force=args.force, series=args.series, progress=progress, dicom=args.dicom,
     )
     for role, name in report.get("outputs", {}).items():
         print(f"{role}: {name}")
+    return 0
+
+
+def cmd_send(args):
+    from SpineAILib.pacs import send_folder
+
+    stored = send_folder(args.folder, args.to, args.aet, calling_aet=args.calling_aet, progress=_progress)
+    print(f"{stored} instance(s) stored on {args.aet}@{args.to}")
     return 0
 
 

@@ -150,5 +150,5 @@ def run_demo(out_dir, force=False, web=True):
         shot = snapshot_web_app(out_dir / "samples" / "ct_dicom", out_dir / "web.png")
         _say(f"web app screenshot: {shot}" if shot else "web app check skipped (no Chromium)")
     _say(f"done in {time.perf_counter() - t0:.1f} s: {out_dir}")
-    _say(f"explore it: .venv/bin/spineai web {out_dir / 'samples' / 'ct_dicom'}   (then open http://127.0.0.1:8080)")
+    _say(f"explore it: .venv/bin/spineai web {out_dir / 'samples' / 'ct_dicom'}   (then open the address it prints: http://127.0.0.1:8080/?token=…)")
     return out_dir

@@ -170,3 +170,19 @@ def label_info(name_or_number):
 def known_labels():
     """Every canonical name this module has a colour and terminology for."""
     return list(VERTEBRAE.values()) + DISC_LEVELS + ULTRASOUND_LABELS
+
+
+def codes(name_or_number):
+    """The coded concepts of a known label as (scheme, value, meaning) tuples, for DICOM SEG and SR:
+    ``{"category", "type", "region"}`` (region None when there is none); None for unknown names.
+    The same codes as the ``.seg.nrrd`` terminology string (one source: ``terminology``)."""
+    entry = terminology(name_or_number)
+    if entry is None:
+        return None
+    parts = entry.split("~")
+
+    def code(text):
+        scheme, value, meaning = (text.split("^") + ["", "", ""])[:3]
+        return (scheme, value, meaning) if value else None
+
+    return {"category": code(parts[1]), "type": code(parts[2]), "region": code(parts[5])}

@@ -15,6 +15,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 # -- lp-ultrasound: the per-frame labels, in the order of every table and network output
 ULTRASOUND_LABELS = ("bad_quality", "spinal_cord", "csf")
+# ... and the structures drawn on a frame (masks, boxes); on a frame's label map they are 1, 2
+ULTRASOUND_STRUCTURES = ("spinal_cord", "csf")
 
 # -- vertebrae
 CERVICAL_VERTEBRAE = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")

@@ -32,7 +32,7 @@ TOTALSEGMENTATOR_TO_VERSE = {26: 26, 27: 24, 28: 23, 29: 22, 30: 21, 31: 20, 32:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="evaluate_cervical_ct", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m SpineAITraining.cervical.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--segmentation", type=Path, required=True, help="cervical-ct bundle")
     p.add_argument("--fracture", type=Path, help="cervical-ct/fracture bundle")
     p.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")

@@ -52,7 +52,7 @@ def summary(errors):
 def main(argv=None):
     from SpineAITraining.lumbar import mri_lumbar
 
-    p = argparse.ArgumentParser(prog="evaluate_disc_estimate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m SpineAITraining.lumbar.evaluate_disc_estimate", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="the mri_lumbar folder (images + _labels)")
     p.add_argument("--part", default="all", choices=("all", "train", "validation", "test"))
     args = p.parse_args(argv)

@@ -28,7 +28,7 @@ DISC_TOLERANCE_MM = 3.0
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="evaluate_lumbar_mri", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m SpineAITraining.lumbar.evaluate_levels", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--part", default="test", choices=("train", "validation", "test"))

@@ -197,6 +197,50 @@ def test_undo_redo_restore_memory_and_files(tmp_path):
         assert not session.case.mask_of(1).any() and session.case.frame_labels(3)["csf"] == 0
 
 
+def test_undo_keeps_the_last_100_edits_by_default(tmp_path):
+    """The README's limit at its real value: a session opened without a history keeps 100 edits."""
+    with _open_cine(tmp_path) as session:
+        for i in range(101):
+            session.toggle_label(i % 6, "csf")  # frame 0's first toggle is edit 1, the one that falls out
+        undone = 0
+        while session.undo() is not None:
+            undone += 1
+        assert undone == 100 and not session.can_undo
+        # 101 toggles, 100 undone: frame 0 keeps the first toggle only
+        assert session.case.frame_labels(0)["csf"] == 1
+        assert all(session.case.frame_labels(f)["csf"] == 0 for f in range(1, 6))
+
+
+def test_undo_keeps_at_most_512_mb_of_mask_blocks_by_default():
+    """The 512 MB limit at its real value. The blocks are broadcast arrays: they report their full
+    size (what the history counts) without this test allocating it."""
+    from SpineAILib.annotation.history import Edit, History, Step
+
+    history = History()  # the default the sessions use
+    mb = 1024**2
+
+    def block(megabytes):
+        return np.broadcast_to(np.zeros(1, np.uint8), (megabytes * mb,))
+
+    for n in range(3):  # 200 MB each (before + after): the third passes 512 MB, the first goes
+        history.push(Edit("paint", [f"mask/{n}"], [Step("mask", (n, None), block(100), block(100))]))
+    assert history.nbytes == 400 * mb
+    assert [history.take_undo().items for _ in range(2)] == [["mask/2"], ["mask/1"]]
+    assert history.take_undo() is None
+    # exactly at the limit both edits stay; one byte over, the older one goes
+    for extra, kept in ((0, 2), (1, 1)):
+        history = History()
+        history.push(Edit("paint", ["mask/a"], [Step("mask", (0, None), block(128), block(128))]))
+        over = np.broadcast_to(np.zeros(1, np.uint8), (256 * mb + extra,))
+        history.push(Edit("paint", ["mask/b"], [Step("mask", (1, None), over, None)]))
+        assert history.nbytes == 512 * mb + extra if kept == 2 else history.nbytes == 256 * mb + extra
+        assert sum(1 for _ in iter(history.take_undo, None)) == kept
+    # a single edit over the limit is still kept (the last edit can always be undone)
+    history = History()
+    history.push(Edit("paint", ["mask/huge"], [Step("mask", (0, None), block(600), block(600))]))
+    assert history.can_undo
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {lib!r})

@@ -183,6 +183,29 @@ def test_refuses_a_non_empty_folder_and_add_is_idempotent(sources, tmp_path):
     assert len({c["key"] for c in manifest["cases"]}) == 2
 
 
+def test_add_refuses_a_dataset_made_under_another_key(sources, tmp_path):
+    """The README: `--add` refuses a dataset made under another key - through the command line, exit 2,
+    one line, and the dataset left byte for byte as it was."""
+    import subprocess
+    import sys
+
+    from SpineAILib.dataset import export_dataset
+
+    out = tmp_path / "ds"
+    export_dataset([sources["cine_run"]], "lp-ultrasound", out)  # the site key (SPINEAI_DEID_KEY_FILE)
+    before = hashes(out)
+    (tmp_path / "other.key").write_text("cd" * 32)
+    spineai = str(Path(sys.executable).with_name("spineai"))
+    done = subprocess.run([spineai, "dataset", "export", str(sources["scene"]), "--task", "lp-ultrasound", "--out",
+                           str(out), "--add", "--key-file", str(tmp_path / "other.key")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("spineai")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "another de-identification key" in lines[0] and "use that key file" in lines[0], lines[0]
+    assert hashes(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other.key"]  # no staging folder left behind
+
+
 def test_a_failed_add_changes_nothing(sources, tmp_path):
     from SpineAILib.dataset import export_dataset
 

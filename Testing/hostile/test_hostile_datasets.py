@@ -44,14 +44,16 @@ def test_add_never_deletes_outside_the_dataset(dataset, tmp_path, capsys):
     assert (victim / "sub" / "thesis.docx").read_text() == "precious"
 
 
-@pytest.mark.parametrize("case_id", ["/tmp/abs-case", "../x", "case-0001/../../y"])
+@pytest.mark.parametrize("case_id", ["ABSOLUTE", "../x", "case-0001/../../y"])
 def test_import_never_writes_outside_out(dataset, tmp_path, capsys, case_id):
+    absolute = tmp_path / "elsewhere" / "abs-case"
+
     def plant(manifest):
-        manifest["cases"][0]["id"] = case_id
+        manifest["cases"][0]["id"] = str(absolute) if case_id == "ABSOLUTE" else case_id
 
     copy = edited(dataset, tmp_path, plant)
     assert_refused(*cli(capsys, "dataset", "import", copy, "--out", tmp_path / "cases"), "id")
-    assert not (tmp_path / "cases").exists() and not (tmp_path / "x").exists() and not os.path.exists("/tmp/abs-case")
+    assert not (tmp_path / "cases").exists() and not (tmp_path / "x").exists() and not os.path.exists(absolute.parent)
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "case-0002.nii.gz", ".hidden/case-0001.nii.gz"])

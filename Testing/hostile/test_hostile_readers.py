@@ -62,10 +62,12 @@ def test_series_headers_are_checked(tmp_path, capsys, field, value, fragment):
     assert not (tmp_path / "R").exists()
 
 
-def lumbar_study(root, edit=None):
-    """Two series, so that lumbar-mri reads the folder through its study reader."""
-    dicom_series(root / "series1", description="Sagittal T2", edit=edit)
-    dicom_series(root / "series2", description="Axial T2", orientation="axial", edit=edit)
+def lumbar_study(root, edit=None, layout="sagittal+axial"):
+    """Two series, so that lumbar-mri reads the folder through its study reader; two axial
+    series make it an axial-only study, whose stack the study reader itself decodes."""
+    first = ("Sagittal T2", "sagittal") if layout == "sagittal+axial" else ("Axial T2", "axial")
+    dicom_series(root / "series1", description=first[0], orientation=first[1], edit=edit)
+    dicom_series(root / "series2", description="Axial T2 second", orientation="axial", edit=edit)
     return root
 
 
@@ -90,8 +92,9 @@ def bits8(ds, k):
     (lambda ds, k: setattr(ds, "ImageOrientationPatient", [0, 0, 0, 0, 0, 0]), ""),
     (lambda ds, k: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0.7, 0.7, 0]), ""),
 ])  # fmt: skip
-def test_lumbar_study_reader_applies_the_same_checks(tmp_path, capsys, edit, fragment):
-    study = lumbar_study(tmp_path / "study", edit)
+@pytest.mark.parametrize("layout", ["sagittal+axial", "axial-only"])
+def test_lumbar_study_reader_applies_the_same_checks(tmp_path, capsys, edit, fragment, layout):
+    study = lumbar_study(tmp_path / "study", edit, layout)
     line = assert_refused(*cli(capsys, "run", "lumbar-mri", study, "--out", tmp_path / "R"), fragment)
     assert not (tmp_path / "R").exists(), line
 
@@ -137,3 +140,18 @@ def test_consistent_8_and_32_bit_series_read_through_the_study_reader(tmp_path, 
     series = [s for s in load_study_folder(study).series if s.kind == "sagittal_t2"][0]
     assert series.pixels(0).shape == (16, 16) and np.isfinite(series.pixels(0)).all()
     assert load(study / "series1").voxels.shape == (6, 16, 16)
+
+
+def test_a_cine_of_too_many_frames_is_refused_before_decoding(tmp_path, capsys):
+    import cv2
+
+    from SpineAILib.io.checks import MAX_CINE_FRAMES
+
+    frame = np.full((16, 16), 128, np.uint8)
+    ok, png = cv2.imencode(".png", frame)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for n in range(MAX_CINE_FRAMES + 1):
+        (folder / f"frame{n}.png").write_bytes(png.tobytes())
+    assert_refused(*cli(capsys, "run", "lp-ultrasound", folder, "--out", tmp_path / "R"), f"{MAX_CINE_FRAMES + 1} frames")
+    assert not (tmp_path / "R").exists()

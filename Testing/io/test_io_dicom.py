@@ -193,6 +193,45 @@ def test_enhanced_multiframe_ct_is_a_volume(tmp_path):
     assert item["multiframe"] and item["slices"] == image.voxels.shape[0] and item["kind"] == "volume"
 
 
+def test_jpeg_baseline_series_decodes_with_its_geometry(tmp_path):
+    """JPEG baseline (1.2.840.10008.1.2.4.50, 8-bit, lossy): written here with Pillow's encoder and
+    pydicom's encapsulation, decoded through the reader's plugins; geometry exact, pixels within JPEG's loss."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    shape = (5, 48, 64)
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    smooth = 40 + 120 * np.exp(-((j - 24) ** 2 + (i - 30 - 2 * k) ** 2) / 300.0) + 0.8 * i  # 8-bit range, smooth
+    m = np.eye(4)
+    m[:3, :3] = rotation(10, -5, 30) @ np.diag([0.6, 0.6, 2.0])
+    m[:3, 3] = (-20.0, 15.0, 40.0)
+    image = VolumeImage(voxels=np.round(smooth).astype(np.int16), ijk_to_ras=m, modality="MR")
+    folder = tmp_path / "jpeg"
+    write_dicom_series(image, folder, modality="MR", series_description="JPEG baseline")
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        values = ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+        plain = np.round(values).astype(np.uint8)  # 40..215: stored as they are, no rescale
+        ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+        buffer = io.BytesIO()
+        Image.fromarray(plain, mode="L").save(buffer, format="JPEG", quality=95)
+        ds.PixelData = encapsulate([buffer.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+        ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(next(folder.iterdir())).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    loaded = spineio.load(folder)
+    assert isinstance(loaded, VolumeImage) and loaded.voxels.shape == shape
+    np.testing.assert_allclose(loaded.ijk_to_ras, image.ijk_to_ras, atol=1e-4)
+    error = np.abs(loaded.voxels.astype(float) - image.voxels)
+    assert error.mean() < 1.5 and error.max() < 12, (error.mean(), error.max())
+    (item,) = dicom.describe_folder(folder)
+    assert "JPEG" in item["transfer_syntax"] and "Baseline" in item["transfer_syntax"], item["transfer_syntax"]
+
+
 # ---------------------------------------------------------------- real data
 
 
@@ -399,17 +438,39 @@ def test_undecodable_pixel_data_names_the_file(tmp_path):
     assert paths[1].name in one_line(error)
 
 
-@pytest.mark.realdata
-def test_missing_jpeg2000_plugin_is_named(tmp_path, monkeypatch, shared_data):
-    path = require(shared_data / "ct_thoracolumbar" / "dicom_series").iterdir().__next__()
-    ds = pydicom.dcmread(path)
-    error = dicom._decode_error(Path(path), ds, RuntimeError("boom"))
-    assert "could not be decoded" in str(error)  # the plugin is installed here
-    from pydicom.pixels.decoders import base
+# Run in a child process: pydicom's own plugin registry loses every JPEG 2000 decoder there (what a
+# machine without pylibjpeg-openjpeg, Pillow's OpenJPEG and python-gdcm has), then the real series is read.
+_WITHOUT_J2K = """
+import sys
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEG2000, JPEG2000Lossless
+for uid in (JPEG2000Lossless, JPEG2000):
+    decoder = get_decoder(uid)
+    for label in list(decoder.available_plugins):
+        decoder.remove_plugin(label)
+    assert not decoder.is_available
+from SpineAILib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
-    monkeypatch.setattr(base, "get_decoder", lambda uid: types.SimpleNamespace(is_available=False))
-    text = str(dicom._decode_error(Path(path), ds, RuntimeError("no decoder")))
-    assert "JPEG 2000" in text and "pylibjpeg-openjpeg" in text
+
+@pytest.mark.realdata
+def test_missing_jpeg2000_plugin_is_named_on_the_real_series(shared_data, tmp_path):
+    import subprocess
+
+    folder = require(shared_data / "ct_thoracolumbar" / "dicom_series")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_J2K, "run", "cervical-ct", str(folder), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("spineai")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("spineai: error: ") and "cannot decode pixel data stored as JPEG 2000" in lines[0]
+    assert "install pylibjpeg-openjpeg" in lines[0] and "1.2.840.10008.1.2.4.90" in lines[0]
+    assert not out.exists()
+    # with the plugins in place (this process) the same files decode; a damaged stream is named as such
+    path = next(folder.iterdir())
+    ds = pydicom.dcmread(path)
+    assert "could not be decoded" in str(dicom._decode_error(Path(path), ds, RuntimeError("boom")))
 
 
 def test_empty_folder_and_text_file_are_one_line_errors(tmp_path):

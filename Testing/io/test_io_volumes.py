@@ -249,3 +249,28 @@ def test_damaged_files_give_one_line_errors(tmp_path):
     bad_nrrd = tmp_path / "broken.nrrd"
     bad_nrrd.write_bytes(b"NRRD0004\ntype: what\n")
     one_line_error(load_volume_file, bad_nrrd)
+
+
+def test_nifti_sform_is_preferred_over_qform(tmp_path):
+    """The README: sform preferred over qform. A file whose two matrices disagree is read with its
+    sform; with the sform unset (code 0) the qform is used; float64 geometry either way."""
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)  # nibabel order: i, j, k
+    sform = np.array([[0.0, 0.0, 2.5, -30.0], [-0.7, 0.0, 0.0, 41.25], [0.0, -0.8, 0.0, 12.125], [0, 0, 0, 1]])
+    qform = np.diag([1.1, 1.2, 1.3, 1.0])
+    qform[:3, 3] = (5.0, 6.0, 7.0)
+    image = nib.Nifti1Image(data, None)
+    image.set_qform(qform, code=1)
+    image.set_sform(sform, code=2)
+    path = tmp_path / "both.nii.gz"
+    nib.save(image, path)
+    header = nib.load(path).header
+    assert header["sform_code"] == 2 and header["qform_code"] == 1
+    assert not np.allclose(header.get_qform(), header.get_sform())
+    loaded = load(path)
+    np.testing.assert_allclose(loaded.ijk_to_ras, sform, atol=1e-6)
+    assert loaded.ijk_to_ras.dtype == np.float64
+    assert loaded.voxels[1, 2, 3] == data[3, 2, 1]  # voxels [k, j, i]
+    # without an sform the qform holds the geometry
+    image.set_sform(None, code=0)
+    nib.save(image, tmp_path / "qform_only.nii.gz")
+    np.testing.assert_allclose(load(tmp_path / "qform_only.nii.gz").ijk_to_ras, qform, atol=1e-5)

@@ -15,7 +15,7 @@ from SpineAILib.errors import InputError
 from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import FORMAT, FORMAT_VERSION, files
 from SpineAILib.annotation.labelmap import box_to_ras, ras_to_box
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
 
 MANIFEST = "annotation.json"
 FRAMES = "frames.tsv"
@@ -26,7 +26,7 @@ SEVERITY = "severity.tsv"
 FRACTURES = "fractures.tsv"
 BOXES = "boxes.mrk.json"
 
-CINE_STRUCTURES = {"spinal_cord": 1, "csf": 2}  # label values of a frame's mask
+CINE_STRUCTURES = {name: value for value, name in enumerate(ULTRASOUND_STRUCTURES, start=1)}  # label values of a frame's mask
 PATIENT = "patient_overall"
 DISC_LEVELS = tuple(terminology.DISC_LEVELS)
 SOURCES = ("model", "user")

@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-US_LABELS = ("bad_quality", "spinal_cord", "csf")
-US_STRUCTURES = ("spinal_cord", "csf")  # mask / box structures of a cine frame
 MASK_SUFFIX = {"spinal_cord": "cord", "csf": "csf"}  # the seeds' mask file names
 
 
 @dataclass
 class CineAnnotation:
     cine: object  # images.Cine
-    labels: np.ndarray  # (N, 3) uint8 in US_LABELS order
+    labels: np.ndarray  # (N, 3) uint8 in ULTRASOUND_LABELS order
     masks: dict = field(default_factory=dict)  # structure -> (N, H, W) bool; frames without a drawn mask all False
     mask_frames: np.ndarray = None  # (N,) bool: frames whose masks were drawn (None: every frame, when masks exist)
     boxes: dict = field(default_factory=dict)  # structure -> (N, 4) x0 y0 x1 y1 pixels, NaN rows = none

@@ -18,7 +18,8 @@ import numpy as np
 from SpineAILib.errors import InputError
 from SpineAILib.io.checks import check_named_file
 from SpineAILib.outputs import staged_output_folder
-from SpineAILib.dataset.cases import CERVICAL, MASK_SUFFIX, US_LABELS
+from SpineAILib.dataset.cases import MASK_SUFFIX
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 from SpineAILib.dataset.layout import BOXES_FILE, DISCS_FILE, FRACTURES_TABLE, LABELS_TABLE, SEVERITY_TABLE
 from SpineAILib.dataset.manifest import read_manifest, sha256_file
 from SpineAILib.dataset.sources import DATASET_LINK
@@ -130,7 +131,7 @@ def _cine_case(root, case, tables, folder, final, task):
     for index, path in enumerate(frame_files):
         row = rows.get(path.name)
         if row is not None:
-            data.labels[index] = [int(row[k]) for k in US_LABELS]
+            data.labels[index] = [int(row[k]) for k in ULTRASOUND_LABELS]
             data.sources[f"labels/{index}"] = "user"
         mask = np.zeros((1, *cine.frame_shape), np.uint8)
         drawn = False
@@ -168,7 +169,7 @@ def _volume_case(root, case, tables, folder, final, task):
         data.severity[(r["level"], r["condition"])] = r["grade"]
         data.sources[f"severity/{r['level']}/{r['condition']}"] = "user"
     for r in _rows_of(tables, FRACTURES_TABLE, case_id):
-        for vertebra in CERVICAL:
+        for vertebra in CERVICAL_VERTEBRAE:
             data.fractures[vertebra] = int(r[vertebra])
             data.sources[f"fracture/{vertebra}"] = "user"
     for b in _rows_of(tables, BOXES_FILE, case_id):

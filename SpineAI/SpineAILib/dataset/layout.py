@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.dataset.cases import CERVICAL, MASK_SUFFIX, US_LABELS, CineAnnotation
+from SpineAILib.dataset.cases import MASK_SUFFIX, CineAnnotation
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 from SpineAILib.errors import InputError
 
 LABELS_TABLE = "labels.csv"
@@ -37,9 +38,9 @@ BOXES_FILE = "boxes.json"
 DISCS_FILE = "discs.json"
 SEVERITY_TABLE = "severity.csv"
 FRACTURES_TABLE = "fractures.csv"
-LABELS_COLUMNS = ("video", "frame_file", "time_ms", *US_LABELS, "split")
+LABELS_COLUMNS = ("video", "frame_file", "time_ms", *ULTRASOUND_LABELS, "split")
 SEVERITY_COLUMNS = ("case", "level", "condition", "grade", "split")
-FRACTURE_COLUMNS = ("case", "patient_overall", *CERVICAL, "split")
+FRACTURE_COLUMNS = ("case", "patient_overall", *CERVICAL_VERTEBRAE, "split")
 DISC_LABEL = re.compile(r"^(T12/L1|L[1-4]/L[2-5]|L5/S1)$")
 SHARED_FILES = {  # per task: the tables every case adds rows to
     "lp-ultrasound": (LABELS_TABLE, BOXES_FILE),
@@ -157,7 +158,7 @@ def _write_cine(root, case_id, a):
         if a.labelled is not None and not a.labelled[i]:
             continue  # a frame never labelled is not a negative: its image stays (for import), no row
         label_rows.append({"video": case_id, "frame_file": f"{name}.png", "time_ms": f"{float(cine.frame_times_ms[i]):.3f}",
-                           **{k: int(v) for k, v in zip(US_LABELS, a.labels[i])}})  # fmt: skip
+                           **{k: int(v) for k, v in zip(ULTRASOUND_LABELS, a.labels[i])}})  # fmt: skip
         for structure, array in sorted(a.boxes.items()):
             box = np.asarray(array[i], float)
             if not np.all(np.isfinite(box)):
@@ -167,7 +168,7 @@ def _write_cine(root, case_id, a):
                           "pixel": _r(box, 2), "ras": {"center": _r(center), "size": _r(size), "axes": np.eye(3).tolist()}})  # fmt: skip
     facts = {"kind": "cine", "frames": cine.n_frames, "labelled_frames": len(label_rows), "frame_size": list(cine.frame_shape), "color": bool(cine.is_color),
              "pixel_spacing": _r(cine.pixel_spacing, 6), "masks": sorted(a.masks) if has_masks else [],
-             "boxes": len(boxes), "labelled": list(US_LABELS)}  # fmt: skip
+             "boxes": len(boxes), "labelled": list(ULTRASOUND_LABELS)}  # fmt: skip
     return files, {LABELS_TABLE: label_rows, BOXES_FILE: boxes}, facts
 
 
@@ -204,7 +205,7 @@ def _write_volume(root, case_id, a, task):
                             for label, ras in a.points if DISC_LABEL.match(str(label))]  # fmt: skip
         rows[SEVERITY_TABLE] = [dict(r, case=case_id) for r in a.severity]
     if task == "cervical-ct" and a.fractures is not None:
-        rows[FRACTURES_TABLE] = [{"case": case_id, **{k: int(a.fractures.get(k, 0)) for k in ("patient_overall", *CERVICAL)}}]
+        rows[FRACTURES_TABLE] = [{"case": case_id, **{k: int(a.fractures.get(k, 0)) for k in ("patient_overall", *CERVICAL_VERTEBRAE)}}]
     facts = {"kind": "volume", "dimensions": list(image.dimensions), "spacing": _r(image.spacing, 6),
              "dtype": str(np.asarray(image.voxels).dtype if image.voxels.dtype != np.float64 else np.dtype(np.float32)),
              "labelled": labelled, "discs": len(rows.get(DISCS_FILE, [])), "boxes": len(rows[BOXES_FILE]),

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError
-from SpineAILib.dataset.cases import CERVICAL, US_LABELS, US_STRUCTURES, CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
+from SpineAILib.dataset.cases import CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
 
 ANNOTATION_FILE = "annotation.json"
 REPORT_FILE = "report.json"
@@ -87,7 +88,7 @@ def _cine_from_case(case, cine, folder):
                 masks[structure][frame] = mask[0] == value
     boxes = {}
     for (frame, label), box in case.boxes.items():
-        if frame is not None and label in US_STRUCTURES:
+        if frame is not None and label in ULTRASOUND_STRUCTURES:
             boxes.setdefault(label, np.full((n, 4), np.nan, np.float32))[frame] = (box[0], box[1], box[3], box[4])
     return CineAnnotation(cine=cine, labels=labels, masks=masks, mask_frames=mask_frames if case.masks else None,
                           boxes=boxes, labelled=labelled)  # fmt: skip
@@ -105,7 +106,7 @@ def _volume_from_case(case, image, folder):
     annotation.severity = [{"level": level, "condition": condition, "grade": grade}
                            for (level, condition), grade in sorted(case.severity.items())]  # fmt: skip
     if case.fractures:
-        annotation.fractures = {k: int(case.fractures.get(k, 0)) for k in CERVICAL}
+        annotation.fractures = {k: int(case.fractures.get(k, 0)) for k in CERVICAL_VERTEBRAE}
         annotation.fractures["patient_overall"] = int(any(annotation.fractures.values()))
     for (frame, label), _ in sorted(case.boxes.items(), key=lambda kv: str(kv[0])):
         center, size, axes = case.box_geometry(frame, label)
@@ -184,10 +185,10 @@ def _flag(value, where):
 def frame_labels_from_rows(rows, n_frames, where):
     if len(rows) != n_frames:
         raise InputError(f"{where}: {len(rows)} rows for a cine of {n_frames} frames")
-    missing = [c for c in US_LABELS if rows and c not in rows[0]]
+    missing = [c for c in ULTRASOUND_LABELS if rows and c not in rows[0]]
     if missing:
         raise InputError(f"{where}: no {', '.join(missing)} column")
-    labels = np.array([[_flag(r[c], f"{where} frame {i}") for c in US_LABELS] for i, r in enumerate(rows)], np.uint8)
+    labels = np.array([[_flag(r[c], f"{where} frame {i}") for c in ULTRASOUND_LABELS] for i, r in enumerate(rows)], np.uint8)
     labels[labels[:, 0] == 1, 1:] = 0  # a bad-quality frame shows neither cord nor CSF
     return labels
 
@@ -292,7 +293,7 @@ def _fracture_calls(rows, where):
     for r in rows:
         name = str(r.get("vertebra", "")).strip()
         value = next((r[c] for c in ("call", "fracture", "fractured") if c in r), None)
-        if name in CERVICAL + ("patient_overall",) and value not in (None, ""):
+        if name in CERVICAL_VERTEBRAE + ("patient_overall",) and value not in (None, ""):
             out[name] = _flag(value, f"{where} {name}")
     if not out:
         raise InputError(f"{where}: no fracture calls (vertebra and call columns)")
@@ -344,8 +345,8 @@ def _cine_from_scene(ctx, path, need_labels):
     labels = None
     for table in ctx.nodes("vtkMRMLTableNode"):
         columns = table_to_columns(table)
-        if all(c in columns for c in US_LABELS):
-            rows = [{c: columns[c][i] for c in US_LABELS} for i in range(len(columns[US_LABELS[0]]))]
+        if all(c in columns for c in ULTRASOUND_LABELS):
+            rows = [{c: columns[c][i] for c in ULTRASOUND_LABELS} for i in range(len(columns[ULTRASOUND_LABELS[0]]))]
             labels = frame_labels_from_rows(rows, cine.n_frames, f"{path.name} table '{table.GetName()}'")
             break
     if labels is None:
@@ -357,10 +358,10 @@ def _cine_from_scene(ctx, path, need_labels):
         kind = sequence.GetAttribute(OVERLAY_KIND_ATTRIBUTE)
         if kind == "masks":
             masks = masks_from_sequence(browser, sequence)
-            annotation.masks = {k: v for k, v in masks.items() if k in US_STRUCTURES}
+            annotation.masks = {k: v for k, v in masks.items() if k in ULTRASOUND_STRUCTURES}
         elif kind == "box":
             structure = sequence.GetAttribute(STRUCTURE_ATTRIBUTE)
-            if structure in US_STRUCTURES:
+            if structure in ULTRASOUND_STRUCTURES:
                 annotation.boxes[structure] = boxes_from_sequence(browser, sequence)
     return annotation
 

@@ -74,22 +74,12 @@ def annotation_choices(session):
 
 
 def status_line(session, frame=None, message=""):
-    """The annotation status line both faces show (SpineAILib.annotation.presenter when present)."""
-    try:
-        from SpineAILib.annotation import presenter
-    except ImportError:
-        presenter = None
-    if presenter is not None and hasattr(presenter, "status_line"):
-        return presenter.status_line(session, frame, message)
-    status = session.status()
-    text = f"saved {status['saved'][11:19]} · {status['edits']} edits"
-    last = status["last_edit"]
-    if last:
-        text += f" · last: {last['user']} {last['time'][11:19]} {last['action']}"
+    """The annotation status line both faces show (SpineAILib.annotation.presenter), plus who labelled the frame."""
+    from SpineAILib.annotation import presenter
+
+    text = presenter.status_line(session)
     if frame is not None and session.case.is_cine:
-        who = session.last_edit(f"labels/{frame}")
-        text += f" · frame {frame + 1}: " + (f"{who['user']} {who['time'][11:19]}" if who else
-                                             session.case.sources.get(f"labels/{frame}", "not labelled"))
+        text += " · " + presenter.frame_line(session, frame)
     return f"{message} ({text})" if message else text
 
 
@@ -351,7 +341,7 @@ class SpineAIAnnotation(VTKObservationMixin):
         if self.boxNode is None or not slicer.mrmlScene.IsNodePresent(self.boxNode):
             self.boxNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Annotation box (unsaved)")
         self.boxNode.RemoveAllControlPoints()
-        slicer.modules.markups.logic().SetActiveList(self.boxNode)
+        slicer.modules.markups.logic().SetActiveListID(self.boxNode)  # in every 5.x; SetActiveList is newer
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def onSaveBox(self):
@@ -377,7 +367,7 @@ class SpineAIAnnotation(VTKObservationMixin):
         node.SetLocked(False)
         self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
         self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._onPointsMoved)
-        slicer.modules.markups.logic().SetActiveList(node)
+        slicer.modules.markups.logic().SetActiveListID(node)
         slicer.modules.markups.logic().StartPlaceMode(False)
 
     def _emptyPointList(self):

@@ -57,8 +57,14 @@ def load(path, series=None):
     (or its 1-based number in ``describe``) to load; without it a folder with more
     than one volume series raises AmbiguousInputError listing them.
     """
+    from SpineAILib.images import Cine
+    from SpineAILib.io.checks import check_frame_count
+
     with unreadable_as_input_error(path):
-        return _load(path, series)
+        image = _load(path, series)
+    if isinstance(image, Cine):
+        check_frame_count(image.n_frames, Path(path).name)
+    return image
 
 
 # What a damaged file makes the parsers below us raise (pydicom, pynrrd, nibabel, numpy,

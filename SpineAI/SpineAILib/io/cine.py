@@ -30,6 +30,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError
 from SpineAILib.images import Cine, check_allocation
+from SpineAILib.io.checks import check_frame_count
 
 DEFAULT_FPS = 30.0
 MAX_FRAME_SIDE = 1920  # longer frame side kept on read (px); larger frames are downscaled to it
@@ -184,7 +185,7 @@ def load_dicom_cine(path):
         header = pydicom.dcmread(str(path), stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError) as error:
         raise InputError(f"{path.name}: not a readable DICOM file ({error})") from None
-    n = int(header.get("NumberOfFrames", 1) or 1)
+    n = check_frame_count(int(header.get("NumberOfFrames", 1) or 1), path.name)
     rows, cols = int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0)
     photometric = str(header.get("PhotometricInterpretation", "")).strip().upper()
     if not rows or not cols:
@@ -479,6 +480,7 @@ def load_frame_folder(folder, fps=None, max_side=MAX_FRAME_SIDE, max_bytes=None)
     )
     if not files:
         raise InputError(f"{folder}: no PNG/JPEG/BMP/TIFF frames in this folder")
+    check_frame_count(len(files), folder.name)  # before any frame is decoded
     warnings = []
     metadata = {"format": "frame folder", "files": [p.name for p in files]}
     stack, full_shape, reason = _read_frame_stack(files, folder.name, max_side, max_bytes)

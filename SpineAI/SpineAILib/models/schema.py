@@ -10,7 +10,7 @@ import re
 from SpineAILib.errors import BundleError
 
 FORMAT_VERSION = 1
-from SpineAILib.vocabulary import TASKS
+from SpineAILib.vocabulary import TASKS, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
 _SUBTASK = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -152,8 +152,8 @@ MAX_NETWORK_INT = 4096
 MAX_WIDEN_FACTOR = 8.0
 # Labels the workflows look up by name: a bundle that renamed them cannot serve its task.
 REQUIRED_LABELS = {
-    "lp-ultrasound": ("bad_quality", "spinal_cord", "csf"),
-    "lp-ultrasound/localiser": ("spinal_cord", "csf"),
+    "lp-ultrasound": ULTRASOUND_LABELS,
+    "lp-ultrasound/localiser": ULTRASOUND_STRUCTURES,
     "lumbar-mri/severity": ("normal_mild", "moderate", "severe"),
 }
 VERTEBRA_TASKS = ("lumbar-mri", "cervical-ct")  # background, then vertebra names

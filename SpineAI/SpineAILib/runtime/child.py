@@ -166,7 +166,7 @@ def run(arguments, progress=None, python=None, env=None, launch=None, prefix=Non
     return output
 
 
-def run_arguments(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False):
+def run_arguments(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False, dicom=False):
     """The arguments of `spineai run` for these options (after ``spineai``)."""
     arguments = ["run", task, str(input_path), "--out", str(out_dir), "--device", device or "auto"]
     if model:
@@ -175,17 +175,21 @@ def run_arguments(task, input_path, out_dir, *, model=None, device="auto", serie
         arguments += ["--series", str(series)]
     if force:
         arguments.append("--force")
+    if dicom:
+        arguments.append("--dicom")
     return arguments
 
 
-def cli_command(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False, python=None):
+def cli_command(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False, python=None,
+                dicom=False):  # fmt: skip
     """The argument list of `spineai run` for these options."""
-    return command(run_arguments(task, input_path, out_dir, model=model, device=device, series=series, force=force),
-                   python)  # fmt: skip
+    return command(run_arguments(task, input_path, out_dir, model=model, device=device, series=series, force=force,
+                                 dicom=dicom), python)  # fmt: skip
 
 
-def run_task_isolated(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False, progress=None):
+def run_task_isolated(task, input_path, out_dir, *, model=None, device="auto", series=None, force=False, progress=None,
+                      dicom=False):  # fmt: skip
     """Like tasks.run_task, in a child process; returns the report written to out_dir/report.json."""
-    run(run_arguments(task, input_path, out_dir, model=model, device=device, series=series, force=force),
+    run(run_arguments(task, input_path, out_dir, model=model, device=device, series=series, force=force, dicom=dicom),
         progress=progress)  # fmt: skip
     return json.loads((Path(out_dir) / "report.json").read_text())

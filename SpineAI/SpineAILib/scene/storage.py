@@ -9,6 +9,7 @@ table's ``.schema.tsv`` are renamed with it). Failures raise a one-line OutputEr
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -314,7 +315,12 @@ def load_scene_mrb(ctx, path, clear=False):
         errors = " ".join(messages.GetAllMessagesAsString().split())
         added = [node for node in ctx.nodes() if node.GetID() not in before]
         if not ok or messages.GetNumberOfMessagesOfType(vtkCommand.ErrorEvent):  # a member that did not read
-            raise InputError(f"{path}: could not load scene: {_short(errors) or 'not a readable scene bundle'}")
+            for node in added:  # all or nothing: no half-loaded scene left behind in a long-lived app
+                if scene.IsNodePresent(node):
+                    scene.RemoveNode(node)
+            failed = re.findall(r"Failed to read node (\S+)", errors)
+            reason = f"the file of node {failed[0]} is damaged or unreadable" if failed else _short(errors)
+            raise InputError(f"{path}: could not load scene: {reason or 'not a readable scene bundle'}")
     return added
 
 

@@ -15,8 +15,13 @@ from SpineAILib.outputs import check_output_folder, output_lock, staged_output_f
 from SpineAILib.workflows.base import Job, _no_progress
 
 
-def run_task(task, input_path, out_dir, *, model=None, device="auto", force=False, series=None, progress=None):
-    """Run ``task``; returns the report dict also written to ``out_dir/report.json``."""
+def run_task(task, input_path, out_dir, *, model=None, device="auto", force=False, series=None, progress=None,
+             dicom=False):  # fmt: skip
+    """Run ``task``; returns the report dict also written to ``out_dir/report.json``.
+
+    ``dicom``: also write ``out_dir/dicom/`` (DICOM SEG, SR and secondary captures in the source's
+    study, SpineAILib.pacs); a non-DICOM input is refused before anything is read.
+    """
     from SpineAILib.models.catalogue import resolve_bundle
     from SpineAILib.workflows.registry import get_workflow
 
@@ -24,11 +29,20 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
     workflow = get_workflow(task)
     out_dir = check_output_folder(out_dir, force)
     input_path = Path(input_path).absolute()  # the run folder names its input so that it can be exported later
+    if dicom:
+        from SpineAILib.pacs import check_dicom_input
+
+        check_dicom_input(input_path)
     with output_lock(out_dir):  # held from the first read: a second run into out_dir is refused at once
         t0 = time.perf_counter()
         progress(0.0, f"reading {input_path}")
         image = workflow.load_input(input_path, series=series)
         workflow.check_input(image)
+        source = None
+        if dicom:  # the source instances, checked before the run (SOP Instance UIDs, one study)
+            from SpineAILib.pacs import find_source
+
+            source = find_source(input_path, image)
         t_load = time.perf_counter() - t0
         bundle_path = resolve_bundle(task, model)
 
@@ -39,6 +53,15 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
             workflow.run(job)
             job.timings["run_s"] = round(time.perf_counter() - t1, 3)
             report = build_report(job)
+            if source is not None:  # into the staging folder: a failed DICOM write leaves no half run
+                from SpineAILib.pacs import DICOM_FOLDER, write_dicom_outputs
+
+                progress(0.97, "writing DICOM SEG, SR and secondary captures")
+                written = write_dicom_outputs(staging, report, source, arrays=job.arrays)
+                report["outputs"]["dicom"] = DICOM_FOLDER
+                report["dicom"] = {"files": written["files"], "note": "carries the source's patient and study "
+                                   "identifiers: for the patient's record, not for sharing"}  # fmt: skip
+                report["timings"]["dicom_s"] = written["seconds"]
             write_text_atomic(staging / "report.json", json.dumps(report, indent=2))
     progress(1.0, f"results written to {out_dir}")
     return report

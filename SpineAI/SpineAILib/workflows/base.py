@@ -34,6 +34,7 @@ class Job:
     results: dict = field(default_factory=dict)  # summary figures for report.json
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)  # in-memory results that no file holds (e.g. per-frame masks), for DICOM outputs
 
 
 def load_any(path, series=None):

@@ -26,7 +26,7 @@ def spineai(*args, honour_permissions=False, timeout=120):
 
 
 def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0, result.stdout
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)  # the README: exit code 2
     # progress lines ("[ 0.0%] ...") may come first; the reason is exactly one line
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]
     assert len(lines) == 1, result.stderr
@@ -74,6 +74,7 @@ def test_info_on_phantom_dicom_reports_geometry(dicom_series, phantom_ct):
     assert text.returncode == 0 and "IJK->RAS" in text.stdout and "axial" in text.stdout
 
 
+@pytest.mark.realdata
 def test_info_on_real_ct_dicom(shared_data):
     folder = require(shared_data / "ct_thoracolumbar" / "dicom_series")
     result = spineai("info", folder, "--json")
@@ -83,6 +84,7 @@ def test_info_on_real_ct_dicom(shared_data):
     np.testing.assert_allclose(item["spacing"][:2], [0.977, 0.977], atol=1e-3)
 
 
+@pytest.mark.realdata
 def test_info_on_real_cine(shared_data):
     path = require(shared_data / "us_format" / "cine_echo_30frames_ybr.dcm")
     result = spineai("info", path, "--json")
@@ -92,6 +94,7 @@ def test_info_on_real_cine(shared_data):
     assert abs(item["frame_time_ms"] - 33.33) < 0.1
 
 
+@pytest.mark.realdata
 def test_run_without_bundle_says_so_and_writes_nothing(shared_data, tmp_path):
     ct = require(shared_data / "ct_thoracolumbar" / "ct.nii.gz")
     out = tmp_path / "out"
@@ -100,6 +103,7 @@ def test_run_without_bundle_says_so_and_writes_nothing(shared_data, tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [], line
 
 
+@pytest.mark.realdata
 def test_run_refuses_wrong_kind_of_input(shared_data, tmp_path):
     ct = require(shared_data / "ct_thoracolumbar" / "ct.nii.gz")
     assert_one_line_error(spineai("run", "lp-ultrasound", ct, "--out", tmp_path / "o"), "needs an ultrasound cine")
@@ -222,3 +226,49 @@ def test_isolated_run_returns_the_cli_reason(dicom_series, tmp_path):
     assert str(caught.value).startswith("model bundle") and "does not exist" in str(caught.value)
     assert seen and seen[0][0] == 0.0 and seen[0][1].startswith("reading")
     assert not (tmp_path / "o").exists()
+
+
+# ---- README promises: `spineai models`, `--force` ----------------------------------------
+
+
+def test_models_lists_every_catalogue_bundle_installed():
+    catalogue = json.loads((REPO / "SpineAI" / "Resources" / "Models.json").read_text())
+    result = spineai("models", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [m["bundle_id"] for m in listed] == [m["bundle_id"] for m in catalogue["models"]]
+    assert len(listed) == 7
+    for entry in listed:  # each on disk, with the version its metadata.json carries
+        meta = json.loads((Path(entry["location"]) / "metadata.json").read_text())
+        assert meta["bundle_id"] == entry["bundle_id"] and meta["version"] == entry["version"], entry
+        assert meta["task"] == entry["task"]
+    text = spineai("models")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.strip().splitlines()
+    assert len(lines) == len(listed)
+    for entry, line in zip(listed, lines):
+        assert line.split()[:3] == [entry["task"], entry["bundle_id"], entry["version"]], line
+
+
+def test_force_replaces_earlier_results_through_the_cli(tmp_path):
+    """Without --force a results folder is refused (exit 2, untouched); with it the run replaces it whole."""
+    from PIL import Image
+
+    from SpineAILib.samples.cine_phantom import make_cine_phantom
+
+    frame = tmp_path / "frame.png"
+    Image.fromarray(np.asarray(make_cine_phantom(n_frames=1, seed=2).frames[0])).save(frame)
+    out = tmp_path / "out"
+    first = spineai("run", "lp-ultrasound", frame, "--out", out, "--device", "cpu", timeout=300)
+    assert first.returncode == 0, first.stderr
+    (out / "my-notes.txt").write_text("written after the run")
+    earlier = (out / "report.json").read_bytes()
+    line = assert_one_line_error(spineai("run", "lp-ultrasound", frame, "--out", out, "--device", "cpu"), "--force")
+    assert (out / "my-notes.txt").exists() and (out / "report.json").read_bytes() == earlier, line
+    forced = spineai("run", "lp-ultrasound", frame, "--out", out, "--device", "cpu", "--force", timeout=300)
+    assert forced.returncode == 0, forced.stderr
+    assert not (out / "my-notes.txt").exists()  # the folder was replaced, not merged into
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "lp-ultrasound" and (out / "frames.tsv").is_file()
+    assert (out / "report.json").read_bytes() != earlier  # a new report (its timings and time stamps)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old folder left

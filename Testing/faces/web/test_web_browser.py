@@ -21,6 +21,7 @@ from web_helpers import (
     img_src,
     missing_browser_reason,
     set_text_field,
+    slice_slider,
     text_of,
     view_pixels,
     wait_for_new_frame,
@@ -261,11 +262,22 @@ def test_clicking_a_result_row_centres_the_views_on_its_level(tmp_path):
         page.click("#spineai-results-button")
         wait_for_text(page, "spineai-load-message", "t.startsWith('loaded 2 results')")
         before = img_src(page, AXIAL)
+        offset_before, low, high = slice_slider(page, AXIAL)
         page.click(".spineai-table tbody tr:nth-child(4)")  # L4/L5
         message = wait_for_text(page, "spineai-load-message", "t.startsWith('views centred')")
         expected_s = disc_centres_ras()[3][2]
         assert f"S {expected_s:.1f}" in message, message
         wait_for_new_frame(page, AXIAL, before)  # the axial slice moved to the disc
+        # Not the app's word for it: the axial view's slice slider (the server's slice offset, as the
+        # page shows it) sits at the disc's S, and the disc is not where the view was before.
+        assert low <= expected_s <= high
+        assert abs(offset_before - expected_s) > 4.0, (offset_before, expected_s)
+        page.wait_for_function(
+            """([s, want]) => { const t = document.querySelector(s);
+                   return t && Math.abs(parseFloat(t.getAttribute('aria-valuenow')) - want) <= 2.0; }""",
+            arg=[f"div:has(> .spineai-view-{AXIAL}) .slice-slider-gutter .v-slider-thumb", expected_s], timeout=20000)
+        offset, _, _ = slice_slider(page, AXIAL)
+        assert abs(offset - expected_s) <= 2.0, (offset, expected_s)  # within half a 4-mm slice
 
 
 @pytest.mark.browser

@@ -10,7 +10,6 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +46,16 @@ def bundles():
     return load_bundle(segmentation, device="cpu"), load_bundle(fracture, device="cpu")
 
 
+PHANTOM_SEED = 90014  # its C5 fracture is drawn as a compression: a fracture the shipped model is meant to see
+
+
 @pytest.fixture(scope="module")
 def phantom():
-    """C1-T1 in view, C5 fractured, 0.9 x 0.9 x 1.25 mm axial."""
-    return _make_case(levels=("C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1"), fracture_levels=["C5"],
+    """C1-T1 in view, C5 fractured (a compressed body), 0.9 x 0.9 x 1.25 mm axial."""
+    case = _make_case(PHANTOM_SEED, levels=("C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1"), fracture_levels=["C5"],
                       spacing=(0.9, 0.9, 1.25))  # fmt: skip
+    assert [f["kind"] for f in case.meta["fractures"]] == ["compression"] and case.fractured["C5"] == 1
+    return case
 
 
 def _dice(a, b):
@@ -176,6 +180,7 @@ def _errors(done):
     return [line for line in done.stderr.strip().splitlines() if line.startswith("spineai:")]
 
 
+@pytest.mark.realdata
 def test_real_mri_is_refused_with_one_line(shared_data, tmp_path):
     mri = require(shared_data / "mri_cervical" / "t2.nii.gz")
     done = _run_cli("run", "cervical-ct", mri, "--out", tmp_path / "out")
@@ -193,11 +198,22 @@ def test_a_1024x1024x1500_ct_is_refused_before_it_is_read(tmp_path):
     header.write_text("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 1024 1024 1500\n"
                       "space directions: (0.25,0,0) (0,0.25,0) (0,0,0.3)\nspace origin: (0,0,0)\nendian: little\n"
                       "encoding: raw\ndata file: huge.raw\n")  # fmt: skip
-    t0 = time.perf_counter()
     done = _run_cli("run", "cervical-ct", header, "--out", tmp_path / "out")
     assert done.returncode == 2 and len(_errors(done)) == 1, done.stderr
     assert "1024x1024x1500" in done.stderr and "2.9 GiB" in done.stderr and "limit is 2 GiB" in done.stderr
-    assert time.perf_counter() - t0 < 60 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
+    # "before it is read": the reader allocates nothing near the volume's size (tracemalloc sees numpy's buffers)
+    import tracemalloc
+
+    from SpineAILib.io import load
+
+    tracemalloc.start()
+    try:
+        message = one_line_error(load, header)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "limit is 2 GiB" in message and peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB allocated while refusing"
 
 
 # -- tiny training runs ---------------------------------------------------------------------
@@ -306,7 +322,6 @@ def test_workflow_end_to_end_on_a_phantom(bundles, phantom, tmp_path):
     labels = load(out / "vertebrae.seg.nrrd").voxels
     truth = phantom.labels.voxels
     dice = {n: _dice(labels == v, truth == v) for v, n in enumerate(CERVICAL, start=1)}
-    print("phantom Dice per vertebra:", {k: round(v, 3) for k, v in dice.items()})
     assert np.mean(list(dice.values())) > 0.65 and min(dice.values()) > 0.4, dice  # held-out mean: see the bundle
 
     # the fracture table: C1..C7 + patient_overall, a vertebra column the views can jump to
@@ -317,6 +332,11 @@ def test_workflow_end_to_end_on_a_phantom(bundles, phantom, tmp_path):
     assert all(r["call"] in ("fracture", "no fracture") for r in rows)
     called = any(r["call"] == "fracture" for r in rows[:-1])
     assert (rows[-1]["call"] == "fracture") == called, "patient_overall: any vertebra called fractured"
+    # the planted fracture is found: C5 (a compressed body) is the most likely vertebra, called, and so is the patient
+    probability = {r["vertebra"]: float(r["probability"]) for r in rows}
+    assert max(CERVICAL, key=probability.get) == "C5", probability
+    assert rows[4]["vertebra"] == "C5" and rows[4]["call"] == "fracture" and rows[-1]["call"] == "fracture", rows
+    assert probability["C5"] > 0.5 > np.median([probability[n] for n in CERVICAL if n != "C5"]), probability
 
     # the heat map: on the CT's grid, 0..1, hot only where crops were cut (around the vertebrae)
     heat = load(out / "fracture_heatmap.nrrd").voxels
@@ -337,6 +357,7 @@ def test_workflow_end_to_end_on_a_phantom(bundles, phantom, tmp_path):
     assert kind == "ras" and np.linalg.norm(np.subtract(position, c5["centre_ras"])) < 5.0
 
 
+@pytest.mark.realdata
 def test_real_abdominal_ct_gets_no_cervical_name(bundles, shared_data, tmp_path):
     """The TotalSegmentator abdominal CT (T11-S1 in view): a clean "no cervical vertebrae found"."""
     from SpineAILib.io import load
@@ -354,14 +375,15 @@ def test_real_abdominal_ct_gets_no_cervical_name(bundles, shared_data, tmp_path)
     truth = load_volume_file(require(shared_data / "ct_thoracolumbar" / "ct_model_labels_totalsegmentator.nii.gz"),
                              labelmap=True)
     found = {v["name"]: v["label"] for v in results["vertebrae"]}
-    dice = {}
-    if found:
-        labels = load(tmp_path / "run" / "vertebrae.seg.nrrd").voxels
-        verse_of_ts = {26: 26, 27: 24, 28: 23, 29: 22, 30: 21, 31: 20, 32: 19, 33: 18}  # TotalSegmentator -> VerSe
-        for ts, verse in verse_of_ts.items():
-            if vertebra_name(verse) in found:
-                dice[vertebra_name(verse)] = _dice(labels == verse, truth.voxels == ts)
-    print("abdominal CT: levels named", sorted(found) or "none", "Dice vs TotalSegmentator", dice or "n/a")
+    assert not set(found) & set(CERVICAL), found
+    # any level it does name (T1 is the only non-cervical one it knows) must be where TotalSegmentator has a vertebra
+    labels = load(tmp_path / "run" / "vertebrae.seg.nrrd").voxels if found else None
+    verse_of_ts = {26: 26, 27: 24, 28: 23, 29: 22, 30: 21, 31: 20, 32: 19, 33: 18}  # TotalSegmentator -> VerSe
+    for ts, verse in verse_of_ts.items():
+        if vertebra_name(verse) in found:
+            assert _dice(labels == verse, truth.voxels == ts) >= 0.5, vertebra_name(verse)
+    for name, value in found.items():
+        assert (truth.voxels[labels == value] > 0).mean() > 0.5, f"{name} named where no vertebra is"
 
 
 def test_head_and_lumbar_phantoms_get_no_cervical_name(bundles):
@@ -409,7 +431,13 @@ def test_thick_slices_run_with_a_warning(bundles, tmp_path):
     save_volume_file(case.ct, tmp_path / "thick.nii.gz")
     report = run_task("cervical-ct", tmp_path / "thick.nii.gz", tmp_path / "run", device="cpu")
     assert any("5.0 mm apart" in w for w in report["warnings"])
-    print("5 mm slices:", report["results"]["message"])
+    # coarse, but still the whole column, each level where the phantom has it
+    assert report["results"]["cervical_levels_found"] == list(CERVICAL), report["results"]["message"]
+    from SpineAILib.io import load
+
+    labels, truth = load(tmp_path / "run" / "vertebrae.seg.nrrd").voxels, case.labels.voxels
+    dice = {n: _dice(labels == v, truth == v) for v, n in enumerate(CERVICAL, start=1)}
+    assert min(dice.values()) > 0.5, dice
 
 
 def test_extra_training_phantoms_never_meet_the_main_cases():

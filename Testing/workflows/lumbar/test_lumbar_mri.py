@@ -54,6 +54,7 @@ def test_split_is_by_case_disjoint_and_stable():
     assert TEST_CASE in split["test"]
 
 
+@pytest.mark.realdata
 def test_split_matches_the_real_cases():
     require(LUMBAR_DATA)
     split = mri_lumbar.load_split()
@@ -193,6 +194,7 @@ def test_tiny_training_run_writes_a_loadable_bundle(tmp_path):
     assert tuned_meta["training"]["initialised_from"]["sha256"] == meta["sha256"]
 
 
+@pytest.mark.realdata
 def test_training_refuses_test_cases(tmp_path):
     require(LUMBAR_DATA / "vb3_13.nii.gz")
     from SpineAILib.errors import InputError
@@ -402,6 +404,7 @@ def test_field_of_view_cut_above_l5_reports_l5_s1_not_visible(tmp_path):
     assert "L5/S1" not in points and set(points) <= set(DISC_LEVELS[:4])
 
 
+@pytest.mark.realdata
 def test_ct_is_refused(tmp_path):
     ct = require(SHARED_DATA / "ct_thoracolumbar" / "ct.nii.gz")
     _bundled_model()
@@ -413,6 +416,7 @@ def test_ct_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.realdata
 def test_cervical_mri_has_no_lumbar_levels(tmp_path):
     cervical = require(SHARED_DATA / "mri_cervical" / "t2.nii.gz")
     _bundled_model()

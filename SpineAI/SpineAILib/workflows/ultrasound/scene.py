@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.vocabulary import ULTRASOUND_LABELS
+
 OUTPUTS = {"table": "frames.tsv", "timeline": "timeline.png", "scene": "scene.mrb", "heatmap": "heatmap.seq.nrrd"}
-COLUMNS = ("frame", "time_ms", "p_bad_quality", "p_spinal_cord", "p_csf", "bad_quality", "spinal_cord", "csf")
+COLUMNS = ("frame", "time_ms", *(f"p_{label}" for label in ULTRASOUND_LABELS), *ULTRASOUND_LABELS)
 CALLS_SEQUENCE_MAX_BYTES = 96 * 1024**2  # the per-frame "calls" sequence in scene.mrb is skipped above this
 CALLS_SEQUENCE_MAX_SIDE = 320
 SCENE_MAX_SIDE = 1280  # larger frames (4K video) enter scene.mrb downscaled

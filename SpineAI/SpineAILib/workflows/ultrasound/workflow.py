@@ -228,6 +228,8 @@ def localise_cine(cine, calls, labels, job):
         result["boxes"][key][bad] = np.nan
         if "scores" in result:
             result["scores"][key][bad] = 0.0
+    # the per-frame masks (N, rows, cols) by structure, for the DICOM SEG of `spineai run --dicom`
+    job.arrays["frame_masks"] = {"spinal_cord": result["cord_masks"], "csf": result["csf_masks"]}
     job.results["localisation"] = {
         "bundle": str(path),
         "frames_with_cord_mask": int(result["cord_masks"].any(axis=(1, 2)).sum()),
