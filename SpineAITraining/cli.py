@@ -2,6 +2,7 @@
 
 Subcommands:
   spineai-train convert CHECKPOINT.pt --metadata META.json --out BUNDLE
+  spineai-train export-onnx BUNDLE...   (model.onnx next to model.safetensors, compared first)
   spineai-train TASK ...     (lp-ultrasound, lumbar-mri, cervical-ct, and the sub-models
                              lumbar-severity, lumbar-refiner, lp-ultrasound-localiser, cervical-fracture)
 
@@ -54,6 +55,8 @@ def _parser():
     convert.add_argument("--metadata", type=Path, required=True, help="metadata.json for the bundle (sha256 is filled in)")
     convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    commands.add_parser("export-onnx", add_help=False,
+                        help="export bundles' inference graphs (model.onnx), compared with torch before writing")
     for task in TRAINERS:
         sub = commands.add_parser(task, help=f"train the {task} model", add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER)
@@ -99,6 +102,10 @@ def main(argv=None):
         # A task's own trainer parses its arguments (and its own --help).
         if argv and argv[0] in TRAINERS:
             return _train(argv[0], argv[1:])
+        if argv and argv[0] == "export-onnx":
+            from SpineAILib.models.onnx_export import main as export_onnx
+
+            return export_onnx(argv[1:])
         args = _parser().parse_args(argv)
         if args.command == "convert":
             return _convert(args)

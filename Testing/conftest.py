@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 # web_helpers, dataset_helpers) are imported by name from here.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_DATA = Path(os.environ.get("SPINEAI_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The web app keeps runs and cases in a workspace (default ~/SpineAI-workspace): tests keep theirs
+# in a temporary folder (servers they start inherit it) unless they name one.
+if "SPINEAI_WORKSPACE" not in os.environ:
+    import tempfile
+
+    os.environ["SPINEAI_WORKSPACE"] = tempfile.mkdtemp(prefix="spineai-test-workspace-")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ PACKAGES = {"SpineAILib": REPO / "SpineAI" / "SpineAILib", "SpineAITraining": RE
 WORKFLOWS = ("ultrasound", "lumbar", "cervical")
 # Modules every part may build on; they never reach up into workflows, tasks or the faces.
 CORE = ("errors", "vocabulary", "images", "io", "scene", "models", "outputs", "render", "terminology",
-        "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results", "pacs")
+        "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results", "pacs",
+        "presentation", "browse", "workspace")
 FACES = ("cli", "web", "desktop", "demo")
 
 

@@ -34,6 +34,9 @@ def build_parser():
     p.add_argument("--out", required=True, help="output folder (must be new or empty unless --force)")
     p.add_argument("--model", help="model bundle folder (default: the catalogue's bundle for the task)")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--engine", choices=("auto", "onnx", "torch"), default=None,
+                   help="what runs the networks: ONNX Runtime (auto: whenever the bundle carries model.onnx; "
+                        "no PyTorch needed) or torch (development and comparison); default $SPINEAI_ENGINE or auto")
     p.add_argument("--series", help="which series of a DICOM folder (number from `spineai info` or SeriesInstanceUID)")
     p.add_argument("--force", action="store_true", help="replace results already in --out")
     p.add_argument("--dicom", action="store_true",
@@ -55,7 +58,10 @@ def build_parser():
     p.add_argument("input", nargs="?", help="file or DICOM folder to load at start")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--out", help="folder for workflow results run from the web app")
+    p.add_argument("--out", help="folder for workflow results run from the web app (default: WORKSPACE/runs)")
+    p.add_argument("--workspace", help="folder that keeps runs, cases and uploads across restarts (default ~/SpineAI-workspace)")
+    p.add_argument("--data-root", dest="data_roots", action="append", metavar="DIR",
+                   help="a folder the file browser shows (repeatable; default: your home folder)")
     p.add_argument("--open", action="store_true", help="open the system's browser")
     p.set_defaults(func=cmd_web)
 
@@ -141,7 +147,12 @@ def format_item(n, item):
 
 
 def cmd_run(args):
+    import os
+
     from SpineAILib.tasks import run_task
+
+    if getattr(args, "engine", None):  # read by SpineAILib.models.engine.load_model (and child processes)
+        os.environ["SPINEAI_ENGINE"] = args.engine
 
     def progress(fraction, message):
         print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
@@ -180,7 +191,8 @@ def cmd_models(args):
 def cmd_web(args):
     from SpineAILib.web.app import serve
 
-    return serve(args.input, host=args.host, port=args.port, open_browser=args.open, out_dir=args.out) or 0
+    return serve(args.input, host=args.host, port=args.port, open_browser=args.open, out_dir=args.out,
+                 workspace=args.workspace, data_roots=args.data_roots) or 0
 
 
 def _progress(fraction, message):

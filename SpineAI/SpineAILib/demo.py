@@ -1,19 +1,23 @@
 """The main job on bundled sample data: what the README's first command runs.
 
-Generates phantoms (a CT written as a real DICOM series, a sagittal MRI as
-NIfTI, an ultrasound cine as multi-frame DICOM), reads them back through the
-same readers a user's files go through, puts them into an MRML scene
-(volumes, segmentation with vertebra names, disc-level points, a table, the
-cine as a sequence), renders pictures, saves everything (.nrrd, .seg.nrrd,
-.mrk.json, .tsv, scene.mrb), runs each workflow with its bundled model on its
-sample (``runs/<task>/``: lumbar-mri on a three-series MRI study made from the
-phantom, lp-ultrasound on the cine), and opens the CT in the web app for a
-browser screenshot. Each workflow adds its own run here as it lands.
+Copies the real samples shipped in SpineAI/Resources/SampleData (an abdominal CT, also as a
+DICOM series, a thoraco-lumbar T2 MRI; licences beside them) and generates the one phantom left, an
+ultrasound cine (no real spine ultrasound may be shipped), reads them back through the same
+readers a user's files go through, puts them into an MRML scene (volumes, the cine as a
+sequence), renders pictures, saves everything (.nrrd, scene.mrb), runs each workflow with its
+bundled model on its sample (``runs/<task>/``: lumbar-mri on the real MRI, cervical-ct on the
+real CT — which holds no cervical vertebrae, so the check before the run says so and the run
+finds none — and lp-ultrasound on the cine) at the same time, each in its own process, writes
+one picture per workflow (``pictures/workflow_<task>.png``) and the results as a reader sees
+them (``runs/<task>/results.html``: warnings, grade grid, fractures, calls), and opens the CT
+in the web app for a browser screenshot.
 """
 
 import json
+import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from SpineAILib.outputs import staged_output_folder, write_text_atomic
@@ -24,71 +28,41 @@ def _say(message):
 
 
 def make_samples(folder):
-    """Write the sample inputs; returns {name: path}."""
-    from SpineAILib.io.volumes import save_volume_file
+    """Copy the real samples and write the ultrasound phantom; returns {name: path}."""
     from SpineAILib.samples.cine_phantom import make_cine_phantom, write_cine_dicom
-    from SpineAILib.samples.dicom_writer import write_dicom_series
-    from SpineAILib.samples.mri_study import write_mri_study
-    from SpineAILib.samples.spine_phantom import make_phantom
+    from SpineAILib.samples.real import SAMPLE_DIR, real_sample
 
     folder.mkdir(parents=True, exist_ok=True)
-    ct, ct_labels = make_phantom("CT", shape_kji=(64, 128, 128), spacing=(1.5, 1.5, 3.0), plane="axial")
-    write_dicom_series(ct, folder / "ct_dicom", modality="CT", series_description="Phantom lumbar CT")
-    save_volume_file(ct_labels, folder / "ct_labels.nii.gz")
-    mr, mr_labels = make_phantom("MR", shape_kji=(40, 200, 160), spacing=(1.0, 1.0, 2.0), plane="sagittal", seed=1)
-    save_volume_file(mr, folder / "mri_sagittal.nii.gz")
-    save_volume_file(mr_labels, folder / "mri_sagittal_labels.nii.gz")
-    write_mri_study(mr, folder / "mri_study")  # sagittal T2, T1-like and axial series: the lumbar-mri input
+    shutil.copytree(real_sample("ct_abdomen_dicom").path, folder / "ct_dicom")
+    shutil.copy2(real_sample("ct_abdomen.nii.gz").path, folder / "ct_abdomen.nii.gz")
+    shutil.copy2(real_sample("mri_t2_thoracolumbar.nii.gz").path, folder / "mri_t2.nii.gz")
+    for licence in sorted(SAMPLE_DIR.glob("LICENSE-*")) + [SAMPLE_DIR / "README.md"]:
+        shutil.copy2(licence, folder / licence.name)
     cine = make_cine_phantom(n_frames=24, seed=0)
     write_cine_dicom(cine, folder / "us_cine.dcm", color="MONOCHROME2", frame_time_ms=40.0)
-    return {
-        "ct_dicom": folder / "ct_dicom",
-        "ct_labels": folder / "ct_labels.nii.gz",
-        "mri": folder / "mri_sagittal.nii.gz",
-        "mri_labels": folder / "mri_sagittal_labels.nii.gz",
-        "mri_study": folder / "mri_study",
-        "us_cine": folder / "us_cine.dcm",
-    }
+    return {"ct_dicom": folder / "ct_dicom", "ct": folder / "ct_abdomen.nii.gz", "mri": folder / "mri_t2.nii.gz",
+            "us_cine": folder / "us_cine.dcm"}
 
 
 def build_scene(samples, out):
-    """Load the samples through the readers into one scene; save nodes, pictures and the .mrb."""
-    import numpy as np
-
+    """Load the samples through the readers into one scene; save the CT, pictures and the .mrb."""
     from SpineAILib.io import load
     from SpineAILib.render import render_views
-    from SpineAILib.samples.spine_phantom import disc_centres_ras
     from SpineAILib.scene.context import SceneContext
-    from SpineAILib.scene.markups import add_points
-    from SpineAILib.scene.segmentations import add_segmentation_from_labelmap
     from SpineAILib.scene.sequences import add_cine
     from SpineAILib.scene.storage import save_node, save_scene_mrb
-    from SpineAILib.scene.tables import add_table
     from SpineAILib.scene.volumes import add_volume
-    from SpineAILib.terminology import DISC_LEVELS, vertebra_name
 
     ctx = SceneContext.headless()
-    ct = load(samples["ct_dicom"])
-    ct_node = add_volume(ctx, ct, name="Phantom CT")
-    ct_labels = load(samples["ct_labels"])
-    seg = add_segmentation_from_labelmap(ctx, ct_labels, reference_node=ct_node, name="Vertebrae")
-    discs = add_points(ctx, "Disc levels", list(zip(DISC_LEVELS, disc_centres_ras())))
-    values, counts = np.unique(ct_labels.voxels[ct_labels.voxels > 0], return_counts=True)
-    voxel_ml = float(np.prod(ct_labels.spacing)) / 1000.0
-    table = add_table(ctx, "Vertebrae", {
-        "label": [int(v) for v in values],
-        "name": [vertebra_name(int(v)) for v in values],
-        "volume_ml": [round(float(c) * voxel_ml, 2) for c in counts],
-    })
-    mr_node = add_volume(ctx, load(samples["mri"]), name="Phantom MRI")
+    ct = load(samples["ct_dicom"])  # a real DICOM series through the DICOM reader (JPEG 2000)
+    add_volume(ctx, ct, name="CT abdomen DICOM")
+    ct_node = add_volume(ctx, load(samples["ct"]), name="CT abdomen")
+    mr_node = add_volume(ctx, load(samples["mri"]), name="T2 MRI thoraco-lumbar")
     cine = load(samples["us_cine"])
     add_cine(ctx, cine, name="Phantom ultrasound")
 
     save_node(ct_node, out / "ct.nrrd")
-    save_node(seg, out / "vertebrae.seg.nrrd")
-    save_node(discs, out / "discs.mrk.json")
-    save_node(table, out / "vertebrae.tsv")
-    pictures = render_views(ctx, ct_node, out / "pictures", segmentation_node=seg, markups_nodes=[discs], prefix="ct")
+    pictures = render_views(ctx, ct_node, out / "pictures", prefix="ct")
     pictures.update(render_views(ctx, mr_node, out / "pictures", views=("sagittal",), prefix="mri"))
     save_scene_mrb(ctx, out / "scene.mrb")
     return {
@@ -97,26 +71,60 @@ def build_scene(samples, out):
     }
 
 
-# The workflows the demo runs on the samples, and the sample each one reads.
-DEMO_RUNS = (("lumbar-mri", "mri_study"), ("lp-ultrasound", "us_cine"))
+# The workflows the demo runs, the sample each one reads, and the picture that shows its result.
+DEMO_RUNS = (("lumbar-mri", "mri", "overlay_sagittal.png"), ("cervical-ct", "ct", "overlay_sagittal.png"),
+             ("lp-ultrasound", "us_cine", "timeline.png"))
 
 
-def run_workflows(samples, out):
-    """Run each workflow with its installed model on its sample; {task: message or error}."""
+def _run_one(task, sample_path, out):
     from SpineAILib.errors import SpineAIError
     from SpineAILib.tasks import run_task_isolated
 
-    said = {}
-    for task, sample in DEMO_RUNS:
-        _say(f"running {task} on {Path(samples[sample]).name} (its bundled model)")
-        try:
-            # a child process: VTK's offscreen rendering does not survive a second scene in this one
-            report = run_task_isolated(task, samples[sample], out / task, device="cpu")
-            said[task] = report["results"].get("message") or "done"
-        except SpineAIError as error:  # a missing bundle must not stop the rest of the demo
-            said[task] = f"not run: {error}"
-        _say(f"{task}: {said[task]}")
-    return said
+    try:
+        # a child process: VTK's offscreen rendering does not survive a second scene in this one
+        report = run_task_isolated(task, sample_path, out, device="cpu")
+        return report["results"].get("message") or report["results"].get("summary") or "done"
+    except SpineAIError as error:  # a missing bundle must not stop the rest of the demo
+        return f"not run: {error}"
+
+
+def run_workflows(samples, out):
+    """Run each workflow with its installed model on its sample, all at once; {task: message or error},
+    the input-fit concerns the front ends would show first, and one picture per workflow."""
+    from SpineAILib.io import load
+    from SpineAILib.tasks.fit import concerns
+
+    checks = {}
+    for task, sample, _ in DEMO_RUNS:
+        found = concerns(task, load(samples[sample]))
+        checks[task] = found
+        for line in found:
+            _say(f"{task} on {Path(samples[sample]).name}: does the input fit? {line}")
+    _say("running " + ", ".join(f"{task} on {Path(samples[sample]).name}" for task, sample, _ in DEMO_RUNS)
+         + " (their bundled models, at the same time)")
+    with ThreadPoolExecutor(len(DEMO_RUNS)) as pool:
+        futures = {task: pool.submit(_run_one, task, samples[sample], out / task) for task, sample, _ in DEMO_RUNS}
+    said = {task: future.result() for task, future in futures.items()}
+    for task, message in said.items():
+        _say(f"{task}: {message}")
+    return said, checks
+
+
+def workflow_pictures(runs, out):
+    """pictures/workflow_<task>.png: the picture of each run's result; results.html: what a reader sees."""
+    from SpineAILib.presentation import present, to_html
+
+    made = {}
+    for task, _, picture in DEMO_RUNS:
+        run = runs / task
+        if (run / picture).is_file():
+            target = out / "pictures" / f"workflow_{task}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run / picture, target)
+            made[task] = str(target.relative_to(out))
+        if (run / "report.json").is_file():
+            write_text_atomic(run / "results.html", f"<html><body>{to_html(present(run))}</body></html>")
+    return made
 
 
 def _name_final_inputs(runs, staging, out_dir):
@@ -133,11 +141,13 @@ def _name_final_inputs(runs, staging, out_dir):
 def run_demo(out_dir, force=False, web=True):
     t0 = time.perf_counter()
     with staged_output_folder(out_dir, force) as staging:
-        _say("writing phantom samples (CT DICOM series, sagittal MRI NIfTI, ultrasound cine DICOM)")
+        _say("copying the real samples (abdominal CT DICOM series, thoraco-lumbar T2 MRI) and writing a phantom "
+             "ultrasound cine")
         samples = make_samples(staging / "samples")
         _say("loading them into an MRML scene and rendering pictures")
         summary = build_scene(samples, staging)
-        summary["workflows"] = run_workflows(samples, staging / "runs")
+        summary["workflows"], summary["input_checks"] = run_workflows(samples, staging / "runs")
+        summary["workflow_pictures"] = workflow_pictures(staging / "runs", staging)
         _name_final_inputs(staging / "runs", staging, Path(out_dir).absolute())
         summary["samples"] = {k: str(Path(v).relative_to(staging)) for k, v in samples.items()}
         summary["seconds"] = round(time.perf_counter() - t0, 2)

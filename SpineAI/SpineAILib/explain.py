@@ -15,6 +15,15 @@ the same loaded bundle keeps serving plain inference at full speed.
 a foreground layer by ``scene.overlays.add_heatmap_overlay``); colouring and blending
 for pictures live in ``colourmaps``.
 torch is imported only by the functions that need it.
+
+``class_maps`` is what the workflows call: for a network with global average pooling and
+a linear head (the ResNet classifiers and graders: ultrasound classifier, lumbar severity,
+cervical fracture) it computes class activation maps from the feature maps the ONNX graph
+exports and the head's weights (SpineAILib.models.engine.class_activation_maps): no
+gradients and no torch, and the same maps ``grad_cam`` gives on that layer (Grad-CAM's
+channel weights there are the head's weights divided by the number of positions; the
+0..1 scaling removes that factor; Testing/models/test_engine_onnx.py checks it). Any other
+network (the UNets) falls back to ``grad_cam``, which needs torch.
 """
 
 import weakref
@@ -25,6 +34,28 @@ from SpineAILib.images import VolumeImage
 
 # model -> {input dimensionality: target layer name}, so the search pass runs once per model.
 _TARGET_CACHE = weakref.WeakKeyDictionary()
+
+
+# -- class activation maps, Grad-CAM where they do not hold ----------------------------
+
+
+def class_maps(bundle, x, classes):
+    """Heat maps (len(classes), B, *spatial), 0..1, of ``classes`` for the batch ``x``.
+
+    ``bundle``: an EngineBundle (SpineAILib.models.engine.load_model). CAM when its graph
+    exports feature maps and it names a linear head; else Grad-CAM on its torch network
+    (ImportError without torch: the caller goes on without the map and says so).
+    """
+    from SpineAILib.models.engine import class_activation_maps
+
+    x = np.asarray(x, dtype=np.float32)
+    head = getattr(bundle, "head", None)
+    if head is not None and head() is not None:
+        return class_activation_maps(bundle, x, classes)
+    # a torch LoadedBundle (trainers, benchmarks) or an EngineBundle without a linear head: Grad-CAM
+    model = bundle.torch_model if hasattr(bundle, "torch_model") else getattr(bundle, "model", bundle)
+    maps = np.asarray(grad_cam(model, x, list(classes)))
+    return maps.reshape(len(classes), x.shape[0], *x.shape[2:])
 
 
 # -- Grad-CAM -----------------------------------------------------------------------
@@ -202,11 +233,9 @@ def _resize_3d(heat, shape):
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape == tuple(shape):
         return heat
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import interpolate
 
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(heat))[None, None], size=tuple(int(s) for s in shape),
-                         mode="trilinear", align_corners=False)[0, 0].numpy()
+    return interpolate(heat, tuple(int(s) for s in shape), align_corners=False)  # = F.interpolate(trilinear)
 
 
 def _region_slices(region, shape):

@@ -1,8 +1,9 @@
 """3-D connected components and binary opening on numpy masks.
 
 Components come from VTK's vtkImageConnectivityFilter (VTK ships with slicer-core;
-SciPy is not a dependency); opening uses torch max-pooling with a box whose edge is
-given in millimetres per axis, so anisotropic voxels are handled.
+SciPy is not a dependency); opening uses separable numpy max filters
+(SpineAILib.models.engine.max_filter) with a box whose edge is given in millimetres per
+axis, so anisotropic voxels are handled.
 """
 
 import numpy as np
@@ -64,34 +65,19 @@ def largest_component(mask):
 
 def opening(mask, radius_mm, spacing):
     """Binary opening with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``, numpy axis order)."""
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import max_filter
 
     half = [max(0, int(round(radius_mm / s))) for s in spacing]
     if not any(half):
         return mask.astype(bool)
-    kernel = [2 * h + 1 for h in half]
-    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    padded = F.pad(x, [p for h in reversed(half) for p in (h, h)], value=0.0)  # outside counts as background
-    eroded = -F.max_pool3d(-padded, kernel, stride=1)
-    return _dilate(eroded, half)[0, 0].numpy() > 0.5
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    eroded = ~max_filter(~mask, half, fill=True)  # outside counts as background
+    return max_filter(eroded, half, fill=False)
 
 
 def dilation(mask, radius_mm, spacing):
     """Binary dilation of a 3-D mask with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``)."""
-    import torch
+    from SpineAILib.models.engine import max_filter
 
     half = [max(0, int(round(radius_mm / s))) for s in spacing]
-    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    return _dilate(x, half)[0, 0].numpy() > 0.5
-
-
-def _dilate(x, half):
-    import torch.nn.functional as F
-
-    for axis, h in enumerate(half):  # a box is separable: one axis at a time is much faster
-        if h:
-            kernel, pad = [1, 1, 1], [0] * 6
-            kernel[axis], pad[2 * (2 - axis)], pad[2 * (2 - axis) + 1] = 2 * h + 1, h, h
-            x = F.max_pool3d(F.pad(x, pad, value=0.0), kernel, stride=1)
-    return x
+    return max_filter(np.ascontiguousarray(mask, dtype=bool), half, fill=False)

@@ -52,11 +52,13 @@ def export_bundle(
     description=None,
     extra_training=None,
     overwrite=False,
+    onnx=True,
 ):
     """Save ``model`` (nn.Module or state dict) to the bundle ``folder``; returns the folder Path.
 
     ``network`` is {"name", "args"} as for build_network; ``metrics`` a list of
-    {"name", "value", "data"} measured on the data named in each entry.
+    {"name", "value", "data"} measured on the data named in each entry. ``onnx``: also export
+    ``model.onnx`` (SpineAILib.models.onnx_export.add_onnx), which inference without torch runs.
     """
     from SpineAILib.models.bundle import save_bundle
 
@@ -83,4 +85,9 @@ def export_bundle(
         metadata["thresholds"] = dict(thresholds)
     if description:
         metadata["description"] = description
-    return save_bundle(folder, metadata, model, overwrite=overwrite)
+    folder = save_bundle(folder, metadata, model, overwrite=overwrite)
+    if onnx:  # the inference graph the run-only install uses, compared with torch before it is written
+        from SpineAILib.models.onnx_export import add_onnx
+
+        add_onnx(folder)
+    return folder

@@ -7,7 +7,7 @@ to a floor under the number recorded in the bundle's own metadata.json, with a s
 tolerance, and to a trivial baseline (constant prior, swapped labels) on the same cases.
 
 ``SPINEAI_TEST_MODELS_DIR`` points the tests at another folder of bundles with the
-shipped folder names (Testing/tools/break_models.py uses it to show that a broken copy
+shipped folder names (benchmarks/break_models.py uses it to show that a broken copy
 of each bundle fails them); by default they read SpineAI/Resources/Models.
 """
 
@@ -91,7 +91,7 @@ def cervical_cases():
     from SpineAILib.models.bundle import load_bundle
     from SpineAILib.workflows.cervical.segment import segment
 
-    cases_module = import_first("SpineAITraining.cervical.cases", "SpineAITraining.cervical_cases")
+    cases_module = import_first("SpineAITraining.cervical.cases")
     fracture_rate = shipped_metadata("cervical-ct-fracture")["training"]["phantom"]["fracture_rate"]
     seg = load_bundle(bundle_dir("cervical-ct-vertebrae"), device="cpu", expected_task="cervical-ct")
     out = {}

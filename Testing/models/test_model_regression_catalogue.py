@@ -9,7 +9,6 @@ match, so a retrained bundle cannot ship with the old numbers beside it. The reg
 import json
 
 import pytest
-
 from model_regression import REPO, SHIPPED_MODELS
 
 CATALOGUE = json.loads((REPO / "SpineAI" / "Resources" / "Models.json").read_text(encoding="utf-8"))

@@ -10,10 +10,16 @@ plus a tolerance; the AUC over the scored vertebrae stays above the published on
 tolerance; and the model beats the bundle's own constant prior and its inverted outputs.
 """
 
-import numpy as np
 import pytest
-
-from model_regression import CERVICAL_CASES, bundle_dir, cervical_cases, import_first, metric, roc_auc, shipped_metadata
+from model_regression import (
+    CERVICAL_CASES,
+    bundle_dir,
+    cervical_cases,
+    import_first,
+    metric,
+    roc_auc,
+    shipped_metadata,
+)
 
 CERVICAL = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")
 PATIENT = "patient_overall"
@@ -25,7 +31,11 @@ AUC_TOLERANCE = 0.10  # 28 vertebrae, 6 fractured; the shipped model reaches 0.9
 @pytest.fixture(scope="module")
 def scored():
     from SpineAILib.models.bundle import load_bundle
-    from SpineAILib.workflows.cervical.fracture import patient_probability, score_vertebrae, settings
+    from SpineAILib.workflows.cervical.fracture import (
+        patient_probability,
+        score_vertebrae,
+        settings,
+    )
 
     loaded = load_bundle(bundle_dir("cervical-ct-fracture"), device="cpu", expected_task="cervical-ct/fracture")
     meta = shipped_metadata("cervical-ct-fracture")
@@ -46,7 +56,7 @@ def scored():
 def rsna2022(truth, predicted):
     from SpineAILib.workflows.cervical.submission import row_id
 
-    metric_module = import_first("SpineAITraining.cervical.metric", "SpineAITraining.rsna2022.metric")
+    metric_module = import_first("SpineAITraining.cervical.metric")
     solution = [{"row_id": row_id(s, t), "fractured": y} for s, targets in truth.items() for t, y in targets.items()]
     submission = [{"row_id": row_id(s, t), "fractured": predicted[s][t]} for s, targets in truth.items() for t in targets]
     return float(metric_module.score(solution, submission)["score"])

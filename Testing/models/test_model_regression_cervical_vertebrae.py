@@ -9,7 +9,6 @@ baselines: the same output with its names moved by one level, and a wrong-name c
 """
 
 import numpy as np
-
 from model_regression import cervical_cases, dice, metric, shipped_metadata
 
 CERVICAL = ("C1", "C2", "C3", "C4", "C5", "C6", "C7")

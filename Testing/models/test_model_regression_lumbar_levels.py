@@ -11,7 +11,6 @@ refiner, the level model's own outlines (what the workflow shows without a refin
 
 import numpy as np
 import pytest
-
 from model_regression import bundle_dir, dice, metric, shipped_metadata
 
 pytestmark = pytest.mark.realdata
@@ -25,9 +24,8 @@ DISC_ERROR_TOLERANCE_MM = 1.0
 
 @pytest.fixture(scope="module")
 def case(shared_data):
-    from SpineAILib.io import load
-
     from conftest import require
+    from SpineAILib.io import load
 
     folder = shared_data / "mri_lumbar"
     image = load(require(folder / f"{CASE}.nii.gz"))

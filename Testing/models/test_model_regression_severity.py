@@ -14,7 +14,6 @@ import csv
 
 import numpy as np
 import pytest
-
 from model_regression import bundle_dir, import_first, metric, shipped_metadata
 
 N_STUDIES = 6
@@ -33,8 +32,8 @@ def graded(tmp_path_factory):
     from SpineAILib.models.bundle import load_bundle
     from SpineAILib.workflows.lumbar.severity.predict import predict_study
 
-    generator = import_first("SpineAITraining.lumbar.severity.generator", "SpineAITraining.rsna2024.generator")
-    layout = import_first("SpineAITraining.lumbar.severity.layout", "SpineAITraining.rsna2024.layout")
+    generator = import_first("SpineAITraining.lumbar.severity.generator")
+    layout = import_first("SpineAITraining.lumbar.severity.layout")
     meta = shipped_metadata("lumbar-mri-severity")
     seed = int(meta["training"]["seed"])
     ids = meta["training"]["split"]["test"][:N_STUDIES]
@@ -59,7 +58,7 @@ def graded(tmp_path_factory):
 
 
 def _score(solution, rows):
-    metric_module = import_first("SpineAITraining.lumbar.severity.metric", "SpineAITraining.rsna2024.metric")
+    metric_module = import_first("SpineAITraining.lumbar.severity.metric")
     return metric_module.score(solution, rows)
 
 

@@ -11,8 +11,14 @@ constant prediction, and the model's own outputs with spinal cord and CSF swappe
 
 import numpy as np
 import pytest
-
-from model_regression import bundle_dir, dice, import_first, metric, roc_auc, shipped_metadata
+from model_regression import (
+    bundle_dir,
+    dice,
+    import_first,
+    metric,
+    roc_auc,
+    shipped_metadata,
+)
 
 MACHINES = ("linear_hf", "linear_lf", "curvilinear_a", "linear_bone")  # the training machines
 F1_TOLERANCE = 0.10  # 192 frames of 8 cines; on these cines the shipped model scores 0.95

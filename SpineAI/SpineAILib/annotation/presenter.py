@@ -91,7 +91,9 @@ def fracture_choices(case):
 
 
 def opened_message(case):
-    n = len(case.edits)
+    from SpineAILib.annotation.session import edit_count
+
+    n = edit_count(case.edits)
     return f"case {Path(case.folder).name} opened ({n} edit{'s' if n != 1 else ''} so far)"
 
 

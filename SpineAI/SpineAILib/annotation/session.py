@@ -475,7 +475,7 @@ class AnnotationSession:
     def status(self):
         """What the front ends show: last save, last edit, counts, undo / redo availability."""
         last = self.last_edit()
-        return {"saved": self.case.saved.get("time", ""), "user": self.user, "edits": len(self.case.edits),
+        return {"saved": self.case.saved.get("time", ""), "user": self.user, "edits": edit_count(self.case.edits),
                 "last_edit": last, "can_undo": self.can_undo, "can_redo": self.can_redo,
                 "folder": str(self.case.folder)}
 
@@ -545,6 +545,14 @@ class AnnotationSession:
             self.case.write(set(parts) | {"manifest"})
         except OSError as error:
             raise OutputError(f"{self.case.folder}: could not save the annotation: {error.strerror or error}") from None
+
+
+def edit_count(edits):
+    """How many edits are in effect: an undo takes one back, a redo puts it back (the log keeps
+    both as entries, but neither is an edit of its own)."""
+    actions = [entry.get("action") for entry in edits]
+    # edits - undos + redos, and the log holds edits + undos + redos entries
+    return max(len(actions) - 2 * actions.count("undo"), 0)
 
 
 _VALUE_STORES = {"box": "boxes", "point": "points", "severity": "severity", "fracture": "fractures"}

@@ -11,6 +11,8 @@ Rules (issue 19):
   pins every installed distribution SpineAI is not installing itself (numpy, torch and
   Slicer's other packages included), so it picks versions that fit the running Slicer
   (monai for its torch, opencv for its numpy) or fails with one line;
+* a run needs onnxruntime, not torch (issue 20: the bundles carry ONNX graphs); torch,
+  torchvision and MONAI are asked for only to train or fine-tune (``TRAIN``);
 * torch comes through the PyTorch extension only (the wheel for the user's GPU driver);
   a missing torchvision next to an installed torch is installed to match that torch,
   from the same wheel index.
@@ -55,11 +57,15 @@ NEEDS = (
     Need("torch", "torch", "2.1", torch=True),
     Need("torchvision", "torchvision", "0.16", torch=True),
     Need("monai", "monai", "1.4"),
+    Need("onnxruntime", "onnxruntime", "1.16"),  # runs the bundles' model.onnx (CPU; onnxruntime-gpu also counts)
 )
 NEEDS_BY_MODULE = {n.module: n for n in NEEDS}
-# What each action needs: reading files, the scene and datasets need no torch; a run does.
+# What each action needs: reading files, the scene and datasets need no torch; nor does a run
+# (ONNX Runtime runs the networks); training or fine-tuning does (the PyTorch extension).
 FILES = ("numpy", "pydicom", "PIL", "nibabel", "nrrd", "cv2", "pylibjpeg", "psutil")
-RUN = tuple(n.module for n in NEEDS)
+TRAINING_ONLY = ("torch", "torchvision", "monai")
+RUN = tuple(n.module for n in NEEDS if n.module not in TRAINING_ONLY)
+TRAIN = tuple(n.module for n in NEEDS)
 
 
 def parse_version(text):
@@ -111,6 +117,8 @@ def check(modules=RUN, versions=None):
     for module in modules:
         need = NEEDS_BY_MODULE[module]
         installed = versions.get(need.distribution.lower())
+        if installed is None and need.module == "onnxruntime":  # the GPU build serves as well
+            installed = versions.get("onnxruntime-gpu")
         if installed is None or not version_at_least(installed, need.minimum):
             problems.append(Problem(need, installed))
     return problems

@@ -115,7 +115,51 @@ def validate_metadata(meta, where="metadata.json", require_sha=True):
         sha = _require(meta, "sha256", str, where)
         if not _SHA256.fullmatch(sha):
             _fail(where, "sha256", "must be 64 lower-case hex digits")
+    if meta.get("onnx") is not None:
+        _check_onnx(meta["onnx"], where)
     return meta
+
+
+# The inference graph a bundle may carry (SpineAILib.models.engine / onnx_export): optional;
+# when present every field the engine relies on is checked here, before any file is read.
+ONNX_MIN_OPSET, ONNX_MAX_OPSET = 7, 30
+
+
+def _check_onnx(spec, where):
+    if not isinstance(spec, dict):
+        _fail(where, "onnx", f"must be an object (got {type(spec).__name__})")
+    name = _require(spec, "file", str, where, "onnx.")
+    if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".onnx"):
+        _fail(where, "onnx.file", f"must be a .onnx file name inside the bundle (got {name!r})")
+    for key in ("sha256", "weights_sha256"):
+        if not _SHA256.fullmatch(str(_require(spec, key, str, where, "onnx."))):
+            _fail(where, f"onnx.{key}", "must be 64 lower-case hex digits")
+    opset = spec.get("opset")
+    if not (_positive_int(opset) and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET):
+        _fail(where, "onnx.opset", f"must be an integer from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (got {opset!r})")
+    for key in ("inputs", "outputs"):
+        names = _require(spec, key, list, where, "onnx.")
+        if not names or not all(isinstance(x, str) and x for x in names):
+            _fail(where, f"onnx.{key}", "must be a non-empty list of tensor names")
+    check = spec.get("check")
+    if check is not None:
+        shape = check.get("input_shape") if isinstance(check, dict) else None
+        if not (isinstance(shape, list) and 3 <= len(shape) <= 5 and all(_positive_int(v) for v in shape)
+                and _product(shape) <= MAX_INPUT_VOXELS * 8):
+            _fail(where, "onnx.check.input_shape", f"must be a list of 3 to 5 positive integers (got {shape!r})")
+        output = check.get("output")
+        if not (isinstance(output, dict) and isinstance(output.get("values"), list)
+                and all(_number(v) for v in output["values"]) and _number(output.get("mean"))
+                and _number(output.get("max_abs"))):
+            _fail(where, "onnx.check.output", "must hold values, mean and max_abs (numbers)")
+        if not (_number(check.get("tolerance", 1e-3)) and check.get("tolerance", 1e-3) > 0):
+            _fail(where, "onnx.check.tolerance", "must be a positive number")
+    cam = spec.get("cam")
+    if cam is not None:
+        if not isinstance(cam, dict):
+            _fail(where, "onnx.cam", "must be an object")
+        for key in ("features_layer", "weight", "bias"):
+            _require(cam, key, str, where, "onnx.cam.")
 
 
 def _check_input(spec, where):

@@ -1,5 +1,6 @@
 """``spineai send``: C-STORE a folder of DICOM files to a PACS or an Orthanc server (pynetdicom)."""
 
+import socket
 from pathlib import Path
 
 from SpineAILib.errors import InputError, SpineAIError
@@ -53,6 +54,10 @@ def send_folder(folder, to, aet, *, calling_aet=DEFAULT_CALLING_AET, timeout=10.
     contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _, ds in files})
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
+    try:  # unreachable is told apart from refused: pynetdicom reports both as an aborted association
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise SendError(f"cannot reach a DICOM server at {host}:{port} ({error.strerror or error})") from None
     assoc = ae.associate(host, port, ae_title=aet)
     if not assoc.is_established:
         if assoc.is_rejected:

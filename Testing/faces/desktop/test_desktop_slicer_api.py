@@ -164,9 +164,13 @@ def test_versions_are_checked_not_names():
 
 
 def test_slicer_packages_are_pinned_and_torch_comes_from_the_extension():
-    from SpineAILib.desktop.dependencies import RUN, check, plan
+    from SpineAILib.desktop.dependencies import RUN, TRAIN, check, plan
 
     versions = {**SLICER_58}
+    run = plan(check(RUN, versions), versions, python=(3, 9))  # issue 20: a run needs onnxruntime, never torch
+    assert not run.torch_from_extension and not {re.split(r"[<>=]", r)[0] for r in run.requirements} & {"torch", "monai"}
+    assert any(r.startswith("onnxruntime") for r in run.requirements)
+    RUN = TRAIN  # training / fine-tuning: torch from the PyTorch extension, monai against it
     steps = plan(check(RUN, versions), versions, python=(3, 9))
     assert steps.torch_from_extension and not steps.refusals
     names = {re.split(r"[<>=]", r)[0] for r in steps.requirements}

@@ -42,6 +42,22 @@ def view_fractions_to_ras(slice_node, fractions):
     return (m @ xy.T).T[:, :3]
 
 
+POINT_SNAP_MM = 10.0  # a click this near another level's point moves that point, not the selected level's
+
+
+def nearest_disc_level(placed, selected, ras):
+    """(level, note) a disc-point click at ``ras`` places or moves: the selected level unless the click
+    lands on another level's point (then that one, nearest first). The note tells the annotator."""
+    ras = np.asarray(ras, float)
+    distances = {lv: float(np.linalg.norm(np.asarray(p, float) - ras)) for lv, p in placed.items()}
+    near = sorted((d, lv) for lv, d in distances.items() if d <= POINT_SNAP_MM)
+    if near and near[0][1] != selected and (selected not in distances or distances[selected] > near[0][0]):
+        return near[0][1], f" (the nearest point to the click; {selected} stays where it was)"
+    if selected in distances and distances[selected] > 2 * POINT_SNAP_MM:
+        return selected, f": moved {distances[selected]:.0f} mm (Ctrl+Z takes it back)"
+    return selected, ""
+
+
 def slice_normal(slice_node):
     matrix = slice_node.GetSliceToRAS()
     normal = np.array([matrix.GetElement(r, 2) for r in range(3)])
@@ -141,7 +157,8 @@ class AnnotateLogic(BaseLogic[AnnotateState]):
         if self.session is not None:
             self.session.close()
         self.session, self.layers, self._corner = None, None, None
-        self.typed.update(annot_open=False, annot_tool="none", annot_status="", annot_frame_info="", annot_pending="")
+        self.typed.update(annot_open=False, annot_tool="none", annot_status="", annot_frame_info="", annot_pending="",
+                          annot_can_undo=False, annot_can_redo=False)
 
     def prefill(self, run_folder):
         if not self._check_open():
@@ -207,12 +224,12 @@ class AnnotateLogic(BaseLogic[AnnotateState]):
             elif tool == "box":
                 self._box_stroke(points, fractions, structure, frame)
             elif tool == "point":
-                level = self.data.annot_level
+                level, note = nearest_disc_level(self.session.case.points, self.data.annot_level, points[-1])
                 self.session.set_point(level, points[-1])
                 following = [lv for lv in DISC_LEVELS if lv not in set(self.session.case.points)]
                 if following:
                     self.data.annot_level = following[0]
-                self._refresh(f"placed {level}")
+                self._refresh(f"placed {level}{note}")
         except Exception as error:
             self._fail(error)
 

@@ -53,9 +53,16 @@ def node_name(path):
     return Path(name).stem or name
 
 
+STUDY = "study"  # ``series`` for a whole study folder: the image lumbar-mri finds its levels on
+
+
 def read(path, load_as, series=None):
     """Worker-thread part: no MRML here. Node files are read later by the scene layer."""
     path = spine_io.check_readable(Path(path).expanduser())
+    if series == STUDY:  # a whole study: lumbar-mri's choice of series is shown, the folder is the input
+        from SpineAILib.workflows.registry import get_workflow
+
+        return ("image", get_workflow("lumbar-mri").load_input(path, None))
     if path.is_dir() and (path / "report.json").is_file():
         return ("results", path)
     if path.is_dir() and (path / "annotation.json").is_file():
@@ -113,7 +120,9 @@ class LoadLogic(BaseLogic[LoadState]):
             payload = await loop.run_in_executor(None, read, path, load_as, series)
             message = self.insert(path, payload)
             if payload[0] == "image" and self.input is not None and self.input.image is payload[1]:
-                self.input.series = series  # a case brings its own image and series
+                self.input.series = None if series == STUDY else series  # a case brings its own image and series
+                if series == STUDY:
+                    message = f"{message} — the whole study {Path(path).name} is the input (lumbar-mri reads every series)"
             self.push(load_message=message, load_error=False, series_items=[], load_series=None)
         except AmbiguousInputError:
             # Several series: list them and let the user choose (the CLI's --series).
@@ -127,6 +136,18 @@ class LoadLogic(BaseLogic[LoadState]):
             with self.state:
                 self.data.busy = False
                 self.views.refresh_lists()
+
+    async def load_series(self, folder, series):
+        """Load series number ``series`` of a DICOM folder (the file browser's Load)."""
+        self._series_path = folder
+        self.push(load_path=folder, load_series=series)
+        await self.load(folder, "auto", series)
+
+    async def load_study(self, folder):
+        """A whole study folder as the input (lumbar-mri grades every series); its level series is shown."""
+        self._series_path = folder
+        self.push(load_path=folder, load_series=None)
+        await self.load(folder, "auto", STUDY)
 
     async def load_typed(self, path):
         """Load ``path`` as if typed in Load (an imported case: its image, then the case)."""
@@ -236,7 +257,8 @@ class LoadLogic(BaseLogic[LoadState]):
         for node in nodes:
             if node.GetID() not in layer_ids:  # a heat map waits for its toggle
                 self.views.show_node(node)
-        self.review.show_results(CineReview.from_folder(folder), layers)
+        self.review.show_results(CineReview.from_folder(folder), layers, folder)
+        self.data.results_path = str(folder)  # Prefill and Load results use this run from now on
         return f"loaded {len(nodes)} results from {folder.name}: {', '.join(n.GetName() for n in nodes)}"
 
     # -- Clear and table rows ---------------------------------------------------------------

@@ -1,10 +1,14 @@
 """An ultrasound run's review over the cine (calls of the frame on screen, timeline, Best frame;
-all decided by ``SpineAILib.workflows.ultrasound.review.CineReview``) and the heat-map toggle of
-any run's heat map (ultrasound per frame, MRI volume)."""
+all decided by ``SpineAILib.workflows.ultrasound.review.CineReview``), the heat-map toggle of
+any run's heat map (ultrasound per frame, MRI volume) and the Results section (warnings, grade
+grid, fractures, calls, legend: ``SpineAILib.presentation.present``)."""
 
+from SpineAILib import presentation
 from SpineAILib.scene import overlays
 from SpineAILib.web.logic.base_logic import BaseLogic
+from SpineAILib.web.typed_state import FlatState
 from SpineAILib.web.ui.cine_ui import ReviewState
+from SpineAILib.web.ui.results_ui import ResultsState
 
 
 class ReviewLogic(BaseLogic[ReviewState]):
@@ -14,6 +18,7 @@ class ReviewLogic(BaseLogic[ReviewState]):
         self.cine = cine
         self.review = None  # CineReview of the ultrasound run shown over the cine
         self.heat_node = None  # the heat-map layer the "Heat map" toggle shows
+        self.results = FlatState(server.state, ResultsState)  # the Results section's view of the run shown
         views.cine_shown.connect(self._on_cine_shown)
         cine.frame_shown.connect(self.update)
         self.bind_changes({self.name.heatmap_visible: self._on_heatmap_visible})
@@ -26,9 +31,13 @@ class ReviewLogic(BaseLogic[ReviewState]):
         """Results of another input do not belong over this one."""
         self.review, self.heat_node = None, None
         self.typed.update(review_visible=False, heatmap_available=False, heatmap_visible=False)
+        self.results.update(result_view={})
 
-    def show_results(self, review, heat_layers):
-        """A run's results are loaded: its heat map (the last layer) and its review, if it has them."""
+    def show_results(self, review, heat_layers, folder=None):
+        """A run's results are loaded: its heat map (the last layer), its review, if it has them, and
+        the Results section (every warning, the grade grid, ...) for its folder."""
+        if folder is not None:
+            self.results.update(result_view=presentation.present(folder))
         if heat_layers:
             self.heat_node = heat_layers[-1]
             self.data.heatmap_available = True

@@ -36,9 +36,40 @@ class WorkflowLogic(BaseLogic[WorkflowState]):
                           task_error=self.tasks is None)
         loader.input_loaded.connect(self._on_input_loaded)
         loader.case_loaded.connect(self.choose_task)
+        loader.input_replacing.connect(self.reset)
+        loader.clearing.connect(self.reset)
+
+    def reset(self):
+        """Clear or another input: the last run's status and results folder belong to the old one
+        (Prefill and Load results must not reach for them)."""
+        if self.data.task_running:
+            return
+        self.typed.update(task_status="" if self.tasks is not None else self.tasks_error,
+                          task_error=self.tasks is None, task_progress=0, fit_concerns=[], fit_task="")
+        self.loader.data.results_path = ""
 
     def set_ui(self, ui):
         ui.run_clicked.connect(self.run)
+        ui.run_anyway_clicked.connect(self.run_anyway)
+        ui.stop_clicked.connect(self.stop)
+
+    async def run_anyway(self, task, device="auto", load_path="", series=None):
+        await self.run(task, device, load_path, series, checked=True)
+
+    def stop(self):
+        task = self.data.fit_task
+        self.push(fit_concerns=[], fit_task="", task_error=False,
+                  task_status=f"{task} not run: the input does not fit it" if task else "")
+
+    async def _fit_concerns(self, task, image):
+        """Why the input on screen may not fit ``task`` (SpineAILib.tasks.fit), [] when it fits."""
+        try:
+            from SpineAILib.tasks.fit import concerns
+
+            return await asyncio.get_running_loop().run_in_executor(None, concerns, task, image)
+        except Exception as error:  # a check that fails must not stop a run
+            log_unexpected(error, "input check")
+            return []
 
     def _task_items(self):
         if self.tasks is not None:
@@ -61,8 +92,10 @@ class WorkflowLogic(BaseLogic[WorkflowState]):
         if len(fitting) == 1 or (fitting and self.data.task not in fitting):
             self.data.task = fitting[0]
 
-    async def run(self, task, device="auto", load_path="", series=None):
-        """Run button: run_task in a worker thread, progress back through the loop."""
+    async def run(self, task, device="auto", load_path="", series=None, checked=False):
+        """Run button: the input checked against the task (concerns: Run anyway or Stop), then
+        run_task in a worker thread, progress back through the loop."""
+        self.push(fit_concerns=[], fit_task="")
         if self.tasks is None:
             self.push(task_status=self.tasks_error, task_error=True)
             return
@@ -71,6 +104,12 @@ class WorkflowLogic(BaseLogic[WorkflowState]):
         if not input_path:
             self.push(task_status="load an image first (or type its path in Load)", task_error=True)
             return
+        if not checked and shown is not None:
+            found = await self._fit_concerns(task, shown.image)
+            if found:
+                self.push(fit_concerns=found, fit_task=task, task_error=False,
+                          task_status=f"{task} waits: read why the input may not fit it, then Run anyway or Stop")
+                return
         out = self.out_dir / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.push(task_running=True, task_progress=0, task_error=False, task_status=f"running {task} …")
         loop = asyncio.get_running_loop()

@@ -23,10 +23,14 @@ class WorkflowState:
     task_progress: float = 0
     task_status: str = ""
     task_error: bool = False
+    fit_concerns: list = field(default_factory=list)  # why the input may not fit the task: Run anyway or Stop
+    fit_task: str = ""  # the task those concerns are about
 
 
 class WorkflowUI:
     run_clicked = Signal(str, str, str, object)  # task, device, the typed load path, its series
+    run_anyway_clicked = Signal(str, str, str, object)  # the same, after the input-fit concerns were read
+    stop_clicked = Signal()
 
     def __init__(self, server):
         self.typed = FlatState(server.state, WorkflowState)
@@ -43,6 +47,17 @@ class WorkflowUI:
                 v3.VBtn("Run", id="spineai-run-button", color="primary", loading=(n.task_running,),
                         disabled=(f"{n.task_running} || {busy_name}",),
                         click=(self.run_clicked, f"[{n.task}, {n.device}, {load_path_name}, {load_series_name}]"))
+            # The input may not fit the task: say why, and let the user go on or stop.
+            run_args = f"[{n.fit_task}, {n.device}, {load_path_name}, {load_series_name}]"
+            with html.Div(v_if=(f"{n.fit_concerns}.length",), id="spineai-fit", classes="mt-2 pa-2",
+                          style="background: #4e342e; border-left: 4px solid #ffb300; border-radius: 4px;"
+                                " white-space: normal; color: #ffe0b2; font-size: 12px"):
+                html.Div(f"Does this input fit {{{{ {n.fit_task} }}}}?", classes="font-weight-bold")
+                html.Div("{{ c }}", v_for=f"(c, i) in {n.fit_concerns}", key="i", classes="spineai-fit-concern mt-1")
+                with html.Div(classes="d-flex mt-2", style="gap: 8px"):
+                    v3.VBtn("Run anyway", id="spineai-fit-go", size="small", color="warning",
+                            click=(self.run_anyway_clicked, run_args))
+                    v3.VBtn("Stop", id="spineai-fit-stop", size="small", variant="tonal", click=self.stop_clicked)
             v3.VProgressLinear(model_value=(n.task_progress,), id="spineai-task-progress", color="primary", height=6,
                                rounded=True, classes="mt-2")
         message_line(n.task_status, n.task_error, "spineai-task-status")

@@ -54,14 +54,13 @@ def crop(ct_view, label_view, layout_spacing, centre, value, spec):
 
 def predict(model, crops, device, batch=8):
     """Fracture probability per crop (sigmoid of the single logit)."""
-    import torch
+    from SpineAILib.models.engine import as_runner, sigmoid
 
     out = []
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(crops), batch):
-            x = torch.from_numpy(np.ascontiguousarray(np.stack(crops[start : start + batch]))).to(device)
-            out.append(torch.sigmoid(model(x).float().reshape(len(x), -1)[:, 0]).cpu().numpy())
+    runner = as_runner(model, device)  # an engine model (ONNX Runtime or torch) or a trainer's torch module
+    for start in range(0, len(crops), batch):
+        x = np.ascontiguousarray(np.stack(crops[start : start + batch]), dtype=np.float32)
+        out.append(sigmoid(runner(x).reshape(len(x), -1)[:, 0]))
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -119,7 +118,7 @@ def heatmap(image, segmentation, loaded, entries, crops):
     On the input's grid (so the web app and Slicer lay it over the CT voxel for voxel);
     inputs over MAX_HEATMAP_VOXELS get it on the model grid instead. None when nothing was scored.
     """
-    from SpineAILib.explain import grad_cam
+    from SpineAILib.explain import class_maps
 
     scored = [e for e in entries if e["present"]]
     if not scored:
@@ -134,8 +133,9 @@ def heatmap(image, segmentation, loaded, entries, crops):
         heat = np.zeros(grid.shape, np.float32)
         target, scale, offset = heat, grid.scale, tuple(0.5 * s - 0.5 for s in grid.scale)
         matrix = grid.to_ras(layout)
-    for entry in scored:
-        cam = grad_cam(loaded.model, crops[entry["crop"]], 0) * float(entry["probability"])
+    maps = class_maps(loaded, np.stack([crops[e["crop"]] for e in scored]), [0])[0]  # CAM (= Grad-CAM here)
+    for entry, cam in zip(scored, maps):
+        cam = cam * float(entry["probability"])
         _paint(target, cam, entry["centre"], size, spacing_mm, layout.spacing, scale, offset)
     return VolumeImage(voxels=np.clip(heat, 0.0, 1.0), ijk_to_ras=matrix, description="Fracture Grad-CAM",
                        source=image.source, metadata={"kind": "heatmap", "range": [0.0, 1.0]})  # fmt: skip

@@ -1,7 +1,8 @@
 """CT in, named vertebrae out: the segmentation bundle's whole inference path.
 
 Resample to the bundle's grid (grid.py), window the Hounsfield units, run the 3-D UNet
-with MONAI's sliding-window inference over the body's bounding box, name the vertebrae
+with sliding-window inference over the body's bounding box (MONAI's gaussian blending,
+in numpy: SpineAILib.models.engine.sliding_window), name the vertebrae
 (postprocess.py), and bring the result back onto the input's own grid: per named
 vertebra its foreground probability, interpolated linearly into the input voxels of its
 neighbourhood only, slab by slab (smooth boundaries, and memory that grows with the
@@ -58,17 +59,12 @@ def body_box(hu, margin=4):
 
 def predict_probabilities(model, x, roi_size, device, overlap=0.25):
     """Softmax probabilities (C, *x.shape) of the network over ``x`` (0..1 windowed, model grid)."""
-    import torch
-    from monai.inferers import sliding_window_inference
+    from SpineAILib.models.engine import as_runner, sliding_window, softmax
 
+    runner = as_runner(model, device)  # an engine model (ONNX Runtime or torch) or a trainer's torch module
     roi = [min(int(r), -(-n // DIVISOR) * DIVISOR) for r, n in zip(roi_size, x.shape)]
-    tensor = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
-    model.eval()
-    with torch.inference_mode():
-        logits = sliding_window_inference(tensor, roi, 1, model, overlap=overlap, mode="gaussian",
-                                          padding_mode="constant", cval=0.0)  # fmt: skip
-        probabilities = torch.softmax(logits.float(), dim=1)[0]
-    return probabilities.cpu().numpy()
+    logits = sliding_window(np.ascontiguousarray(x, dtype=np.float32)[None, None], roi, runner, overlap=overlap)
+    return softmax(logits, axis=1)[0]
 
 
 def segment(image, bundle, layout=None, progress=None):
@@ -129,17 +125,15 @@ def segment(image, bundle, layout=None, progress=None):
 
 def owners(shape, named):
     """Model-grid map: which named vertebra (1..n) each voxel near the spine belongs to (0: none)."""
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import max_filter
 
-    owner = np.zeros(shape, np.float32)
+    owner = np.zeros(shape, np.int32)
     for number, v in enumerate(named, start=1):
         owner.ravel()[v.index] = number
-    tensor = torch.from_numpy(owner)[None, None]
     for _ in range(OWNER_REACH):  # grow into unowned voxels (a larger number wins where two meet)
-        grown = F.max_pool3d(tensor, 3, stride=1, padding=1)
-        tensor = torch.where(tensor > 0, tensor, grown)
-    return tensor[0, 0].numpy().astype(np.int32)
+        grown = max_filter(owner, (1, 1, 1), fill=0)
+        owner = np.where(owner > 0, owner, grown)
+    return owner
 
 
 def to_input_grid(image, layout, grid, background, named, values):

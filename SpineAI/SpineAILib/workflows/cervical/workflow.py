@@ -32,13 +32,15 @@ TABLE_COLUMNS = ("vertebra", "present", "probability", "call", "threshold", "vol
 
 def run(job):
     from SpineAILib.workflows.cervical.segment import segment
-    from SpineAILib.models.bundle import load_bundle
+    from SpineAILib.models.engine import load_model
 
     layout, warnings = check_ct(job.image)  # before any model loads: an MRI or a scout is refused at once
     job.warnings.extend(warnings)
     segmentation_path, fracture_path = bundle_paths(job)
     job.progress(0.05, "loading the vertebra model")
-    bundle = load_bundle(segmentation_path, device=job.device, expected_task=SEGMENTATION_TASK)
+    bundle = load_model(segmentation_path, device=job.device, expected_task=SEGMENTATION_TASK)
+    job.results["engine"] = bundle.engine
+    job.warnings.extend(bundle.notes)
     job.warnings.extend(synthetic_warning(bundle.metadata, "vertebra names and outlines"))
     job.progress(0.1, "finding and naming vertebrae")
     t0 = time.perf_counter()
@@ -46,11 +48,16 @@ def run(job):
     job.timings.update(result.timings)
     job.timings["segmentation_s"] = round(time.perf_counter() - t0, 3)
     job.results.update(summarise(result))
+    from SpineAILib.models.engine import release_memory
+
+    del bundle
+    release_memory()
 
     fractures = None
     if fracture_path is not None:
         job.progress(0.6, "scoring each vertebra for fractures")
         fractures = score_fractures(job, result, fracture_path)
+        release_memory()
     job.progress(0.75, "writing the segmentation, fracture table and heat map")
     write_scene(job, result, fractures)
 
@@ -94,9 +101,9 @@ def summarise(result):
 def score_fractures(job, result, fracture_path):
     """Per-vertebra and patient probabilities and calls, the heat map; summary into report.json."""
     from SpineAILib.workflows.cervical import fracture
-    from SpineAILib.models.bundle import load_bundle
+    from SpineAILib.models.engine import load_model
 
-    loaded = load_bundle(fracture_path, device=job.device, expected_task=FRACTURE_TASK)
+    loaded = load_model(fracture_path, device=job.device, expected_task=FRACTURE_TASK)
     job.warnings.extend(synthetic_warning(loaded.metadata, "fracture probabilities"))
     vertebra_threshold = float(loaded.thresholds.get("vertebra", 0.5))
     rule, calibration = fracture.settings(loaded.metadata)

@@ -91,8 +91,7 @@ def resample_slices(canonical, spacing, target, mode="bilinear"):
     mode 'bilinear' for images (float32 out), 'nearest' for labels (dtype kept).
     Returns (array, (row spacing, column spacing)).
     """
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import interpolate
 
     _, rows, cols = canonical.shape
     (new_rows, sr), (new_cols, sc) = plane_size(rows, spacing[1], target), plane_size(cols, spacing[2], target)
@@ -100,17 +99,14 @@ def resample_slices(canonical, spacing, target, mode="bilinear"):
         r = np.rint(np.linspace(0, rows - 1, new_rows)).astype(int)
         c = np.rint(np.linspace(0, cols - 1, new_cols)).astype(int)
         return canonical[:, r][:, :, c], (sr, sc)
-    tensor = torch.from_numpy(np.ascontiguousarray(canonical, dtype=np.float32))[:, None]
-    out = F.interpolate(tensor, size=(new_rows, new_cols), mode="bilinear", align_corners=True)
-    return out[:, 0].numpy(), (sr, sc)
+    out = interpolate(np.ascontiguousarray(canonical, dtype=np.float32), (new_rows, new_cols), align_corners=True)
+    return out, (sr, sc)
 
 
-def pad_to_multiple(tensor, multiple):
-    """Zero-pad the last two dims of a torch tensor at the bottom/right to a multiple; returns (padded, (rows, cols))."""
-    import torch.nn.functional as F
-
-    rows, cols = tensor.shape[-2:]
+def pad_to_multiple(array, multiple):
+    """Zero-pad the last two axes of a numpy array at the bottom/right to a multiple; returns (padded, (rows, cols))."""
+    rows, cols = array.shape[-2:]
     pad_r, pad_c = (-rows) % multiple, (-cols) % multiple
     if pad_r or pad_c:
-        tensor = F.pad(tensor, (0, pad_c, 0, pad_r))
-    return tensor, (rows, cols)
+        array = np.pad(array, [(0, 0)] * (array.ndim - 2) + [(0, pad_r), (0, pad_c)])
+    return array, (rows, cols)

@@ -30,30 +30,28 @@ def predict_labels(model, slices, out_shape, device, batch_size=8, progress=None
     slices between take the logits interpolated linearly across from their two
     neighbours: for thin slices (1 mm) neighbours hardly differ, and it halves the time.
     """
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import as_runner, interpolate
 
+    runner = as_runner(model, device)  # an engine model (ONNX Runtime or torch) or a trainer's torch module
     n, rows, cols = out_shape
     labels = np.zeros(out_shape, np.uint8)
     run = sorted(set(range(0, n, max(1, int(step)))) | {n - 1})
     previous = None  # (index, logits) of the last slice the model ran on
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(run), batch_size):
-            indices = run[start : start + batch_size]
-            chunk = torch.from_numpy(np.ascontiguousarray(slices[indices]))[:, None].to(device)
-            padded, (r, c) = pad_to_multiple(chunk, DIVISOR)
-            logits = model(padded)[:, :, :r, :c].float()
-            logits[:, 0] -= background_offset
-            logits = F.interpolate(logits, size=(rows, cols), mode="bilinear", align_corners=True)
-            labels[indices] = logits.argmax(1).to(torch.uint8).cpu().numpy()
-            for index, current in zip(indices, logits):
-                if previous is not None and index - previous[0] > 1:
-                    gap = index - previous[0]
-                    for k in range(previous[0] + 1, index):
-                        w = (k - previous[0]) / gap
-                        labels[k] = ((1 - w) * previous[1] + w * current).argmax(0).to(torch.uint8).cpu().numpy()
-                previous = (index, current)
-            if progress is not None:
-                progress(min(1.0, (start + len(indices)) / len(run)))
+    for start in range(0, len(run), batch_size):
+        indices = run[start : start + batch_size]
+        chunk = np.ascontiguousarray(slices[indices], dtype=np.float32)[:, None]
+        padded, (r, c) = pad_to_multiple(chunk, DIVISOR)
+        logits = np.array(runner(padded)[:, :, :r, :c], dtype=np.float32)
+        logits[:, 0] -= background_offset
+        logits = interpolate(logits, (rows, cols), align_corners=True)
+        labels[indices] = logits.argmax(1).astype(np.uint8)
+        for index, current in zip(indices, logits):
+            if previous is not None and index - previous[0] > 1:
+                gap = index - previous[0]
+                for k in range(previous[0] + 1, index):
+                    w = (k - previous[0]) / gap
+                    labels[k] = ((1 - w) * previous[1] + w * current).argmax(0).astype(np.uint8)
+            previous = (index, current)
+        if progress is not None:
+            progress(min(1.0, (start + len(indices)) / len(run)))
     return labels

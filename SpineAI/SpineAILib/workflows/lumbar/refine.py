@@ -40,10 +40,10 @@ def refiner_bundle_path():
 
 def load_refiner(device, path=None):
     """The refiner bundle at ``path`` (default: the installed one), or None when there is none."""
-    from SpineAILib.models.bundle import load_bundle
+    from SpineAILib.models.engine import load_model
 
     path = path or refiner_bundle_path()
-    return None if path is None else load_bundle(path, device=device, expected_task=TASK)
+    return None if path is None else load_model(path, device=device, expected_task=TASK)
 
 
 def predict_body_probability(model, canonical, spacing, region, device, batch_size=8, intensity=None):
@@ -53,9 +53,9 @@ def predict_body_probability(model, canonical, spacing, region, device, batch_si
     plus CONTEXT_MM is resampled to the model's 1 mm, run slice by slice, and the
     probabilities interpolated back (align-corners grids, as ``resample_slices``).
     """
-    import torch
-    import torch.nn.functional as F
+    from SpineAILib.models.engine import as_runner, interpolate, softmax
 
+    runner = as_runner(model, device)
     out = np.zeros(canonical.shape, np.float32)
     if not region.any():
         return out
@@ -68,15 +68,13 @@ def predict_body_probability(model, canonical, spacing, region, device, batch_si
     normalised, _ = normalise(canonical, intensity.get("lower_percentile", 0.5), intensity.get("upper_percentile", 99.5))
     box = normalised[ks[0] : ks[-1] + 1, r0:r1, c0:c1]
     slices, _ = resample_slices(box, spacing, 1.0)
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(slices), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(slices[start : start + batch_size]))[:, None].to(device)
-            padded, (r, c) = pad_to_multiple(chunk, DIVISOR)
-            probability = torch.softmax(model(padded)[:, :, :r, :c].float(), 1)[:, 1:2]
-            probability = F.interpolate(probability, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=True)
-            k = ks[0] + start
-            out[k : k + len(chunk), r0:r1, c0:c1] = probability[:, 0].cpu().numpy()
+    for start in range(0, len(slices), batch_size):
+        chunk = np.ascontiguousarray(slices[start : start + batch_size], dtype=np.float32)[:, None]
+        padded, (r, c) = pad_to_multiple(chunk, DIVISOR)
+        probability = softmax(runner(padded)[:, :, :r, :c], 1)[:, 1:2]
+        probability = interpolate(probability, (r1 - r0, c1 - c0), align_corners=True)
+        k = ks[0] + start
+        out[k : k + len(chunk), r0:r1, c0:c1] = probability[:, 0]
     return out
 
 

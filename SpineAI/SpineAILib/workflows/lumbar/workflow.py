@@ -43,7 +43,7 @@ SEVERITY_TASK = "lumbar-mri/severity"
 
 
 def run(job):
-    from SpineAILib.models.bundle import load_bundle
+    from SpineAILib.models.engine import load_model, release_memory
 
     check_modality(job.image)  # before the model loads: a CT or a brain MRI is refused at once
     level_path, severity_path = bundle_paths(job)
@@ -54,8 +54,10 @@ def run(job):
             raise
         return run_axial_only(job, severity_path)
     job.progress(0.05, "loading the level model")
-    bundle = load_bundle(level_path, device=job.device, expected_task="lumbar-mri")
+    bundle = load_model(level_path, device=job.device, expected_task="lumbar-mri")
     refiner = load_refiner(job.device)
+    job.results["engine"] = bundle.engine
+    job.warnings.extend(bundle.notes)
     if refiner is None:
         job.warnings.append("no outline refiner bundle is installed: body outlines come from the level model alone "
                             "(train one with `spineai-train lumbar-refiner`)")  # fmt: skip
@@ -65,9 +67,12 @@ def run(job):
     result = segment_vertebrae(job.image, bundle, progress=lambda f: job.progress(0.1 + 0.5 * f, "predicting slices"),
                                refiner=refiner)  # fmt: skip
     job.timings.update(result.timings)
+    has_sacrum = "S1" in bundle.labels
+    del bundle, refiner  # the networks are done: their memory goes back before grading and the scene
+    release_memory()
 
     discs = disc_levels(result.labelmap)
-    if "S1" not in bundle.labels:  # no sacrum label in the training data: L5/S1 from L5 alone, marked estimated
+    if not has_sacrum:  # no sacrum label in the training data: L5/S1 from L5 alone, marked estimated
         discs = estimate_disc_below(result.labelmap, discs, "L5/S1")
         for disc in discs:
             if disc.get("estimated"):
@@ -81,6 +86,7 @@ def run(job):
                             "and may be off by one level; check them")  # fmt: skip
     job.progress(0.62, "grading the disc levels")
     severity = grade_severity(job, severity_path, result.labelmap, discs)
+    release_memory()
     job.progress(0.75, "writing the segmentation, disc points, level boxes and grades")
     write_scene(job, result, discs, severity)
 

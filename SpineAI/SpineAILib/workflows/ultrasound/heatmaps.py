@@ -92,7 +92,7 @@ def cine_heatmaps(model, pre, frames, box, calls, labels, keep=(), progress=None
     Returns {'heats': (N, rows, cols) float32 or None, 'kept': {index: {label: square map}},
     'explained': frames explained, 'stride': k, 'grid': (rows, cols) or None, 'warnings': [...]}.
     """
-    from SpineAILib.explain import grad_cam
+    from SpineAILib.explain import class_maps, grad_cam
 
     n = len(frames)
     frame_shape = frames.shape[1:3]
@@ -114,7 +114,10 @@ def cine_heatmaps(model, pre, frames, box, calls, labels, keep=(), progress=None
     for start in range(0, len(wanted), BATCH):
         chunk = wanted[start : start + BATCH]
         x = pre.batch(frames[chunk], box)
-        maps = np.asarray(grad_cam(model, x, explained_columns))  # (labels, batch, H, W)
+        if hasattr(model, "head"):  # an EngineBundle: class activation maps (= Grad-CAM here), no torch
+            maps = class_maps(model, x, explained_columns)
+        else:
+            maps = np.asarray(grad_cam(model, x, explained_columns))  # (labels, batch, H, W)
         maps = maps.reshape(len(EXPLAINED), len(chunk), *maps.shape[-2:])
         for b, index in enumerate(chunk):
             if index in keep:

@@ -1,9 +1,10 @@
 """Per-frame ultrasound classification: engine, temporal smoothing, decisions, live mode.
 
 ``FrameClassifier(bundle)`` turns preprocessed frames into per-label
-probabilities. On CPU it runs the network through ONNX Runtime (about twice as
-fast as eager torch on 2 cores) from an ONNX file exported from the bundle's
-safetensors weights on first use and cached (``~/.cache/spineai/onnx`` or
+probabilities. A bundle that carries its graph (``model.onnx``) runs through the
+engine (SpineAILib.models.engine: ONNX Runtime, CPU or CUDA, torch never imported).
+For an older bundle without one, on CPU the network runs through ONNX Runtime from
+an ONNX file exported from the bundle's safetensors weights on first use and cached (``~/.cache/spineai/onnx`` or
 ``$SPINEAI_CACHE/onnx``; the file name carries the weights' sha256, so a changed
 bundle never meets a stale cache). When the cache is warm, torch is not even
 imported. Anything going wrong with ONNX Runtime falls back to torch, with the
@@ -76,6 +77,18 @@ class FrameClassifier:
         self.backend_note = ""
         self._session = None
         self._bundle = None  # LoadedBundle (torch), loaded only when needed
+        self._engine = None  # EngineBundle when the bundle's own model.onnx runs
+        from SpineAILib.models.engine import default_engine, load_model, onnxruntime_available
+
+        if backend == "auto" and default_engine() == "torch":
+            backend = "torch"
+        if backend in ("auto", "onnx") and self.metadata.get("onnx") and onnxruntime_available():
+            self._engine = load_model(self.path, device=self.device_name, engine="onnx", threads=threads)
+            self._session = self._engine.model.session
+            self._input_name = self._engine.model.input_name
+            self.onnx_path = self.path / self.metadata["onnx"]["file"]
+            self.backend = "onnxruntime"
+            return
         want_cuda = self.device_name.startswith("cuda") or (self.device_name == "auto" and _cuda_available_cheaply())
         if backend in ("auto", "onnx") and not want_cuda:
             try:
@@ -103,6 +116,12 @@ class FrameClassifier:
             device = self.device_name if self.device_name != "auto" else "auto"
             self._bundle = load_bundle(self.path, device=device, expected_task=self.metadata["task"].split("/")[0])
         return self._bundle
+
+    @property
+    def explainer(self):
+        """What the heat maps run on: the EngineBundle (class activation maps, no torch) when the
+        bundle's graph runs, else the eager torch model (Grad-CAM)."""
+        return self._engine if self._engine is not None else self.torch_model
 
     @property
     def torch_model(self):
@@ -167,7 +186,7 @@ class FrameClassifier:
     def logits(self, batch):
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self._session is not None:
-            return self._session.run(None, {self._input_name: batch})[0]
+            return self._session.run(None, {self._input_name: batch})[0]  # logits first (then features)
         import torch
 
         bundle = self._load_torch()

@@ -189,14 +189,22 @@ def default_localiser_path():
 def load_localiser(bundle_path=None, device="auto", backend="torch"):
     """Load a localiser bundle (``None``: the bundled one). ``backend``: 'torch', 'onnx' (ONNX
     Runtime on CPU; falls back to torch when onnxruntime or the export is unavailable) or 'auto'
-    (ONNX Runtime on CPU, torch on a GPU)."""
-    from SpineAILib.models.bundle import load_bundle
+    (ONNX Runtime on CPU, torch on a GPU). A bundle that carries its graph (``model.onnx``) runs
+    it through the engine for 'auto' and 'onnx' (CPU or CUDA; torch is never imported)."""
+    from SpineAILib.models.bundle import load_bundle, read_metadata
+    from SpineAILib.models.engine import default_engine, load_model, onnxruntime_available
 
     if bundle_path is None:
         bundle_path = default_localiser_path()
         if bundle_path is None:
             raise BundleError(f"no {TASK} bundle is installed (train one with `spineai-train lp-ultrasound-localiser`)")
-    bundle = load_bundle(bundle_path, device=device, expected_task=TASK)
+    if backend == "auto" and default_engine() == "torch":
+        backend = "torch"
+    if backend in ("auto", "onnx") and read_metadata(bundle_path).get("onnx") and onnxruntime_available():
+        bundle = load_model(bundle_path, device=device, engine="onnx", expected_task=TASK)
+        backend = "engine"
+    else:
+        bundle = load_bundle(bundle_path, device=device, expected_task=TASK)
     meta = bundle.metadata
     if list(meta["labels"]) != list(STRUCTURES):
         raise BundleError(f"{bundle.path}: a localiser must have labels {list(STRUCTURES)}, not {meta['labels']}")
@@ -213,6 +221,9 @@ def load_localiser(bundle_path=None, device="auto", backend="torch"):
         min_component_fraction=float(post.get("min_component_fraction", DEFAULT_MIN_COMPONENT_FRACTION)),
         max_hole_fraction=float(post.get("max_hole_fraction", DEFAULT_MAX_HOLE_FRACTION)),
     )
+    if backend == "engine":
+        localiser.model, localiser.session, localiser.backend = None, bundle.model.session, "onnx"
+        return localiser
     if backend not in ("torch", "onnx", "auto"):
         raise ValueError(f"backend must be torch, onnx or auto, not {backend!r}")
     if backend == "onnx" or (backend == "auto" and bundle.device.type == "cpu"):
@@ -257,7 +268,7 @@ def predict_probabilities(localiser, frames, batch_size=32):
     out = np.empty((x.shape[0], len(STRUCTURES), *localiser.input_size), np.float32)
     if localiser.session is not None:
         for start in range(0, x.shape[0], batch_size):
-            logits = localiser.session.run(None, {"image": x[start : start + batch_size]})[0]
+            logits = localiser.session.run(["logits"], {"image": x[start : start + batch_size]})[0]
             out[start : start + batch_size] = 1.0 / (1.0 + np.exp(-logits))
         return out
     import torch

@@ -119,6 +119,10 @@ def run(job):
     job.timings["figures_s"] = round(time.perf_counter() - t0, 3)
 
     job.progress(0.85, "building the scene")
+    from SpineAILib.models.engine import release_memory
+
+    del classifier
+    release_memory()
     t0 = time.perf_counter()
     write_scene(job, cine, probs, calls, labels, localisation, heat["heats"] if heat else None)
     job.timings["scene_s"] = round(time.perf_counter() - t0, 3)
@@ -181,7 +185,7 @@ def explain_cine(classifier, cine, box, calls, labels, shown, job):
         from SpineAILib.workflows.ultrasound import heatmaps as us_heatmaps
 
         heat = us_heatmaps.cine_heatmaps(
-            classifier.torch_model, classifier.preprocessor, cine.frames, box, calls, labels, keep=shown,
+            classifier.explainer, classifier.preprocessor, cine.frames, box, calls, labels, keep=shown,
             progress=lambda f: job.progress(0.68 + 0.07 * f, "Grad-CAM heat maps"),
         )
     except Exception as error:  # explanation is a bonus: report, keep the calls

@@ -90,7 +90,7 @@ def summary(rows):
 
 def heatmap(rows, entries, points, loaded, reference, study, crops=None):
     """A 0..1 float VolumeImage on ``reference``'s grid, or None when no row was graded."""
-    from SpineAILib.explain import grad_cam
+    from SpineAILib.explain import class_maps
 
     crops = crops or loaded.metadata["grading"]["crops"]
     by_key = {(r["condition"], r["level"]): r for r in rows}
@@ -106,7 +106,7 @@ def heatmap(rows, entries, points, loaded, reference, study, crops=None):
         return None
     # One pass for all crops: a forward and one backward per class asked for, not per crop.
     classes = sorted({g[4] for g in graded})
-    maps = grad_cam(loaded.model, np.stack([g[2] for g in graded]), classes)
+    maps = class_maps(loaded, np.stack([g[2] for g in graded]), classes)  # CAM (= Grad-CAM here), no torch
     maps = maps.reshape(len(classes), len(graded), *maps.shape[-2:])
     painted = 0
     for b, (condition, level, _, row, class_index) in enumerate(graded):

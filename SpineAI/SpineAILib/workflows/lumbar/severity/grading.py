@@ -192,16 +192,15 @@ def _series_for(study, condition, level, kind):
 
 def group_probabilities(model, crops, groups, device="cpu", batch=64):
     """Softmax over each crop's own group head: (N, 3) numpy."""
-    import torch
+    from SpineAILib.models.engine import as_runner, softmax
 
     out = []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(crops), batch):
-            x = torch.from_numpy(np.stack(crops[start : start + batch])).to(device)
-            g = torch.as_tensor(groups[start : start + batch], device=device)
-            logits = model(x).view(len(x), len(GROUPS), len(GRADES))
-            out.append(torch.softmax(logits[torch.arange(len(x)), g], dim=1).cpu().numpy())
+    runner = as_runner(model, device)
+    for start in range(0, len(crops), batch):
+        x = np.stack(crops[start : start + batch]).astype(np.float32)
+        g = np.asarray(groups[start : start + batch], dtype=np.int64)
+        logits = runner(x).reshape(len(x), len(GROUPS), len(GRADES))
+        out.append(softmax(logits[np.arange(len(x)), g], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
 
 

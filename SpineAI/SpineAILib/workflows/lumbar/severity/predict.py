@@ -25,9 +25,9 @@ def load(bundle, device="auto"):
     """A LoadedBundle for a bundle folder (or the LoadedBundle itself)."""
     if hasattr(bundle, "model") and hasattr(bundle, "metadata"):
         return bundle
-    from SpineAILib.models.bundle import load_bundle
+    from SpineAILib.models.engine import load_model
 
-    return load_bundle(bundle, device=device, expected_task=TASK)
+    return load_model(bundle, device=device, expected_task=TASK)
 
 
 def rows_from_crops(study_id, entries, model, prior, device="cpu"):

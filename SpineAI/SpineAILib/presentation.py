@@ -1,0 +1,281 @@
+"""A run's results as a reader sees them: every warning in full, a level × condition grade grid,
+the fracture table with each threshold beside its probability, the ultrasound calls, the heat
+map's colour legend and the measurements — decided here, once, from the run's output folder.
+
+GUI-free and shared by both front ends: the web app draws ``present(folder)`` (plain JSON) with
+its own widgets; the desktop module shows ``to_html(present(folder))`` in a rich-text box. Reads
+``report.json``, ``severity.tsv`` (lumbar-mri), ``fractures.tsv`` (cervical-ct) and the heat-map
+files; writes nothing.
+"""
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS, SEVERITY_GRADE_NAMES, ULTRASOUND_LABELS
+
+GRADE_COLOURS = {"Normal/Mild": "#2e7d32", "Moderate": "#ef8f00", "Severe": "#c62828"}
+NOT_ASSESSED_COLOUR = "#5f6368"
+GRADE_SHORT = {"Normal/Mild": "N/M", "Moderate": "Mod", "Severe": "Sev"}
+CONDITION_TITLES = {
+    "spinal_canal_stenosis": ("Canal", "spinal canal stenosis"),
+    "left_neural_foraminal_narrowing": ("L foramen", "left neural foraminal narrowing"),
+    "right_neural_foraminal_narrowing": ("R foramen", "right neural foraminal narrowing"),
+    "left_subarticular_stenosis": ("L subart.", "left subarticular stenosis"),
+    "right_subarticular_stenosis": ("R subart.", "right subarticular stenosis"),
+}
+CALL_COLOURS = {"fracture": "#c62828", "no fracture": "#2e7d32"}
+LABEL_TITLES = {"bad_quality": "bad quality", "spinal_cord": "spinal cord", "csf": "CSF"}
+HEATMAP_LOW = 0.2  # below this a heat map is transparent (scene.overlays.style_heatmap_display)
+
+
+def _read_tsv(path):
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+    except OSError:
+        return None
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def read_report(folder):
+    try:
+        return json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def compare(p, threshold):
+    """'p 0.86 < 0.88': a probability with the threshold it was decided by."""
+    if p is None:
+        return "no probability"
+    if threshold is None:
+        return f"p {p:.2f}"
+    return f"p {p:.2f} {'≥' if p >= threshold else '<'} {threshold:.2f}"
+
+
+# -- lumbar-mri: the grade grid -------------------------------------------------------------------
+
+
+def grade_grid(rows):
+    """severity.tsv rows -> {"columns", "rows", "collapsed", "legend"}.
+
+    A level with at least one graded condition is a row of cells (grade, colour, the
+    probabilities on hover); a level with none is one collapsed line with its reason.
+    """
+    columns = [{"key": c, "title": CONDITION_TITLES.get(c, (c, c))[0], "long": CONDITION_TITLES.get(c, (c, c))[1]}
+               for c in SEVERITY_CONDITIONS]
+    by_level = {}
+    for row in rows:
+        by_level.setdefault(row.get("level", "?"), {})[row.get("condition", "")] = row
+    grid_rows, collapsed = [], []
+    for level, cells in by_level.items():
+        assessed = [r for r in cells.values() if str(r.get("assessed", "0")) == "1"]
+        if not assessed:
+            reasons = sorted({(r.get("reason") or "not assessed") for r in cells.values()})
+            located = [r for r in reasons if not r.startswith("not assessed: no ")]
+            reasons = located or reasons  # "disc level not visible: ..." says it for every condition
+            collapsed.append({"level": level, "reason": "; ".join(reasons)})
+            continue
+        out = []
+        for c in SEVERITY_CONDITIONS:
+            r = cells.get(c)
+            long_name = CONDITION_TITLES.get(c, (c, c))[1]
+            if r is None or str(r.get("assessed", "0")) != "1":
+                reason = (r or {}).get("reason") or "not assessed"
+                out.append({"grade": "not assessed", "text": "—", "colour": NOT_ASSESSED_COLOUR,
+                            "title": f"{level} {long_name}: {reason}"})
+                continue
+            probabilities = [_number(r.get(f"p_{g}")) for g in ("normal_mild", "moderate", "severe")]
+            shown = " · ".join(f"{name} {p:.2f}" for name, p in zip(SEVERITY_GRADE_NAMES, probabilities)
+                               if p is not None)
+            note = f" — {r['reason']}" if r.get("reason") else ""
+            series = f" ({r['series']})" if r.get("series") else ""
+            grade = r.get("grade", "")
+            out.append({"grade": grade, "text": GRADE_SHORT.get(grade, grade), "colour": GRADE_COLOURS.get(grade, NOT_ASSESSED_COLOUR),
+                        "title": f"{level} {long_name}: {grade} — p {shown}{series}{note}",
+                        "estimated": bool(r.get("reason"))})
+        grid_rows.append({"level": level, "cells": out})
+    legend = [{"grade": g, "text": GRADE_SHORT[g], "colour": GRADE_COLOURS[g]} for g in SEVERITY_GRADE_NAMES]
+    legend.append({"grade": "not assessed", "text": "—", "colour": NOT_ASSESSED_COLOUR})
+    return {"columns": columns, "rows": grid_rows, "collapsed": collapsed, "legend": legend}
+
+
+# -- cervical-ct: fractures -----------------------------------------------------------------------
+
+
+def fracture_table(rows):
+    """fractures.tsv rows -> {"rows": scored vertebrae, "collapsed": runs of rows not scored, one line each}."""
+    scored, collapsed = [], []
+    for r in rows:
+        p, threshold = _number(r.get("probability")), _number(r.get("threshold"))
+        name = r.get("vertebra", "?")
+        name = "patient" if name == "patient_overall" else name
+        if p is None:
+            reason = r.get("reason") or r.get("call") or "not assessed"
+            if collapsed and collapsed[-1]["reason"] == reason:
+                collapsed[-1]["names"].append(name)
+            else:
+                collapsed.append({"names": [name], "reason": reason})
+            continue
+        call = r.get("call", "")
+        scored.append({"name": name, "call": call, "colour": CALL_COLOURS.get(call, NOT_ASSESSED_COLOUR),
+                       "text": compare(p, threshold), "title": f"{name}: {call}, {compare(p, threshold)}"
+                       + (f", {r['volume_ml']} ml" if _number(r.get("volume_ml")) is not None else "")})
+    for c in collapsed:
+        names = c.pop("names")
+        c["names"] = names[0] if len(names) == 1 else f"{names[0]}–{names[-1]}"
+    return {"rows": scored, "collapsed": collapsed}
+
+
+# -- lp-ultrasound: the calls and their thresholds ------------------------------------------------
+
+
+def _call_colour(label, called):
+    if not called:
+        return NOT_ASSESSED_COLOUR
+    return "#c62828" if label == "bad_quality" else "#2e7d32"  # bad quality is the warning; cord, CSF the finding
+
+
+def ultrasound_calls(folder, results):
+    rows = _read_tsv(Path(folder) / "frames.tsv") or []
+    thresholds = results.get("thresholds") or {}
+    calls = []
+    for label in ULTRASOUND_LABELS:
+        values = [p for p in (_number(r.get(f"p_{label}")) for r in rows) if p is not None]
+        if not values:
+            continue
+        called = sum(str(r.get(label, "0")) in ("1", "1.0", "True") for r in rows)
+        top, threshold = max(values), _number(thresholds.get(label))
+        calls.append({"name": LABEL_TITLES.get(label, label), "call": "called" if called else "not called",
+                      "colour": _call_colour(label, called),
+                      "text": f"{called} of {len(rows)} frames · highest {compare(top, threshold)}",
+                      "title": f"{LABEL_TITLES.get(label, label)}: a frame is called when its smoothed probability "
+                               f"reaches the threshold" + (f" {threshold:.2f}" if threshold is not None else "")})
+    return calls
+
+
+# -- heat map and measurements --------------------------------------------------------------------
+
+
+def heatmap_legend(folder, task, results, grid=None, fractures=None, calls=None):
+    """The colour legend of the run's heat map and a note when nothing was called (a dark map)."""
+    from SpineAILib.results import result_files, is_heatmap_file
+
+    if not any(is_heatmap_file(p) for p in result_files(folder)):
+        return None
+    stops = []
+    try:
+        import numpy as np
+
+        from SpineAILib.colourmaps import heatmap_to_rgb
+
+        rgb = heatmap_to_rgb(np.linspace(HEATMAP_LOW, 1.0, 6, dtype=np.float32)[None], "jet")[0]
+        stops = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
+    except Exception:  # no OpenCV: the jet colours by hand
+        stops = ["#0000ff", "#00aaff", "#44ff88", "#ffee00", "#ff5500", "#aa0000"]
+    note = ""
+    if task == "lumbar-mri" and grid is not None:
+        abnormal = sum(c["grade"] in ("Moderate", "Severe") for r in grid["rows"] for c in r["cells"])
+        if not abnormal:
+            note = "no level was graded moderate or severe: the heat map stays dark (it is scaled by p(abnormal))"
+    elif task == "cervical-ct" and fractures is not None:
+        if not any(r["call"] == "fracture" for r in fractures["rows"]):
+            note = "no fracture was called: the heat map shows where the model looked, not a finding"
+    elif task == "lp-ultrasound" and calls is not None:
+        if not any(c["call"] == "called" for c in calls if c["name"] != "bad quality"):
+            note = "no spinal cord or CSF frame was called: the heat map shows where the model looked, not a finding"
+    return {"gradient": f"linear-gradient(to right, {', '.join(stops)})", "stops": stops,
+            "low": f"{HEATMAP_LOW:g}", "high": "1", "caption": f"heat (below {HEATMAP_LOW:g}: transparent)",
+            "note": note}
+
+
+def measurements(results):
+    out = []
+    for v in results.get("vertebrae") or []:
+        if isinstance(v, dict) and v.get("volume_ml") is not None:
+            out.append({"name": v.get("name", "?"), "text": f"{v['volume_ml']} ml body volume"})
+    for d in results.get("disc_levels") or []:
+        if isinstance(d, dict) and d.get("height_mm") is not None:
+            out.append({"name": d.get("level", "?"), "text": f"disc height {d['height_mm']} mm"})
+    return out
+
+
+# -- everything at once ---------------------------------------------------------------------------
+
+
+def present(folder):
+    """What a front end shows for the run in ``folder`` (plain JSON-able values)."""
+    folder = Path(folder)
+    report = read_report(folder)
+    results = report.get("results") or {}
+    task = report.get("task") or ""
+    warnings = [" ".join(str(w).split()) for w in report.get("warnings") or []]
+    grid = fractures = calls = None
+    severity = _read_tsv(folder / "severity.tsv")
+    if severity:
+        grid = grade_grid(severity)
+    fracture_rows = _read_tsv(folder / "fractures.tsv")
+    if fracture_rows:
+        fractures = fracture_table(fracture_rows)
+    if task == "lp-ultrasound" or (folder / "frames.tsv").is_file():
+        calls = ultrasound_calls(folder, results) or None
+    message = str(results.get("message") or results.get("summary") or "").strip()
+    return {
+        "folder": str(folder), "task": task, "message": message, "warnings": warnings,
+        "grid": grid, "fractures": fractures, "calls": calls,
+        "heatmap": heatmap_legend(folder, task, results, grid, fractures, calls),
+        "measurements": measurements(results),
+    }
+
+
+def to_html(view):
+    """``present()``'s result as rich text (Qt's subset of HTML: tables, bgcolor, font colour)."""
+    e = html.escape
+    parts = []
+    if view.get("message"):
+        parts.append(f"<p><b>{e(view.get('task', ''))}</b>: {e(view['message'])}</p>")
+    if view.get("warnings"):
+        items = "".join(f"<li>{e(w)}</li>" for w in view["warnings"])
+        parts.append(f"<div style='background:#5d4037;color:#ffe0b2;padding:4px'><b>"
+                     f"{len(view['warnings'])} warning{'s' if len(view['warnings']) > 1 else ''}</b><ul>{items}</ul></div>")
+    grid = view.get("grid")
+    if grid:
+        head = "".join(f"<th title='{e(c['long'])}'>{e(c['title'])}</th>" for c in grid["columns"])
+        body = "".join(
+            "<tr><td><b>" + e(r["level"]) + "</b></td>"
+            + "".join(f"<td bgcolor='{c['colour']}' align='center' title='{e(c['title'])}'>"
+                      f"<font color='white'>{e(c['text'])}</font></td>" for c in r["cells"]) + "</tr>"
+            for r in grid["rows"])
+        parts.append(f"<table border='0' cellspacing='2' cellpadding='3'><tr><th>level</th>{head}</tr>{body}</table>")
+        parts.extend(f"<p><font color='#9e9e9e'>{e(c['level'])} not assessed: {e(c['reason'])}</font></p>"
+                     for c in grid["collapsed"])
+        parts.append("<p>" + " ".join(f"<font color='{g['colour']}'>■</font> {e(g['grade'])}" for g in grid["legend"]) + "</p>")
+    fractures = view.get("fractures")
+    if fractures:
+        body = "".join(f"<tr><td><b>{e(r['name'])}</b></td><td><font color='{r['colour']}'>{e(r['call'])}</font></td>"
+                       f"<td>{e(r['text'])}</td></tr>" for r in fractures["rows"])
+        if body:
+            parts.append(f"<table cellpadding='3'>{body}</table>")
+        parts.extend(f"<p><font color='#9e9e9e'>{e(c['names'])}: {e(c['reason'])}</font></p>" for c in fractures["collapsed"])
+    for c in view.get("calls") or []:
+        parts.append(f"<p><b>{e(c['name'])}</b>: <font color='{c['colour']}'>{e(c['call'])}</font> — {e(c['text'])}</p>")
+    legend = view.get("heatmap")
+    if legend:
+        cells = "".join(f"<td bgcolor='{s}' width='24'>&nbsp;</td>" for s in legend["stops"])
+        parts.append(f"<table cellspacing='0'><tr><td>{e(legend['low'])}&nbsp;</td>{cells}<td>&nbsp;{e(legend['high'])}</td>"
+                     f"</tr></table><p><font color='#9e9e9e'>{e(legend['caption'])}</font></p>")
+        if legend.get("note"):
+            parts.append(f"<p><i>{e(legend['note'])}</i></p>")
+    if view.get("measurements"):
+        parts.append("<p>" + "<br>".join(f"{e(m['name'])}: {e(m['text'])}" for m in view["measurements"]) + "</p>")
+    return "\n".join(parts)

@@ -1,0 +1,94 @@
+"""The Results section (under Workflows): the run's warnings in full, the grade grid, the fracture
+table, the ultrasound calls with their thresholds, the heat map's legend and the measurements.
+What it shows is decided by ``SpineAILib.presentation`` (shared with the desktop module); this
+only draws ``result_view``."""
+
+from dataclasses import dataclass, field
+
+from trame.widgets import html
+
+from SpineAILib.web.typed_state import FlatState
+from SpineAILib.web.ui.panel_ui import heading
+
+CELL = ("{background: c.colour, color: 'white', textAlign: 'center', borderRadius: '3px', padding: '1px 2px',"
+        " fontSize: '11px', cursor: 'help', outline: c.estimated ? '2px dashed #ffd54f' : 'none'}")
+
+
+@dataclass
+class ResultsState:
+    result_view: dict = field(default_factory=dict)  # presentation.present(run folder), {} when none is shown
+
+
+class ResultsUI:
+    def __init__(self, server):
+        self.typed = FlatState(server.state, ResultsState)
+
+    def build(self):
+        v = self.typed.name.result_view
+        with html.Div(v_if=(f"{v} && {v}.folder",), id="spineai-results"):
+            heading("Results")
+            html.Div(f"{{{{ {v}.task }}}}: {{{{ {v}.message }}}}", v_show=(f"{v}.message",),
+                     id="spineai-results-message", classes="text-body-2", style="white-space: normal")
+            # Every warning in full: nothing is cut to one line.
+            with html.Div(v_if=(f"{v}.warnings && {v}.warnings.length",), id="spineai-warnings", classes="mt-1 pa-2",
+                          style="background: #4e342e; border-left: 4px solid #ffb300; border-radius: 4px;"
+                                " white-space: normal; color: #ffe0b2; font-size: 12px"):
+                html.Div(f"⚠ {{{{ {v}.warnings.length }}}} warning{{{{ {v}.warnings.length > 1 ? 's' : '' }}}}",
+                         classes="font-weight-bold")
+                html.Div("{{ w }}", v_for=f"(w, i) in {v}.warnings", key="i", classes="spineai-warning mt-1")
+            self._grid(v)
+            self._fractures(v)
+            with html.Div(v_if=(f"{v}.calls && {v}.calls.length",), id="spineai-calls", classes="mt-2 text-caption"):
+                with html.Div(v_for=f"(c, i) in {v}.calls", key="i", title=("c.title",), style="white-space: normal"):
+                    html.B("{{ c.name }}: ")
+                    html.Span("{{ c.call }}", style=("{color: c.colour}",), classes="font-weight-bold")
+                    html.Span(" — {{ c.text }}")
+            self._legend(v)
+            with html.Div(v_if=(f"{v}.measurements && {v}.measurements.length",), id="spineai-measurements",
+                          classes="mt-2 text-caption"):
+                html.Div("Measurements", classes="text-overline", style="line-height: 1.4")
+                html.Div("{{ m.name }}: {{ m.text }}", v_for=f"(m, i) in {v}.measurements", key="i")
+
+    @staticmethod
+    def _grid(v):
+        g = f"{v}.grid"
+        with html.Div(v_if=(g,), id="spineai-grade-grid", classes="mt-2"):
+            with html.Div(style="display: grid; grid-template-columns: 44px repeat(5, 1fr); gap: 2px;"
+                                " font-size: 11px; align-items: center"):
+                html.Div("level", classes="text-medium-emphasis")
+                html.Div("{{ col.title }}", v_for=f"col in {g}.columns", key="col.key", title=("col.long",),
+                         classes="text-medium-emphasis", style="text-align: center; overflow: hidden")
+                with html.Template(v_for=f"row in {g}.rows", key="row.level"):
+                    html.Div("{{ row.level }}", classes="font-weight-bold")
+                    html.Div("{{ c.text }}", v_for="(c, k) in row.cells", key="k", title=("c.title",),
+                             classes="spineai-grade-cell", style=(CELL,))
+            html.Div("{{ row.level }} not assessed: {{ row.reason }}", v_for=f"row in {g}.collapsed", key="row.level",
+                     classes="spineai-not-assessed text-caption text-medium-emphasis mt-1", style="white-space: normal")
+            with html.Div(classes="d-flex flex-wrap mt-1 text-caption", style="gap: 8px"):
+                with html.Span(v_for=f"c in {g}.legend", key="c.grade"):
+                    html.Span("{{ c.text }}", style=(CELL,))
+                    html.Span(" {{ c.grade }}")
+
+    @staticmethod
+    def _fractures(v):
+        f = f"{v}.fractures"
+        with html.Div(v_if=(f,), id="spineai-fractures", classes="mt-2 text-caption"):
+            with html.Div(v_for=f"(r, i) in {f}.rows", key="i", title=("r.title",), classes="d-flex", style="gap: 8px"):
+                html.B("{{ r.name }}", style="min-width: 56px")
+                html.Span("{{ r.call }}", style=("{color: r.colour}",), classes="font-weight-bold")
+                html.Span("{{ r.text }}", classes="text-medium-emphasis")
+            html.Div("{{ c.names }} — {{ c.reason }}", v_for=f"(c, i) in {f}.collapsed", key="i",
+                     classes="spineai-not-assessed text-medium-emphasis", style="white-space: normal")
+
+    @staticmethod
+    def _legend(v):
+        h = f"{v}.heatmap"
+        with html.Div(v_if=(h,), id="spineai-heatmap-legend", classes="mt-2 text-caption"):
+            with html.Div(classes="d-flex align-center", style="gap: 6px"):
+                html.Span(f"{{{{ {h}.low }}}}")
+                html.Div(style=(f"{{flex: 1, height: '10px', borderRadius: '2px', background: {h}.gradient}}",),
+                         classes="spineai-legend-bar")
+                html.Span(f"{{{{ {h}.high }}}}")
+            html.Div(f"{{{{ {h}.caption }}}}", classes="text-medium-emphasis")
+            html.Div(f"{{{{ {h}.note }}}}", v_show=(f"{h}.note",), id="spineai-heatmap-note",
+                     style="white-space: normal; font-style: italic")
