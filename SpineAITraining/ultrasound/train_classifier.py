@@ -541,7 +541,7 @@ def _main(args, argv, dist):
         "smoothing": "centred moving average of probabilities over window_ms (causal EMA, tau = window/2, in live mode)",
         "smoothing_window_ms": args.window_ms,
         "decision": "p >= threshold per label; bad_quality => spinal_cord = csf = 0",
-        "backend": "ONNX Runtime on CPU (exported from these weights on first use), torch otherwise",
+        "backend": "ONNX Runtime on model.onnx (CPU, or CUDA with onnxruntime-gpu); torch with --engine torch",
     }
     write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     for path in Path(folder).iterdir():  # shareable bundle files (atomic writers create them private)

@@ -1,6 +1,6 @@
-"""cervical-ct in the web app, in Debian's Chromium: load a phantom CT (a DICOM series), press Run,
-the named vertebrae show in the views, the fracture table lists C1-C7 and patient_overall,
-and a click on a row centres the views on that vertebra."""
+"""cervical-ct in the web app, in Debian's Chromium: load a phantom CT (a DICOM series) with a
+compressed C5, press Run, the named vertebrae show in the views, the fracture table lists C1-C7 and
+patient_overall with C5 called fractured, and a click on a row centres the views on that vertebra."""
 
 import json
 import re
@@ -36,9 +36,11 @@ def test_cervical_ct_run_in_browser(tmp_path):
     if default_bundle_path("cervical-ct") is None or fracture_bundle_path() is None:
         pytest.skip("no cervical-ct bundles in the catalogue")
     phantom = pytest.importorskip("SpineAITraining.cervical.phantom")
-    # a seed neither shipped model was trained on; 1 x 1 x 2 mm keeps the run short
-    case = phantom.make_case(90003, levels=("C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1"), fracture_levels=["C4"],
+    # a seed neither shipped model was trained on, whose C5 is a compressed body (a fracture the model
+    # is meant to find); 1 x 1 x 2 mm keeps the run short
+    case = phantom.make_case(90014, levels=("C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1"), fracture_levels=["C5"],
                              spacing=(1.0, 1.0, 2.0))  # fmt: skip
+    assert [f["kind"] for f in case.meta["fractures"]] == ["compression"]
     write_dicom_series(case.ct, tmp_path / "neck_ct", modality="CT", series_description="phantom cervical spine CT")
 
     with WebServer(tmp_path / "neck_ct", "--out", tmp_path / "runs", log_path=tmp_path / "server.log") as server, \
@@ -57,6 +59,14 @@ def test_cervical_ct_run_in_browser(tmp_path):
         tables = page.locator(".spineai-table").all_inner_texts()
         fractures = next(text for text in tables if "patient_overall" in text)
         assert all(name in fractures for name in CERVICAL) and "probability" in fractures
+        # the planted fracture as a person reads it: the C5 row and the patient row say "fracture", and
+        # C5's probability is the highest of C1-C7 on screen
+        rows = {line.split()[0]: line for line in fractures.splitlines()
+                if line.strip() and line.split()[0] in (*CERVICAL, "patient_overall")}
+        called = {name for name, line in rows.items() if re.search(r"(?<!no )\bfracture\b", line)}
+        assert {"C5", "patient_overall"} <= called, fractures
+        shown_p = {name: float(re.search(r"\b[01]\.\d+", rows[name]).group(0)) for name in CERVICAL}
+        assert max(shown_p, key=shown_p.get) == "C5", shown_p
         row = page.locator(".spineai-table tbody tr").filter(has=page.locator("td", has_text=re.compile(r"^\s*C4\s*$")))
         row.first.click()
         message = wait_for_text(page, "spineai-load-message", "t.startsWith('views centred')")

@@ -157,7 +157,7 @@ def test_workspace_case_survives_a_restart_and_uploads_land_in_it(tmp_path):
         # An upload: written into the workspace (atomically, under a safe name), then loaded.
         page.set_input_files("#spineai-upload", files=[{"name": "my scan (1).nii.gz", "mimeType": "application/gzip",
                                                          "buffer": real_sample("ct_abdomen.nii.gz").path.read_bytes()}])
-        loaded = wait_for_text(page, "spineai-load-message", "t.startsWith('loaded')")
+        loaded = wait_for_text(page, "spineai-load-message", "t.startsWith('loaded my_scan_1_')")
         assert "122×101×112" in loaded, loaded
     assert (ws / "uploads" / "my_scan_1_.nii.gz").is_file()
     assert not list((ws / "uploads").glob(".upload-*"))  # no partial file left

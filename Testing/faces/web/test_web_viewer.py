@@ -217,6 +217,7 @@ def test_viewer_controls_in_browser(shared_data, tmp_path):
         cx, cy = b["x"] + b["width"] * 0.5, b["y"] + b["height"] * 0.5
         for x, y in ((cx + s, cy), (cx, cy), (cx, cy - s)):
             page.mouse.click(x, y)
+            time.sleep(0.3)  # one click at a time, as a person clicks
         assert _measurement(page, "Angle 1") == pytest.approx(90.0, abs=1.0)
         page.click("#spineai-measure-clear")
         page.wait_for_function("() => !document.getElementById('spineai-measurements')")

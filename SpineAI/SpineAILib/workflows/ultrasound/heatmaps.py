@@ -85,7 +85,8 @@ def frames_to_explain(calls, labels, max_frames=MAX_FRAMES):
 def cine_heatmaps(model, pre, frames, box, calls, labels, keep=(), progress=None):
     """Per-frame heat maps of a cine (see the module docstring).
 
-    ``model``: the eager torch classifier; ``pre``: its Preprocessor; ``calls``: (N, L) 0/1 in
+    ``model``: the classifier's EngineBundle (class activation maps from its ONNX feature maps,
+    no torch; the same maps as Grad-CAM for this ResNet) or an eager torch classifier (Grad-CAM); ``pre``: its Preprocessor; ``calls``: (N, L) 0/1 in
     ``labels`` order. ``keep``: frame indices whose per-label square maps are also returned
     (the best-frame pictures show cord and CSF side by side).
 
