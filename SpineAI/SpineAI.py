@@ -49,6 +49,21 @@ TIMELINE_WIDTH = 400  # px of the ultrasound timeline picture in the panel
 CALL_COLOURS = {"bad_quality": "#d62728", "spinal_cord": "#2ca02c", "csf": "#1f77b4"}  # as the timeline's
 
 
+def registerSampleData():
+    """The real sample images shipped in Resources/SampleData (SpineAILib.samples.real) as Sample Data
+    entries, category SpineAI (Slicer's SampleData convention; file:// URIs, nothing downloaded)."""
+    import SampleData
+
+    from SpineAILib.samples.real import REAL_SAMPLES
+
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SpineAI.png")
+    for sample in REAL_SAMPLES:
+        if sample.path.is_file():  # the DICOM series is a folder: load it through the DICOM module
+            SampleData.SampleDataLogic.registerCustomSampleDataSource(
+                category="SpineAI", sampleName=sample.name, uris=sample.path.as_uri(), fileNames=sample.path.name,
+                nodeNames=sample.name, thumbnailFileName=icon)
+
+
 def _versionProblem():
     """One line when this Slicer is older than SpineAI supports (5.8), else None."""
     from SpineAILib.desktop.dependencies import slicer_version_problem
@@ -75,6 +90,8 @@ and fracture detection for cervical CT. Choose an input volume or sequence (or a
 DICOM folder), a task and optionally a model bundle, then press Apply. The same analysis
 runs headless with <code>spineai run TASK INPUT --out DIR</code>. Needs 3D Slicer 5.8 or later.
 """)
+        # Sample Data entries once the application is up (Slicer's SampleData convention).
+        slicer.app.connect("startupCompleted()", registerSampleData)
         self.parent.acknowledgementText = _("""
 Built on <a href="https://monai.io">MONAI</a> and PyTorch, following the patterns of the
 SlicerMONAIAuto3DSeg and SlicerTotalSegmentator extensions. Model results are for research
@@ -145,6 +162,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatmapCheckBox.connect("toggled(bool)", self.onHeatmapToggled)
         self._setRunning(False)
         self._showReview(None, [])
+        self._addResultsView()
         from SpineAILib.desktop.annotate import SpineAIAnnotation
 
         self.annotation = SpineAIAnnotation(self)
@@ -178,6 +196,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
         self._showReview(None, [])
+        self._showResults(None)
         if self.annotation:
             self.annotation.close()
 
@@ -285,9 +304,39 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if tables:
                 self.ui.resultsTableView.setMRMLTableNode(tables[0])
             self._showReview(self._outDir, nodes)
+            self._showResults(self._outDir)
             summary = report_summary(self._outDir)
             self._status(f"Done in {job.seconds:.0f} s: {summary + ' — ' if summary else ''}"
                          f"{len(nodes)} result(s) loaded from {self._outDir}")
+
+    # --- the results as a reader sees them (SpineAILib.presentation, the same as the web app's) ---
+
+    def _addResultsView(self):
+        """A rich-text box above the results table: every warning in full, the grade grid, fractures with
+        their thresholds, the heat map's legend, measurements."""
+        self.resultsView = qt.QTextBrowser()
+        self.resultsView.objectName = "resultsView"
+        self.resultsView.setMinimumHeight(180)
+        self.resultsView.setVisible(False)
+        table = self.ui.resultsTableView
+        layout = table.parentWidget().layout() if table.parentWidget() else None
+        index = layout.indexOf(table) if layout is not None else -1
+        if index >= 0 and hasattr(layout, "insertWidget"):
+            layout.insertWidget(index, self.resultsView)
+        else:
+            self.layout.addWidget(self.resultsView)
+
+    def _showResults(self, outDir):
+        if not hasattr(self, "resultsView"):
+            return
+        if not outDir:
+            self.resultsView.clear()
+            self.resultsView.setVisible(False)
+            return
+        from SpineAILib.presentation import present, to_html
+
+        self.resultsView.setHtml(to_html(present(outDir)))
+        self.resultsView.setVisible(True)
 
     # --- ultrasound review and heat map (decisions in SpineAILib.workflows.ultrasound.review / results) ---
 
@@ -595,6 +644,9 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(widget.ui.resultsTableView.mrmlTableNode())
         self.assertTrue(widget.ui.callsLabel.visible)  # the ultrasound review is on
         self.assertIsNotNone(widget._reviewBrowser)
+        # the results as the web app shows them (SpineAILib.presentation): calls with their thresholds
+        self.assertIn("spinal cord", widget.resultsView.toPlainText())
+        self.assertIn("highest p", widget.resultsView.toPlainText())
         widget.exit()
         widget.cleanup()
         self.delayDisplay("Test passed")

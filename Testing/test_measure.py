@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from SpineAILib.measure import (
     angle,
     cobb_angle,

@@ -33,3 +33,9 @@ SEVERITY_CONDITIONS = (
     "right_subarticular_stenosis",
 )
 SEVERITY_GRADE_NAMES = ("Normal/Mild", "Moderate", "Severe")  # as RSNA's train.csv spells them
+
+# -- what a result table says where it makes a call, and where it makes none
+FRACTURE_CALL = "fracture"
+NO_FRACTURE_CALL = "no fracture"
+NOT_IN_VIEW = "not in view"
+NOT_ASSESSED = "not assessed"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, one_line_error
+from conftest import REPO, one_line_error, require
 from dataset_helpers import (
     PLANTED, PLANTED_FOLDER, cine_run_folder, leaks, mri_run_folder, phantom_cine, planted_cine_dicom, planted_mri_series,
 )  # fmt: skip
@@ -340,3 +340,47 @@ def test_cervical_ct_export_writes_the_fracture_table(tmp_path):
         "case,patient_overall,C1,C2,C3,C4,C5,C6,C7,split", "case-0001,1,0,0,0,0,1,0,0,train"]
     assert manifest["cases"][0]["labelled"] == [int(v) for v in np.unique(labels.voxels) if v] and labels.voxels.max() <= 7
     assert set(manifest["cases"][0]["files"]) == {"case-0001.nii.gz", "case-0001_labels.nii.gz"}
+
+
+def test_a_cervical_run_table_with_vertebrae_out_of_view_exports_only_the_calls_it_made(tmp_path):
+    """The workflow's own words: "fracture" / "no fracture", and "not in view" for a vertebra it never saw,
+    which must be neither a fracture nor a healthy vertebra in the export (an empty cell)."""
+    from dataset_helpers import write_report
+
+    from SpineAILib.dataset import export_dataset
+    from SpineAILib.io.volumes import save_volume_file
+    from SpineAILib.samples.spine_phantom import make_phantom
+    from SpineAILib.scene import SceneContext, add_segmentation_from_labelmap, add_volume, save_node
+    from SpineAILib.vocabulary import FRACTURE_CALL, NO_FRACTURE_CALL, NOT_IN_VIEW
+
+    image, labels = make_phantom("CT", shape_kji=(24, 48, 48), spacing=(3.0, 3.0, 4.0))
+    labels.voxels[labels.voxels > 0] -= 17  # L1..L5 (20..24) -> C3..C7
+    run = tmp_path / "run"
+    run.mkdir()
+    path = save_volume_file(image, tmp_path / "ct.nii.gz")
+    ctx = SceneContext.headless()
+    segmentation = add_segmentation_from_labelmap(ctx, labels, reference_node=add_volume(ctx, image), closed_surface=False)
+    save_node(segmentation, run / "vertebrae.seg.nrrd")
+    calls = {1: NOT_IN_VIEW, 2: NOT_IN_VIEW, 5: FRACTURE_CALL}
+    table = ["vertebra\tpresent\tprobability\tcall"] + [
+        f"C{i}\t{int(i > 2)}\t{'' if i <= 2 else 0.1}\t{calls.get(i, NO_FRACTURE_CALL)}" for i in range(1, 8)]
+    (run / "fractures.tsv").write_text("\n".join(table + [f"patient_overall\t1\t0.6\t{FRACTURE_CALL}"]) + "\n")
+    write_report(run, "cervical-ct", path, {"segmentation": "vertebrae.seg.nrrd", "fractures": "fractures.tsv"})
+    export_dataset([run], "cervical-ct", tmp_path / "ds", key_file=tmp_path / "k")
+    header, row = (tmp_path / "ds" / "fractures.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert (values["patient_overall"], values["C5"], values["C3"], values["C7"]) == ("1", "1", "0", "0"), values
+    assert values["C1"] not in ("0", "1") and values["C2"] not in ("0", "1"), values  # no call made: no label
+
+
+@pytest.mark.realdata
+def test_a_cervical_run_that_found_nothing_says_what_to_do(shared_data, tmp_path):
+    """A run on a CT without cervical vertebrae: its scene cannot be exported as it is (there is no
+    annotation in it), and the one line says how to make it training data."""
+    from SpineAILib.cli import main
+
+    ct = require(shared_data / "ct_thoracolumbar" / "ct.nii.gz")
+    assert main(["run", "cervical-ct", str(ct), "--out", str(tmp_path / "run")]) == 0
+    code = main(["dataset", "export", str(tmp_path / "run" / "scene.mrb"), "--task", "cervical-ct",
+                 "--out", str(tmp_path / "ds"), "--key-file", str(tmp_path / "k")])
+    assert code == 2 and not (tmp_path / "ds").exists()

@@ -170,6 +170,8 @@ def _volume_case(root, case, tables, folder, final, task):
         data.sources[f"severity/{r['level']}/{r['condition']}"] = "user"
     for r in _rows_of(tables, FRACTURES_TABLE, case_id):
         for vertebra in CERVICAL_VERTEBRAE:
+            if str(r[vertebra]).strip() == "":
+                continue  # no call was made on it (not in view)
             data.fractures[vertebra] = int(r[vertebra])
             data.sources[f"fracture/{vertebra}"] = "user"
     for b in _rows_of(tables, BOXES_FILE, case_id):

@@ -13,7 +13,8 @@ lumbar-mri and cervical-ct (the mri_lumbar layout, SpineAITraining/datasets/mri_
     case-0001.nii.gz, case-0001_labels.nii.gz   image and label map (VerSe numbers), same grid
     discs.json                                  lumbar-mri: disc-level points (RAS and voxel)
     severity.csv                                lumbar-mri: case, level, condition, grade, split
-    fractures.csv                               cervical-ct: case, patient_overall, C1..C7, split
+    fractures.csv                               cervical-ct: case, patient_overall, C1..C7 (1, 0, or empty:
+                                                no call, e.g. not in view), split
 
 every task: ``boxes.json`` (markups ROIs: RAS centre/size/axes plus pixel box and frame,
 or voxel bounds and slices) and ``dataset.json`` (manifest.py). Bytes are deterministic
@@ -205,7 +206,8 @@ def _write_volume(root, case_id, a, task):
                             for label, ras in a.points if DISC_LABEL.match(str(label))]  # fmt: skip
         rows[SEVERITY_TABLE] = [dict(r, case=case_id) for r in a.severity]
     if task == "cervical-ct" and a.fractures is not None:
-        rows[FRACTURES_TABLE] = [{"case": case_id, **{k: int(a.fractures.get(k, 0)) for k in ("patient_overall", *CERVICAL_VERTEBRAE)}}]
+        rows[FRACTURES_TABLE] = [{"case": case_id, **{k: "" if a.fractures.get(k) is None else int(a.fractures[k])
+                                                  for k in ("patient_overall", *CERVICAL_VERTEBRAE)}}]  # "": no call
     facts = {"kind": "volume", "dimensions": list(image.dimensions), "spacing": _r(image.spacing, 6),
              "dtype": str(np.asarray(image.voxels).dtype if image.voxels.dtype != np.float64 else np.dtype(np.float32)),
              "labelled": labelled, "discs": len(rows.get(DISCS_FILE, [])), "boxes": len(rows[BOXES_FILE]),

@@ -20,7 +20,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError
 from SpineAILib.dataset.cases import CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, FRACTURE_CALL, NOT_ASSESSED, NOT_IN_VIEW, NO_FRACTURE_CALL, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
 
 ANNOTATION_FILE = "annotation.json"
 REPORT_FILE = "report.json"
@@ -287,15 +287,27 @@ def _severity_rows(rows):
     return out
 
 
+# What the cervical-ct workflow writes in its call column: a call, or why there is none.
+_CALL_WORDS = {FRACTURE_CALL: 1, NO_FRACTURE_CALL: 0}
+_NO_CALL_WORDS = (NOT_IN_VIEW, NOT_ASSESSED)
+
+
 def _fracture_calls(rows, where):
-    """{C1..C7, patient_overall: 0/1} from a table with a vertebra column and a call/fracture column."""
+    """{C1..C7, patient_overall: 0/1} from a table with a vertebra column and a call/fracture column.
+
+    A vertebra the run did not see ("not in view", "not assessed") carries no call: it is left out,
+    so it is neither a fracture nor a healthy vertebra in the export. None when no row carries a call."""
     out = {}
     for r in rows:
         name = str(r.get("vertebra", "")).strip()
         value = next((r[c] for c in ("call", "fracture", "fractured") if c in r), None)
-        if name in CERVICAL_VERTEBRAE + ("patient_overall",) and value not in (None, ""):
-            out[name] = _flag(value, f"{where} {name}")
+        text = str(value).strip().lower() if value is not None else ""
+        if name not in CERVICAL_VERTEBRAE + ("patient_overall",) or text in ("", *_NO_CALL_WORDS):
+            continue
+        out[name] = _CALL_WORDS[text] if text in _CALL_WORDS else _flag(value, f"{where} {name}")
     if not out:
+        if rows and all("vertebra" in r for r in rows):
+            return None  # a table of vertebrae none of which was in view: no fracture labels
         raise InputError(f"{where}: no fracture calls (vertebra and call columns)")
     if "patient_overall" not in out:
         out["patient_overall"] = int(any(out.values()))
@@ -396,5 +408,8 @@ def _volume_from_scene(ctx, path, task):
         elif "vertebra" in columns:
             annotation.fractures = _fracture_calls([{k: str(v) for k, v in r.items()} for r in rows], f"{path.name} table")
     if annotation.labels is None and not annotation.points and annotation.fractures is None and not annotation.severity:
+        if task == "cervical-ct" and any("vertebra" in table_to_columns(t) for t in ctx.nodes("vtkMRMLTableNode")):
+            raise InputError(f"{path}: the run found no cervical vertebra, so there is nothing to export yet; open it "
+                             "as an annotation case, draw the vertebrae (or mark the fractures), then export that case")
         raise InputError(f"{path}: no annotation in this scene (segmentation, disc points, severity or fracture table)")
     return annotation

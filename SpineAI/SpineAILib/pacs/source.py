@@ -8,6 +8,8 @@ cine's multi-frame file) and refuses a series with missing SOP Instance UIDs or 
 that mixes studies. Headers only: no pixel data is read.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
 

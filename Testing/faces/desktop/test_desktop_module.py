@@ -179,6 +179,8 @@ def test_cmake_ships_every_script_and_resource():
     listed = {m.replace("${MODULE_NAME}", "SpineAI") for m in re.findall(r"^\s*(Resources/\S+)\s*$", text, re.M)}
     assert "${CMAKE_CURRENT_SOURCE_DIR}/Resources/Models/*" in text, "the bundled models must be globbed"
     listed |= {str(p.relative_to(MODULE)) for p in (MODULE / "Resources" / "Models").rglob("*") if p.is_file()}
+    assert "${CMAKE_CURRENT_SOURCE_DIR}/Resources/SampleData/*" in text, "the real sample images must be globbed"
+    listed |= {str(p.relative_to(MODULE)) for p in (MODULE / "Resources" / "SampleData").rglob("*") if p.is_file()}
     shipped = {str(p.relative_to(MODULE)) for p in (MODULE / "Resources").rglob("*") if p.is_file()}
     assert listed == shipped, f"listed but absent: {listed - shipped}; present but not listed: {shipped - listed}"
 

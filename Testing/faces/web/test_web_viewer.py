@@ -230,14 +230,18 @@ def test_viewer_controls_in_browser(shared_data, tmp_path):
         wait_until_frame_settles(page, CORONAL)
         coronal = view_pixels(page, CORONAL, save_to=tmp_path / "curve.png")
         lines = _bars(coronal)
-        assert _screen_angle(lines) == pytest.approx(UPPER_DEG - LOWER_DEG, abs=1.5)  # the picture is right
+        # The bars as found on screen (a few pixels thick: found to within a degree or two).
+        assert _screen_angle(lines) == pytest.approx(UPPER_DEG - LOWER_DEG, abs=3.0)
         _tool(page, "cobb", "upper endplate")
         b = _box(page, CORONAL)
         scale = b["width"] / coronal.shape[1]
         for p in (*lines[0], *lines[1]):
             page.mouse.click(b["x"] + p[0] * scale, b["y"] + p[1] * scale)
             time.sleep(0.3)
-        assert _measurement(page, "Cobb 1") == pytest.approx(UPPER_DEG - LOWER_DEG, abs=1.0)
+        cobb = _measurement(page, "Cobb 1")
+        # The tool reads the lines as clicked to within a degree, and so the curve's 30 to within 3.
+        assert cobb == pytest.approx(_screen_angle(lines), abs=1.0)
+        assert cobb == pytest.approx(UPPER_DEG - LOWER_DEG, abs=3.0)
         _tool(page, "wl", "drag on a slice")
 
         # 8. The lumbar MRI, loaded through the panel: its axial view is drawn at once, and its

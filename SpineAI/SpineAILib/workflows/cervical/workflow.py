@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, FRACTURE_CALL, NO_FRACTURE_CALL, NOT_ASSESSED, NOT_IN_VIEW
 from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.workflows.cervical.checks import check_ct
 from SpineAILib.vocabulary import CERVICAL_CT
@@ -122,25 +122,25 @@ def score_fractures(job, result, fracture_path):
         if entry["present"]:
             p = entry["probability"]
             rows.append({"vertebra": entry["name"], "present": 1, "probability": round(p, 4),
-                         "call": "fracture" if p >= vertebra_threshold else "no fracture",
+                         "call": FRACTURE_CALL if p >= vertebra_threshold else NO_FRACTURE_CALL,
                          "threshold": vertebra_threshold, "volume_ml": volumes.get(entry["name"]),
                          "reason": ""})  # fmt: skip
         else:
-            rows.append({"vertebra": entry["name"], "present": 0, "probability": None, "call": "not in view",
+            rows.append({"vertebra": entry["name"], "present": 0, "probability": None, "call": NOT_IN_VIEW,
                          "threshold": vertebra_threshold, "volume_ml": None,
                          "reason": "not found in the image (outside the field of view, or not recognised)"})  # fmt: skip
     scored = [r["probability"] for r in rows if r["present"]]
     patient = fracture.patient_probability(scored, rule, calibration["patient"])
     if patient is None:
-        rows.append({"vertebra": PATIENT_ROW, "present": 0, "probability": None, "call": "not assessed",
+        rows.append({"vertebra": PATIENT_ROW, "present": 0, "probability": None, "call": NOT_ASSESSED,
                      "threshold": None, "volume_ml": None, "reason": "no cervical vertebrae found"})  # fmt: skip
     else:
         # The call is the definition of patient_overall: any vertebra called fractured. The probability
         # combines the vertebrae's (rule, calibration) and is what an RSNA 2022 submission takes.
         missing = [r["vertebra"] for r in rows if not r["present"]]
-        called = [r["vertebra"] for r in rows if r["call"] == "fracture"]
+        called = [r["vertebra"] for r in rows if r["call"] == FRACTURE_CALL]
         rows.append({"vertebra": PATIENT_ROW, "present": 1, "probability": round(patient, 4),
-                     "call": "fracture" if called else "no fracture", "threshold": None, "volume_ml": None,
+                     "call": FRACTURE_CALL if called else NO_FRACTURE_CALL, "threshold": None, "volume_ml": None,
                      "reason": f"probability from {len(scored)} vertebra(e) ({rule}); call: "
                      + (f"{', '.join(called)} called fractured" if called else "no vertebra called fractured")
                      + (f"; {', '.join(missing)} not in view" if missing else "")})  # fmt: skip
@@ -150,7 +150,7 @@ def score_fractures(job, result, fracture_path):
     meta = loaded.metadata
     job.results["fractures"] = {
         "rows": [{k: row[k] for k in ("vertebra", "present", "probability", "call")} for row in rows],
-        "fractured": [r["vertebra"] for r in rows[:-1] if r["call"] == "fracture"],
+        "fractured": [r["vertebra"] for r in rows[:-1] if r["call"] == FRACTURE_CALL],
         "patient_overall": {"probability": rows[-1]["probability"], "call": rows[-1]["call"]},
         "thresholds": {"vertebra": vertebra_threshold},
         "patient_rule": rule,
