@@ -21,10 +21,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import describe_machine  # noqa: E402 (puts the checkout on sys.path)
 
-LIT = """([s, f]) => { const img = document.querySelector(s); if (!img || !img.complete || !img.naturalWidth) return false;
+LIT = """([s, f, v]) => { const img = document.querySelector(s); if (!img || !img.complete || !img.naturalWidth) return false;
     const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
     const g = c.getContext('2d'); g.drawImage(img, 0, 0); const d = g.getImageData(0, 0, c.width, c.height).data;
-    let lit = 0; for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) > 40) lit++;
+    let lit = 0; for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) > v) lit++;
     return lit > d.length / 4 * f; }"""
 DARK = LIT.replace("return lit > d.length / 4 * f;", "return lit < d.length / 4 * f;").replace(
     "if (!img || !img.complete || !img.naturalWidth) return false;", "if (!img || !img.complete) return true;")
@@ -33,12 +33,17 @@ DARK = LIT.replace("return lit > d.length / 4 * f;", "return lit < d.length / 4 
 def _clear(page, view):
     page.click("#spineai-panel button:has-text('Clear')")
     page.wait_for_function("() => (document.getElementById('spineai-load-message') || {}).innerText === 'scene cleared'")
-    page.wait_for_function(DARK, arg=[view, 0.02], timeout=30000)
+    page.wait_for_function(DARK, arg=[view, 0.01, 8], timeout=30000)
 
 
 def _until_lit(page, view, t0, fraction):
-    page.wait_for_function(LIT, arg=[view, fraction], timeout=120000, polling=50)
-    return time.perf_counter() - t0
+    """(seconds from t0 until the panel says 'loaded' — the server has read the file and put it on the
+    views —, seconds until ``fraction`` of the view's pixels are brighter than 8: the empty view is black)."""
+    page.wait_for_function("() => (document.getElementById('spineai-load-message') || {}).innerText.startsWith('loaded')",
+                           timeout=120000, polling=50)
+    said = time.perf_counter() - t0
+    page.wait_for_function(LIT, arg=[view, fraction, 8], timeout=120000, polling=50)
+    return said, time.perf_counter() - t0
 
 
 def run(big_ct, real_series, repeats):
@@ -58,23 +63,28 @@ def run(big_ct, real_series, repeats):
                                           "page_to_panel_and_views_s": round(time.perf_counter() - t_page, 2)})
                 for i in range(repeats):
                     page.click(f".spineai-browse-folder:has-text('{real_series.name}')")
-                    page.wait_for_selector(".spineai-browse-series-load")
+                    page.wait_for_function("(p) => document.getElementById('spineai-browse-path').innerText === p",
+                                           arg=str(real_series.resolve()))
                     t = time.perf_counter()
                     page.click(".spineai-browse-series-load")
-                    seconds = _until_lit(page, view, t, 0.08)
+                    said, seconds = _until_lit(page, view, t, 0.08)
                     message = page.inner_text("#spineai-load-message")
-                    out["real_ct_series_20x512x512"].append({"load_to_first_image_s": round(seconds, 2), "message": message})
-                    print("real series", seconds, message, flush=True)
+                    out["real_ct_series_20x512x512"].append({"load_to_first_image_s": round(seconds, 2),
+                                                             "load_to_loaded_message_s": round(said, 2), "message": message})
+                    print("real series", said, seconds, message, flush=True)
                     _clear(page, view)
                     page.click("#spineai-browse-up")
+                    page.wait_for_function("(p) => document.getElementById('spineai-browse-path').innerText === p",
+                                           arg=str(real_series.parent.resolve()))
                 for i in range(max(1, repeats - 1)):
                     page.fill("#spineai-load-path", str(big_ct))
                     t = time.perf_counter()
                     page.click("#spineai-load-button")
-                    seconds = _until_lit(page, view, t, 0.05)
+                    said, seconds = _until_lit(page, view, t, 0.05)
                     message = page.inner_text("#spineai-load-message")
-                    out["ct_series_300x512x512"].append({"load_to_first_image_s": round(seconds, 2), "message": message})
-                    print("512x512x300", seconds, message, flush=True)
+                    out["ct_series_300x512x512"].append({"load_to_first_image_s": round(seconds, 2),
+                                                         "load_to_loaded_message_s": round(said, 2), "message": message})
+                    print("512x512x300", said, seconds, message, flush=True)
                     _clear(page, view)
     return out
 
@@ -94,7 +104,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         big = make_big_ct(Path(tmp) / "ct512")
         measurements = run(big, real_sample("ct_abdomen_dicom").path, args.repeats)
-    results = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": measurements}
+    results = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "load_average_1_5_15": [round(x, 2) for x in __import__("os").getloadavg()],
+               "measurements": measurements}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "web_load.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(measurements, indent=2))

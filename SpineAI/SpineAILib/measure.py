@@ -104,6 +104,13 @@ def orientation_letter(direction, min_share=0.5):
     return "".join(letters[:2])
 
 
+def ras_text(ras, digits=1):
+    """A position as Slicer writes it: '(L 12.3, A 4.0, S 100.2)' (a letter per axis, no sign)."""
+    r = _vector(ras)
+    return "(" + ", ".join(f"{AXIS_LETTERS[axis][int(r[axis] >= 0)]} {abs(r[axis]):.{digits}f}"
+                           for axis in range(3)) + ")"
+
+
 def view_letters(right, up):
     """{'left', 'right', 'top', 'bottom'}: the letters at a view's edges, from the RAS directions
     of its screen right and screen up."""

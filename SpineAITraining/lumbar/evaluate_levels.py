@@ -84,6 +84,7 @@ def evaluate_case(case, bundle, refiner=None):
         "levels_found": [v["name"] for v in result.vertebrae],
         "seconds": round(seconds, 2),
         "notes": result.notes,
+        "naming": {k: result.naming.get(k) for k in ("anchor", "status", "reasons")},
     }
 
 
@@ -107,6 +108,8 @@ def summarise(cases):
         "disc_error_max_mm": float(np.max(errors)) if errors else None,
         "disc_points_within_3mm": (sum(e <= DISC_TOLERANCE_MM for e in errors) / expected) if expected else None,
         "seconds_per_case": float(np.mean([c["seconds"] for c in cases])),
+        # naming checks (SpineAILib.workflows.lumbar.naming): cases with any level name withheld, and why
+        "cases_with_names_withheld": [c["case"] for c in cases if c.get("naming", {}).get("status", "named") != "named"],
     }
 
 
@@ -132,6 +135,8 @@ def markdown(summary, cases, meta, data_text, machine):
         f"| disc-point error, mean / median / max (mm) | {f(summary['disc_error_mean_mm'], 2)} / "
         f"{f(summary['disc_error_median_mm'], 2)} / {f(summary['disc_error_max_mm'], 2)} | ≤ 3 |",
         f"| disc points within 3 mm | {f(summary['disc_points_within_3mm'], 2)} | 1.00 |",
+        f"| cases with level names withheld (naming checks) | {len(summary['cases_with_names_withheld'])}"
+        f"{' (' + ', '.join(summary['cases_with_names_withheld']) + ')' if summary['cases_with_names_withheld'] else ''} | 0 |",
         f"| time per case (prediction + 3-D clean-up, this machine) | {f(summary['seconds_per_case'], 1)} s | |",
         "",
         "## Per case",

@@ -1,6 +1,7 @@
 """`spineai-train lumbar-severity`: train the RSNA 2024 severity grading model.
 
     spineai-train lumbar-severity --data RSNA_DIR --out BUNDLE [--epochs 40] [--seed 0]
+    spineai-train lumbar-severity calibrate BUNDLE --real-data DIR --synthetic DIR   (post-hoc, see severity/calibrate.py)
 
 RSNA_DIR is the Kaggle competition folder (train.csv, train_label_coordinates.csv,
 train_series_descriptions.csv, train_images/). Studies are split (seeded, by study)
@@ -295,6 +296,11 @@ def _add_grading(folder, grading_meta):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["calibrate"]:  # post-hoc calibration on real volunteers (SpineAITraining.lumbar.severity.calibrate)
+        from SpineAITraining.lumbar.severity.calibrate import main as calibrate
+
+        calibrate(argv[1:])
+        return 0
     args = _parser().parse_args(argv)
     args.argv = argv
     train(args)

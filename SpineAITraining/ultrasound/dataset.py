@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError
+from SpineAILib.vocabulary import ULTRASOUND_LABELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # normalised column name -> role
@@ -47,7 +48,6 @@ _COLUMN_ROLES = {
 }
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test", "testing": "test"}  # fmt: skip
-_LABEL_ROLES = ("bad_quality", "spinal_cord", "csf")
 _SEEDS_NAMES = {"bad_quality": "bad quality", "spinal_cord": "spinal cord", "csf": "fluid (or csf)"}
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f"}
@@ -95,7 +95,7 @@ def _roles(header, table):
             role = "csf"
         if role and role not in roles:
             roles[role] = i
-    for role in ("frame",) + _LABEL_ROLES:
+    for role in ("frame",) + ULTRASOUND_LABELS:
         if role not in roles:
             raise InputError(
                 f"{table}: no {_SEEDS_NAMES.get(role, 'frame file')} column "
@@ -210,7 +210,7 @@ def _collect(base, table, per_video, video):
         name = cell("frame")
         if not name:
             raise InputError(f"{table.name} line {line}: empty frame file")
-        labels = [_flag(cell(r), table.name, line, header[roles[r]].strip()) for r in _LABEL_ROLES]
+        labels = [_flag(cell(r), table.name, line, header[roles[r]].strip()) for r in ULTRASOUND_LABELS]
         split = _split_name(cell("split"), table.name, line) if "split" in roles else None
         time_ms = _time(cell("time_ms"), table.name, line) if "time_ms" in roles else None
         vid = video or (cell("video") if "video" in roles else "")

@@ -19,6 +19,7 @@ is None.
 
 import numpy as np
 
+from SpineAILib.vocabulary import ULTRASOUND_LABELS
 from SpineAITraining.common.metrics import roc_auc
 
 CLINICAL_CELLS = (("spinal_cord", "fn"), ("csf", "fp"))
@@ -47,7 +48,7 @@ def rates(tn, fp, fn, tp):
     }
 
 
-def evaluate(y_true, y_pred, y_prob=None, labels=("bad_quality", "spinal_cord", "csf")):
+def evaluate(y_true, y_pred, y_prob=None, labels=ULTRASOUND_LABELS):
     """The full table (see module docstring) for (N, L) 0/1 truth and predictions."""
     y_true = np.asarray(y_true).astype(np.int64).reshape(-1, len(labels))
     y_pred = np.asarray(y_pred).astype(np.int64).reshape(-1, len(labels))

@@ -82,31 +82,44 @@ def _measurement(page, name, timeout_ms=30000):
     return float(m.group(1))
 
 
-def _bars(rgb):
-    """Two endplate bars in a screenshot of the coronal view: (p, q) end points of each, top first."""
-    grey = rgb.astype(float).mean(axis=2)
-    h, w = grey.shape
-    bright = grey > 200
-    keep = np.zeros_like(bright)
-    keep[int(h * 0.08):int(h * 0.86), int(w * 0.1):int(w * 0.9)] = True  # not the text at the edges
-    bright &= keep
-    ys, xs = np.nonzero(bright)
-    lines = []
-    for half in (ys < np.median(ys), ys >= np.median(ys)):
-        pts = np.column_stack([xs[half], ys[half]]).astype(float)
-        centre = pts.mean(axis=0)
-        _, _, vt = np.linalg.svd(pts - centre)
-        direction = vt[0]
-        extent = np.abs((pts - centre) @ direction).max()
-        lines.append((centre - 0.8 * extent * direction, centre + 0.8 * extent * direction))
-    return lines
+def _progress(page, predicate_js, timeout_ms=60000):
+    """The line under the tool's hint, once ``predicate_js`` (over ``t``) holds: what the last click did."""
+    return wait_for_text(page, "spineai-measure-progress", predicate_js, timeout_ms=timeout_ms).strip()
 
 
-def _screen_angle(lines):
-    (a0, a1), (b0, b1) = lines
-    da, db = a1 - a0, b1 - b0
-    cos = abs(da @ db) / np.linalg.norm(da) / np.linalg.norm(db)
-    return math.degrees(math.acos(min(1.0, cos)))
+def _place(page, tag, points, name, needed, first=1):
+    """Click ``points`` (page x, y) one at a time on view ``tag``, each once the one before it is on
+    the server (the panel counts the points of ``name``: a click is never sent into a busy queue
+    unconfirmed, and one that did not register fails here, naming it)."""
+    for n, (x, y) in enumerate(points, start=first):
+        page.mouse.click(x, y)
+        _progress(page, f"t === {f'{name}: {n} of {needed} points'!r}")
+
+
+def _place_fractions(page, tag, fractions, name, needed):
+    b = _box(page, tag)
+    _place(page, tag, [(b["x"] + b["width"] * fx, b["y"] + b["height"] * fy) for fx, fy in fractions], name, needed)
+
+
+def _ras(text):
+    """RAS of '(L 12.3, A 4.0, S 100.2)' (the crosshair's position as the panel gives it)."""
+    m = re.search(r"\(([RL]) (-?[\d.]+), ([AP]) (-?[\d.]+), ([SI]) (-?[\d.]+)\)", text)
+    assert m, text
+    return np.array([float(m.group(2 * i + 2)) * (1 if m.group(2 * i + 1) in "RAS" else -1) for i in range(3)])
+
+
+def _crosshair_at(page, x, y):
+    """Crosshair click at page (x, y); the RAS the server made of it."""
+    before = text_of(page, "spineai-measure-progress").strip()
+    page.mouse.click(x, y)
+    return _ras(_progress(page, f"t.startsWith('Crosshair:') && t !== {before!r}"))
+
+
+def _endplate_ends(centre_s, degrees, half_mm=38.0):
+    """The RAS ends of a synthetic endplate bar (R = voxel x, S = voxel z: the NIfTI's identity affine)."""
+    t = math.radians(degrees)
+    centre, along = np.array([80.0, 0.0, centre_s]), np.array([math.cos(t), 0.0, math.sin(t)])
+    return centre - half_mm * along, centre + half_mm * along
 
 
 @pytest.mark.browser
@@ -199,49 +212,76 @@ def test_viewer_controls_in_browser(shared_data, tmp_path):
 
         # 6. Rulers: twice the length on screen reads twice the distance; a right angle reads 90.
         _tool(page, "ruler", "two points")
-        _click_at(page, AXIAL, 0.3, 0.5)
-        _click_at(page, AXIAL, 0.5, 0.5)
+        _place_fractions(page, AXIAL, [(0.3, 0.5), (0.5, 0.5)], "Ruler 1", 2)
         short = _measurement(page, "Ruler 1")
-        _click_at(page, AXIAL, 0.3, 0.6)
-        _click_at(page, AXIAL, 0.7, 0.6)
+        _place_fractions(page, AXIAL, [(0.3, 0.6), (0.7, 0.6)], "Ruler 2", 2)
         long = _measurement(page, "Ruler 2")
         assert 20 < short < 300 and long == pytest.approx(2 * short, rel=0.03)
         wait_until_frame_settles(page, AXIAL)
         ruler_pixels = view_pixels(page, AXIAL, save_to=tmp_path / "rulers.png")
-        band = ruler_pixels[int(h * 0.58):int(h * 0.62), int(w * 0.4):int(w * 0.65)]  # along Ruler 2
-        between = ruler_pixels[int(h * 0.535):int(h * 0.575), int(w * 0.4):int(w * 0.65)]  # between the two
+        rh, rw = ruler_pixels.shape[:2]  # the view as it is now (the page may have laid out again)
+        band = ruler_pixels[int(rh * 0.58):int(rh * 0.62), int(rw * 0.4):int(rw * 0.65)]  # along Ruler 2
+        between = ruler_pixels[int(rh * 0.535):int(rh * 0.575), int(rw * 0.4):int(rw * 0.65)]  # between the two
         assert coloured_fraction(band) > coloured_fraction(between) + 0.003, "the ruler is not drawn"
         _tool(page, "angle", "three points")
         b = _box(page, AXIAL)
         s = min(b["width"], b["height"]) * 0.2  # square on screen: pixels are square in mm too
-        cx, cy = b["x"] + b["width"] * 0.5, b["y"] + b["height"] * 0.5
-        for x, y in ((cx + s, cy), (cx, cy), (cx, cy - s)):
-            page.mouse.click(x, y)
-            time.sleep(0.3)  # one click at a time, as a person clicks
+        cx, cy = b["x"] + b["width"] * 0.5, b["y"] + b["height"] * 0.32  # clear of the rulers' points
+        _place(page, AXIAL, [(cx + s, cy), (cx, cy), (cx, cy - s)], "Angle 1", 3)
         assert _measurement(page, "Angle 1") == pytest.approx(90.0, abs=1.0)
         page.click("#spineai-measure-clear")
         page.wait_for_function("() => !document.getElementById('spineai-measurements')")
         _tool(page, "wl", "drag on a slice")
 
-        # 7. A synthetic curve: the Cobb angle drawn along its two endplates reads 30 degrees.
+        # 7. A synthetic curve: a Cobb angle drawn along its two endplates reads their 30 degrees.
         set_text_field(page, "spineai-load-path", str(curve))
         page.click("#spineai-load-button")
         wait_for_text(page, "spineai-load-message", "t.startsWith('loaded curve')")
-        wait_until_frame_settles(page, CORONAL)
-        coronal = view_pixels(page, CORONAL, save_to=tmp_path / "curve.png")
-        lines = _bars(coronal)
-        # The bars as found on screen (a few pixels thick: found to within a degree or two).
-        assert _screen_angle(lines) == pytest.approx(UPPER_DEG - LOWER_DEG, abs=3.0)
-        _tool(page, "cobb", "upper endplate")
+        # Where the coronal view puts RAS on the page, read back from two crosshair clicks far apart
+        # (the panel gives the crosshair's RAS to 0.1 mm): no rotation in a coronal view, so R
+        # follows page x and S page y, each linearly. (The slice node has the new volume's
+        # geometry once the load message is there, even if its first frame is still on its way.)
+        _tool(page, "crosshair", "click a point")
         b = _box(page, CORONAL)
-        scale = b["width"] / coronal.shape[1]
-        for p in (*lines[0], *lines[1]):
-            page.mouse.click(b["x"] + p[0] * scale, b["y"] + p[1] * scale)
-            time.sleep(0.3)
+        corners = [(b["x"] + b["width"] * f, b["y"] + b["height"] * f) for f in (0.1, 0.9)]
+        (r0, a0, s0), (r1, a1, s1) = (_crosshair_at(page, x, y) for x, y in corners)
+        (x0, y0), (x1, y1) = corners
+        mm_per_x, mm_per_y = (r1 - r0) / (x1 - x0), (s1 - s0) / (y1 - y0)
+        assert abs(a1 - a0) < 0.05, "the crosshair clicks left the coronal plane"
+        assert abs(mm_per_x) == pytest.approx(abs(mm_per_y), rel=0.02), "pixels are not square in mm"
+
+        def on_page(ras):
+            return x0 + (ras[0] - r0) / mm_per_x, y0 + (ras[2] - s0) / mm_per_y
+
+        upper, lower = _endplate_ends(112, UPPER_DEG), _endplate_ends(48, LOWER_DEG)
+        clicks = [on_page(p) for p in (*upper, *lower)]
+
+        def off_the_bars():
+            """Points along the lines to be clicked that the coronal view does not show bright."""
+            coronal = view_pixels(page, CORONAL, save_to=tmp_path / "curve.png")
+            grey, scale = coronal.astype(float).mean(axis=2), coronal.shape[1] / b["width"]
+            off = []
+            for p, q in ((clicks[0], clicks[1]), (clicks[2], clicks[3])):
+                for f in np.linspace(0, 1, 21):
+                    x, y = (np.array(p) + f * (np.array(q) - np.array(p)) - (b["x"], b["y"])) * scale
+                    if grey[int(round(y)), int(round(x))] <= 150:
+                        off.append((round(x), round(y)))
+            return off
+
+        # The clicks will land on the bars, all along them, once the view shows the curve.
+        deadline = time.monotonic() + 60
+        while off := off_the_bars():
+            assert time.monotonic() < deadline, f"points {off} of the lines to click are off the bars"
+            time.sleep(0.5)
+        _tool(page, "cobb", "upper endplate")
+        _place(page, CORONAL, clicks[:2], "Cobb 1", 4)
+        wait_for_text(page, "spineai-measure-hint", "t.includes('lower endplate')")
+        _place(page, CORONAL, clicks[2:], "Cobb 1", 4, first=3)
         cobb = _measurement(page, "Cobb 1")
-        # The tool reads the lines as clicked to within a degree, and so the curve's 30 to within 3.
-        assert cobb == pytest.approx(_screen_angle(lines), abs=1.0)
-        assert cobb == pytest.approx(UPPER_DEG - LOWER_DEG, abs=3.0)
+        assert _box(page, CORONAL) == b, "the coronal view moved while the clicks were made"
+        assert cobb == pytest.approx(UPPER_DEG - LOWER_DEG, abs=1.0)
+        wait_until_frame_settles(page, CORONAL)
+        view_pixels(page, CORONAL, save_to=tmp_path / "cobb.png")
         _tool(page, "wl", "drag on a slice")
 
         # 8. The lumbar MRI, loaded through the panel: its axial view is drawn at once, and its

@@ -164,7 +164,8 @@ class ViewsLogic(BaseLogic[ViewsState]):
         self.scene_ctx.clear()
         viewer.hide_crosshair(self.scene)
         viewer.set_window_level_drag(self.scene, self.data.mouse_tool == "wl")
-        self.typed.update(measurements=[], view_info={}, wl_text="", mouse_tool="wl", measure_hint=HINTS["wl"])
+        self.typed.update(measurements=[], view_info={}, wl_text="", mouse_tool="wl", measure_hint=HINTS["wl"],
+                          measure_progress="")
         self.typed.update(cine_visible=False, volume_rendering=True, layout_id=viewer.QUAD)
         self.cine_hidden()
         self.layout_manager.set_layout(viewer.QUAD)
@@ -273,21 +274,36 @@ class ViewsLogic(BaseLogic[ViewsState]):
         viewer.set_window_level_drag(self.scene, tool == "wl")
         if tool in PLACING:
             self._start_placing(tool)
-        self.push(measure_hint=HINTS.get(tool, ""))
+        self.push(measure_hint=HINTS.get(tool, ""), measure_progress="")
 
     def _on_left_press(self, view):
         tool = self.data.mouse_tool
         if view.get_view_node() is None:
             return
         if tool == "crosshair":
-            viewer.set_crosshair(self.scene, viewer.event_ras(view))
+            ras = viewer.event_ras(view)
+            viewer.set_crosshair(self.scene, ras)
             viewer.render_all_views(self.slicer_app)
+            self.push(measure_progress=f"Crosshair: {measure.ras_text(ras)}")
         elif tool in PLACING and self._placing is not None and self.scene.IsNodePresent(self._placing):
             # Each click is a control point of the markups being drawn (Slicer draws it and its label).
             node = self._placing
             node.AddControlPoint(*viewer.event_ras(view))
+            self.push(measure_progress=self._progress_text(node))
             self._on_point_defined(node)
             view.schedule_render()
+
+    def _progress_text(self, node):
+        """'Angle 1: 2 of 3 points' of the markups being drawn (a Cobb angle counts its two lines' four)."""
+        tool = node.GetAttribute(viewer.MEASURE_ATTRIBUTE)
+        needed, done = PLACING[tool][2], node.GetNumberOfDefinedControlPoints()
+        name = node.GetName()
+        if tool == "cobb":
+            needed *= 2
+            if self._cobb_first is not None and node is not self._cobb_first:
+                done += self._cobb_first.GetNumberOfDefinedControlPoints()
+                name = self._cobb_first.GetName()
+        return f"{name}: {done} of {needed} points"
 
     def _start_placing(self, tool, name=None):
         class_name, default_name, _ = PLACING[tool]
@@ -398,7 +414,7 @@ class ViewsLogic(BaseLogic[ViewsState]):
         for node in self._measure_nodes():
             self.scene.RemoveNode(node)
         viewer.hide_crosshair(self.scene)
-        self.push(measurements=[])
+        self.push(measurements=[], measure_progress="")
         if self.data.mouse_tool in PLACING:
             self._start_placing(self.data.mouse_tool)
         viewer.render_all_views(self.slicer_app)

@@ -38,6 +38,7 @@ class ViewsState:
     cine_visible: bool = False  # a cine is shown (one 2-D view, no 3-D rendering)
     mouse_tool: str = "wl"  # left button in slice views: 'wl', 'crosshair', 'ruler', 'angle', 'cobb'
     measure_hint: str = ""  # what the chosen tool wants next
+    measure_progress: str = ""  # the last click's effect: "Angle 1: 2 of 3 points", "Crosshair: (R 1.0, A 2.0, S 3.0)"
     wl_text: str = ""  # "W 400  L 40" of the shown image
     view_info: dict = field(default_factory=dict)  # slice view tag -> {name, left, right, top, bottom, wl, slice}
     measurements: list = field(default_factory=list)  # [{id, name, text, kind}] of rulers, angles, Cobb angles
@@ -138,6 +139,9 @@ class ViewsUI:
                     v3.VBtn(icon=icon, value=value, title=title, size="small", id=f"spineai-tool-{value}")
         html.Div(f"{{{{ {n.measure_hint} }}}}", id="spineai-measure-hint",
                  classes="text-caption text-medium-emphasis mt-1")
+        # Always one line high: the views keep their size (and their pixel -> mm mapping) as it fills and empties.
+        html.Div(f"{{{{ {n.measure_progress} }}}}", id="spineai-measure-progress", classes="text-caption",
+                 style="min-height: 1.25rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;")
         with html.Div(classes="d-flex align-center flex-wrap mt-1", style="gap: 4px"):
             html.Span(f"{{{{ {n.wl_text} || 'W/L' }}}}", id="spineai-wl-text", classes="text-caption mr-1",
                       style="min-width: 92px")

@@ -12,7 +12,8 @@ import numpy as np
 from SpineAILib.errors import InputError
 from SpineAILib.images import VolumeImage
 from SpineAILib.terminology import vertebra_number
-from SpineAILib.workflows.lumbar.grid import SagittalLayout
+from SpineAILib.workflows.lumbar.grid import SagittalLayout, plane_size
+from SpineAILib.workflows.lumbar.naming import ANCHOR_COLUMN, check_names, recording_runner, soft_votes
 from SpineAILib.workflows.lumbar.postprocess import clean_levels
 from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
 from SpineAILib.workflows.lumbar.refine import refine_bodies
@@ -33,6 +34,9 @@ class LevelResult:
     vertebrae: list  # [{name, label, volume_ml, centre_ras}] top to bottom
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    # naming.check_names' outcome: anchor, status, reasons, warnings, withheld bodies, evidence
+    naming: dict = field(default_factory=lambda: {"anchor": ANCHOR_COLUMN, "status": "named", "reasons": [],
+                                                   "warnings": [], "withheld": [], "evidence": {}})  # fmt: skip
 
 
 def check_mri(image):
@@ -103,19 +107,38 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     t0 = time.perf_counter()
     offset = float((meta.get("thresholds") or {}).get("background_logit_offset", 0.0))
     step = max(1, int(LATERAL_STEP_MM // layout.spacing[0]))
-    classes = predict_labels(bundle.model, slices, canonical.shape, bundle.device, progress=progress,
+    recorder = recording_runner(bundle.model, bundle.device)  # keeps the logits: the naming checks' soft votes
+    classes = predict_labels(recorder, slices, canonical.shape, bundle.device, progress=progress,
                              background_offset=offset, step=step)  # fmt: skip
-    timings["slices_predicted"] = len(range(0, canonical.shape[0], step)) + (1 if (canonical.shape[0] - 1) % step else 0)
+    run_slices = sorted(set(range(0, canonical.shape[0], step)) | {canonical.shape[0] - 1})
+    timings["slices_predicted"] = len(run_slices)
     timings["predict_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
-    cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names))
+    dropped = []
+    cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names), dropped=dropped)
+    model_size = (plane_size(canonical.shape[1], layout.spacing[1], spacing)[0],
+                  plane_size(canonical.shape[2], layout.spacing[2], spacing)[0])  # fmt: skip
+    soft = soft_votes(recorder.batches, run_slices, model_size, canonical.shape, bodies, len(names), offset)
+    recorder.batches.clear()
+    check = check_names(bodies, soft if soft is not None else [b.votes for b in bodies], canonical.shape,
+                        layout.spacing, names, dropped)  # fmt: skip
+    if soft is None:
+        check.evidence["votes"] = "hard votes (the model's probabilities were not at hand)"
     timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
     if refiner is not None:
         t0 = time.perf_counter()
         cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner)
         notes += refine_notes
         timings["refine_s"] = round(time.perf_counter() - t0, 3)
+    column_names = [names[b.name_index] for b in bodies]  # the column's names before the checks
+    body_list = []  # every body top to bottom: the column's name, the name given (None: withheld), centre
+    for body, name_index, column_name in zip(bodies, check.names, column_names):
+        kji = np.array(np.unravel_index(body.index, canonical.shape), float).mean(axis=1)
+        centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+        body_list.append({"column_name": column_name, "name": names[name_index] if name_index else None,
+                          "centre_ras": [round(float(v), 2) for v in centre[:3]]})  # fmt: skip
+    cleaned, bodies, withheld = apply_naming(cleaned, bodies, check, layout, names, canonical.shape)
     t0 = time.perf_counter()
     lut = np.array(values, np.uint8)
     labelmap = VolumeImage(
@@ -136,4 +159,40 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
             "centre_ras": [round(float(v), 2) for v in centre[:3]],
         })  # fmt: skip
     timings["labelmap_s"] = round(time.perf_counter() - t0, 3)
-    return LevelResult(labelmap, vertebrae, notes, timings)
+    naming = {
+        "anchor": check.anchor,
+        "status": check.status,
+        "reasons": check.reasons,
+        "warnings": check.warnings,
+        "withheld": withheld,
+        "column_names": column_names,
+        "bodies": body_list,
+        "named_across_gap": [column_names[i] for i in check.renamed],
+        "gaps": [{"between": [column_names[g.above], column_names[g.below]], "distance_mm": round(g.distance_mm, 1),
+                  "expected_mm": round(g.expected_mm, 1), "missing": g.missing} for g in check.gaps],
+        "evidence": check.evidence,
+    }  # fmt: skip
+    return LevelResult(labelmap, vertebrae, notes, timings, naming)
+
+
+def apply_naming(cleaned, bodies, check, layout, names, shape):
+    """The checked names on the class map: withheld bodies leave it (described instead), renamed ones change class.
+
+    Returns (class map, bodies still named, [{column_name, volume_ml, centre_ras, reason}] withheld).
+    """
+    if not check.withheld and not check.renamed:
+        return cleaned, bodies, []
+    out = np.zeros_like(cleaned)
+    kept, withheld = [], []
+    reason = "; ".join(check.reasons)
+    for body, name_index in zip(bodies, check.names):
+        if name_index:
+            out.ravel()[body.index] = name_index
+            body.name_index = name_index
+            kept.append(body)
+        else:
+            kji = np.array(np.unravel_index(body.index, shape), float).mean(axis=1)
+            centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+            withheld.append({"column_name": names[body.name_index], "volume_ml": round(body.volume_ml, 2),
+                             "centre_ras": [round(float(v), 2) for v in centre[:3]], "reason": reason})  # fmt: skip
+    return out, kept, withheld

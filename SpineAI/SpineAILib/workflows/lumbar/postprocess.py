@@ -128,8 +128,12 @@ def assign_names(bodies, n_classes):
     return bodies
 
 
-def clean_levels(classes, spacing, n_classes):
-    """Canonical class map -> (cleaned class map, bodies kept top to bottom, notes on what was dropped)."""
+def clean_levels(classes, spacing, n_classes, dropped=None):
+    """Canonical class map -> (cleaned class map, bodies kept top to bottom, notes on what was dropped).
+
+    ``dropped``, a list, receives the plausible bodies left out below the named column
+    (evidence for naming.check_names: a sacrum or a sixth lumbar body the column had no name for).
+    """
     notes = []
     bodies = []
     for body in find_bodies(classes, spacing, n_classes):
@@ -147,4 +151,6 @@ def clean_levels(classes, spacing, n_classes):
             kept.append(body)
         else:
             notes.append(f"dropped a {body.volume_ml:.1f} ml body at the end of the column that fits no level")
+            if dropped is not None and kept:
+                dropped.append(body)
     return out, kept, notes

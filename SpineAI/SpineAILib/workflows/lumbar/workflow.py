@@ -78,6 +78,8 @@ def run(job):
             if disc.get("estimated"):
                 job.warnings.append(f"{disc['level']} is estimated, not measured: {disc['method']}; check its point "
                                     "before reading its grades")  # fmt: skip
+    discs = withhold_discs(discs, result.naming)
+    job.warnings.extend(result.naming.get("warnings", []))
     job.results.update(summarise(result, discs))
     found = job.results["levels_found"]
     if job.results["lumbar_levels_found"] and "L5" not in found:
@@ -155,14 +157,37 @@ def run_axial_only(job, severity_path):
     write_scene(job, None, [], severity)
 
 
+def withhold_discs(discs, naming):
+    """``discs`` with each not-visible level next to a body whose name was withheld saying why (naming.check_names).
+
+    Those levels reach the severity rows as "disc level not visible: level names withheld: …".
+    """
+    withheld = {w["column_name"] for w in naming.get("withheld", [])}
+    if not withheld:
+        return discs
+    reason = "; ".join(naming.get("reasons", [])) or "level names withheld"
+    out = []
+    for disc in discs:
+        upper, lower = disc["level"].split("/")
+        if not disc["visible"] and (upper in withheld or lower in withheld or naming.get("status") == "withheld"):
+            disc = {**disc, "reason": f"level names withheld: {reason}"}
+        out.append(disc)
+    return out
+
+
 def summarise(result, discs):
     found = [v["name"] for v in result.vertebrae]
     lumbar = [name for name in found if name in LUMBAR_VERTEBRAE]
     visible = [d["level"] for d in discs if d["visible"]]
+    naming = result.naming
     if lumbar:
         message = f"{len(lumbar)} lumbar vertebra(e) found ({', '.join(lumbar)}); disc levels visible: {', '.join(visible) or 'none'}"
     else:
         message = "no lumbar levels found"
+    if naming.get("withheld"):
+        count = len(naming["withheld"])
+        message = (f"{count} vertebral bod{'y' if count == 1 else 'ies'} found but not named: "
+                   f"{'; '.join(naming['reasons'])}" + (f"; named: {', '.join(found)}" if found else ""))  # fmt: skip
     return {
         "message": message,
         "levels_found": found,
@@ -174,6 +199,9 @@ def summarise(result, discs):
         "estimated_disc_levels": [d["level"] for d in discs if d.get("estimated")],
         "level_box_mm": {"left_right": ROI_SIZE_MM[0], "anterior_posterior": ROI_SIZE_MM[1], "along_spine": ROI_SIZE_MM[2]},
         "notes": result.notes,
+        # which anchor named the levels, whether any name is withheld and why, and the evidence checked
+        "naming": {k: naming.get(k) for k in ("anchor", "status", "reasons", "withheld", "named_across_gap", "gaps",
+                                              "column_names", "evidence")},  # fmt: skip
     }
 
 

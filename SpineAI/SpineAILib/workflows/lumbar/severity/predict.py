@@ -10,6 +10,7 @@ bundle's grade prior and ``assessed: False`` with the reason.
 
 import numpy as np
 
+from SpineAILib.workflows.lumbar.severity.calibration import calibrate, calibration_of, check_crop
 from SpineAILib.workflows.lumbar.severity.grading import group_probabilities, points_from_canal, study_crops
 from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.submission import GRADES, GROUPS, condition_group, row_id
@@ -30,15 +31,21 @@ def load(bundle, device="auto"):
     return load_model(bundle, device=device, expected_task=TASK)
 
 
-def rows_from_crops(study_id, entries, model, prior, device="cpu"):
-    """Rows from study_crops() output: probabilities where a crop exists, the prior elsewhere."""
-    graded = [e for e in entries if e[2] is not None]
-    probabilities = group_probabilities(
-        model, [e[2] for e in graded], [GROUPS.index(condition_group(e[0])) for e in graded], device=device
-    )
+def rows_from_crops(study_id, entries, model, prior, device="cpu", calibration=None):
+    """Rows from study_crops() output: probabilities where a crop exists, the prior elsewhere.
+
+    ``calibration`` (the bundle's ``grading.calibration``, see calibration.py): the
+    probabilities are calibrated, and a crop that fails the bundle's image check is not
+    graded (the prior, ``assessed: False`` and the check's reason)."""
+    withheld = {(c, l): check_crop(crop, condition_group(c), calibration) for c, l, crop, _ in entries if crop is not None}
+    graded = [e for e in entries if e[2] is not None and not withheld.get((e[0], e[1]))]
+    groups = [GROUPS.index(condition_group(e[0])) for e in graded]
+    probabilities = group_probabilities(model, [e[2] for e in graded], groups, device=device)
+    probabilities = calibrate(probabilities, groups, calibration)
     by_key = {(c, l): p for (c, l, _, _), p in zip(graded, probabilities)}
     rows = []
     for condition, level, _, reason in entries:
+        reason = withheld.get((condition, level)) or reason
         p = by_key.get((condition, level))
         assessed = p is not None
         if not assessed:
@@ -69,7 +76,8 @@ def predict_study(study, bundle, points=None, canal_points=None, device="auto", 
         chosen = points_from_canal(canal_points or {}, grading["point_offsets_mm"])
         chosen.update(points or {})
     entries = study_crops(study, chosen, grading["crops"])
-    rows = rows_from_crops(study.study_id, entries, loaded.model, grading["prior"], loaded.device)
+    rows = rows_from_crops(study.study_id, entries, loaded.model, grading["prior"], loaded.device,
+                           calibration=calibration_of(loaded.metadata))
     return (rows, entries) if return_crops else rows
 
 
