@@ -100,3 +100,19 @@ def test_input_fit_questions_a_cardiac_echo(shared_data):
     found = concerns("lp-ultrasound", io.load(echo))
     assert any("mm deep" in line for line in found), found
     assert concerns("lp-ultrasound", make_cine_phantom(n_frames=4, seed=0)) == []
+
+
+def test_a_study_folder_lists_its_series_and_loads_whole(tmp_path):
+    """A study (one sub-folder per series): the browser lists every series; 'Load whole study' reads the
+    series lumbar-mri finds its levels on, and the folder stays the input."""
+    from SpineAILib.samples.mri_study import write_mri_study
+    from SpineAILib.samples.spine_phantom import make_phantom
+    from SpineAILib.web.logic.load_logic import STUDY, read
+
+    mr, _ = make_phantom("MR", shape_kji=(12, 60, 50), spacing=(2.5, 2.5, 4.0), plane="sagittal", seed=1)
+    write_mri_study(mr, tmp_path / "study")
+    listing = Roots([tmp_path]).listing("study")
+    assert listing["study"] and len(listing["series"]) == 3, listing["series"]
+    assert {s["orientation"] for s in listing["series"]} == {"sagittal", "axial"}
+    kind, image = read(tmp_path / "study", "auto", STUDY)
+    assert kind == "image" and image.orientation == "sagittal" and image.modality == "MR"

@@ -51,11 +51,13 @@ def test_demo_writes_what_the_readme_lists(demo):
     assert set(summary["workflow_pictures"]) == {"lumbar-mri", "cervical-ct", "lp-ultrasound"}
     assert "done in" in log
 
-    # runs/lumbar-mri on the real T2 MRI: T11-L3 in view, L1/L2 and L2/L3 graded, the rest "not assessed"
+    # runs/lumbar-mri on the real T2 MRI (about six vertebrae, the sacrum below the field of view): bodies
+    # found, never an L5 (names are withheld with a warning when the level count is uncertain)
     run = out / "runs" / "lumbar-mri"
     report = json.loads((run / "report.json").read_text())
-    assert {"L1", "L2", "L3"} <= set(report["results"]["levels_found"]), report["results"]["levels_found"]
-    assert "L5" not in report["results"]["levels_found"]  # the sacrum is below the field of view
+    assert "found" in report["results"]["message"], report["results"]["message"]
+    assert "L5" not in report["results"]["levels_found"], report["results"]["levels_found"]
+    assert report["warnings"], "a real MRI without the sacrum carries a warning about the level names"
     assert report["input"]["path"].startswith(str(out.absolute()))  # points at the final folder, not the staging one
     assert len(_tsv(run / "severity.tsv")) == 25 and (run / "severity_heatmap.nrrd").is_file()
     assert "warning" in (run / "results.html").read_text()  # the results as a reader sees them

@@ -77,15 +77,22 @@ def grade_grid(rows):
     by_level = {}
     for row in rows:
         by_level.setdefault(row.get("level", "?"), {})[row.get("condition", "")] = row
-    grid_rows, collapsed = [], []
+    grid_rows, collapsed, previous = [], [], None
     for level, cells in by_level.items():
         assessed = [r for r in cells.values() if str(r.get("assessed", "0")) == "1"]
         if not assessed:
             reasons = sorted({(r.get("reason") or "not assessed") for r in cells.values()})
             located = [r for r in reasons if not r.startswith("not assessed: no ")]
             reasons = located or reasons  # "disc level not visible: ..." says it for every condition
-            collapsed.append({"level": level, "reason": "; ".join(reasons)})
+            reason = "; ".join(reasons)
+            if collapsed and collapsed[-1]["reason"] == reason and collapsed[-1].get("_last") == previous:
+                collapsed[-1]["level"] = f"{collapsed[-1]['level'].split('–')[0]}–{level}"  # L3/L4–L5/S1
+            else:
+                collapsed.append({"level": level, "reason": reason})
+            collapsed[-1]["_last"] = level
+            previous = level
             continue
+        previous = level
         out = []
         for c in SEVERITY_CONDITIONS:
             r = cells.get(c)
@@ -105,6 +112,8 @@ def grade_grid(rows):
                         "title": f"{level} {long_name}: {grade} — p {shown}{series}{note}",
                         "estimated": bool(r.get("reason"))})
         grid_rows.append({"level": level, "cells": out})
+    for c in collapsed:
+        c.pop("_last", None)
     legend = [{"grade": g, "text": GRADE_SHORT[g], "colour": GRADE_COLOURS[g]} for g in SEVERITY_GRADE_NAMES]
     legend.append({"grade": "not assessed", "text": "—", "colour": NOT_ASSESSED_COLOUR})
     return {"columns": columns, "rows": grid_rows, "collapsed": collapsed, "legend": legend}

@@ -50,6 +50,7 @@ def parse_args(argv):
     p.add_argument("--cases", help="comma-separated case ids (default: every case of the part)")
     p.add_argument("--max-cases", type=int, help="the first N cases only")
     p.add_argument("--kinds", default="fov,curve,missing", help="which variants: fov, curve, missing")
+    p.add_argument("--only", help="only the variants whose type contains this text")
     p.add_argument("--json", type=Path, help="every variant's outcome and evidence")
     p.add_argument("--markdown", type=Path, help="the per-type table")
     p.add_argument("--device", default="cpu")
@@ -257,7 +258,7 @@ def evaluate_variant(bundle, image_canonical, truth, affine, spacing, blanked):
             "evidence": result.naming["evidence"], "gaps": result.naming["gaps"], "seconds": round(seconds, 2)}  # fmt: skip
 
 
-def run_case(case, bundle, kinds):
+def run_case(case, bundle, kinds, only=None):
     from SpineAILib.io import load
     from SpineAILib.workflows.lumbar.grid import SagittalLayout
 
@@ -269,6 +270,8 @@ def run_case(case, bundle, kinds):
     full_counts = {int(v): int((truth == v).sum()) for v in np.unique(truth) if v}
     out = []
     for title, start, end, img, tru, extra in variants(canonical, truth, layout.spacing, kinds):
+        if only and only not in title:
+            continue
         affine = layout.canonical_to_ras.copy()
         blanked = None
         if isinstance(extra, tuple):
@@ -328,7 +331,7 @@ def main(argv=None):
     kinds = set(args.kinds.split(","))
     records = []
     for case in cases:
-        records.extend(run_case(case, bundle, kinds))
+        records.extend(run_case(case, bundle, kinds, args.only))
     text = table(records)
     print(text)
     if args.json:

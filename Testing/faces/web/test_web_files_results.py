@@ -12,6 +12,7 @@ a person sees:
 * a workspace case and run survive a server restart; an upload lands in the workspace and loads.
 """
 
+import json
 import os
 import shutil
 
@@ -32,7 +33,41 @@ from web_helpers import (
 
 from SpineAILib.samples.real import real_sample
 
-WARNING = "L5 and the sacrum are not in view: level names rest on the vertebrae above and may be off by one level; check them"
+GRADED_WARNING = ("severity grades come from lumbar-mri-severity-synthetic, a model trained on synthetic studies, "
+                  "not on real MRI: they show the pipeline working, not a clinical grading")
+CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing",
+              "left_subarticular_stenosis", "right_subarticular_stenosis")
+
+
+def _graded_run(folder, mri):
+    """A lumbar-mri results folder over the real MRI with graded levels: severity.tsv (L1/L2 and L2/L3
+    graded Normal/Mild, Moderate, Severe; L3/L4..L5/S1 not assessed), a heat map on the MRI's grid."""
+    import dataclasses
+
+    from SpineAILib import io
+    from SpineAILib.io.volumes import save_volume_file
+
+    folder.mkdir()
+    grades = {"Normal/Mild": (0.91, 0.07, 0.02), "Moderate": (0.2, 0.7, 0.1), "Severe": (0.1, 0.2, 0.7)}
+    lines = ["level\tcondition\tp_normal_mild\tp_moderate\tp_severe\tgrade\tassessed\tseries\treason\trow_id"]
+    for level in ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"):
+        for k, condition in enumerate(CONDITIONS):
+            if level in ("L1/L2", "L2/L3"):
+                grade = ("Normal/Mild", "Moderate", "Severe", "Normal/Mild", "Normal/Mild")[k]
+                p = grades[grade]
+                lines.append(f"{level}\t{condition}\t{p[0]}\t{p[1]}\t{p[2]}\t{grade}\t1\tSagittal T2/STIR\t\tx")
+            else:
+                lines.append(f"{level}\t{condition}\tnan\tnan\tnan\tnot assessed\t0\t\t"
+                             f"disc level not visible: L5 not found in the image\tx")
+    (folder / "severity.tsv").write_text("\n".join(lines) + "\n")
+    image = io.load(mri)
+    heat = np.zeros(image.voxels.shape, np.float32)
+    heat[tuple(slice(n // 3, n // 2) for n in heat.shape)] = 0.8
+    save_volume_file(dataclasses.replace(image, voxels=heat, is_labelmap=False), folder / "severity_heatmap.nrrd")
+    (folder / "report.json").write_text(json.dumps({
+        "task": "lumbar-mri", "input": {"path": str(mri)}, "warnings": [GRADED_WARNING],
+        "results": {"message": "graded for the test"}}))
+    return folder
 
 
 def _skip_without_browser():
@@ -103,35 +138,48 @@ def test_browse_series_check_run_results_and_clear(tmp_path):
         wait_for_text(page, "spineai-load-message", "t.startsWith('loaded mri_t2')")
         page.wait_for_function("() => !document.getElementById('spineai-task-status').offsetParent")
 
-        # 5. lumbar-mri on the real MRI: full warnings, a coloured grade grid, collapsed rows, legend.
+        # 5. lumbar-mri on the real MRI: every warning of its report in full, the grid, the run in Workspace.
         page.click("#spineai-task-select", force=True)  # a NIfTI names no modality: the user picks the task
         page.click(".v-list-item-title:has-text('lumbar-mri')")
         page.click("#spineai-run-button")
         wait_for_text(page, "spineai-task-status", "t.startsWith('lumbar-mri done')", timeout_ms=240000)
-        page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
+        report = json.loads(next((ws / "runs").glob("lumbar-mri-*/report.json")).read_text())
+        assert report["warnings"], "a real MRI without the sacrum in view carries warnings"
         warnings = wait_for_text(page, "spineai-warnings", "t.includes('warning')")
-        assert WARNING in warnings, warnings  # the whole sentence, on screen
-        assert "trained on synthetic studies" in warnings
-        box = page.locator(".spineai-warning", has_text="L5 and the sacrum").first
+        for warning in report["warnings"]:
+            assert " ".join(warning.split()) in warnings, (warning, warnings)  # the whole sentence, on screen
+        longest = max(report["warnings"], key=len)
+        box = page.locator(".spineai-warning", has_text=longest[:40]).first
         assert box.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && getComputedStyle(e).whiteSpace !== 'nowrap'")
         assert box.bounding_box()["height"] > 20, "a long warning wraps onto several lines"
-        grid = text_of(page, "spineai-grade-grid")
-        assert "L1/L2" in grid and "Canal" in grid and "N/M" in grid, grid
-        assert "L5/S1 not assessed: disc level not visible" in grid, grid
+        grid = wait_for_text(page, "spineai-grade-grid", "t.includes('Canal')")
+        assert "L5/S1" in grid and "not assessed" in grid, grid  # the sacrum is out of view: L5/S1 collapsed
+        runs = wait_for_text(page, "spineai-workspace", "t.includes('lumbar-mri')")
+        assert "mri_t2.nii.gz" in runs, runs
+
+        # 5b. A run's results folder with graded levels (Load results): the grid in colour, probabilities
+        # on hover, the rows not assessed collapsed with their reason, the heat map's legend.
+        graded = _graded_run(tmp_path / "graded", root / "mri_t2.nii.gz")
+        set_text_field(page, "spineai-results-path", str(graded))
+        page.click("#spineai-results-button")
+        wait_for_text(page, "spineai-load-message", "t.startsWith('loaded') && t.includes('graded')")
+        grid = wait_for_text(page, "spineai-grade-grid", "t.includes('Sev')")
+        assert "L5/S1 not assessed: disc level not visible: L5 not found in the image" in grid, grid
         cell = page.locator(".spineai-grade-cell", has_text="N/M").first
-        assert "Normal/Mild — p Normal/Mild 0.9" in cell.get_attribute("title")  # probabilities on hover
-        shot = page.locator("#spineai-grade-grid").screenshot(path=str(tmp_path / "grid.png"))
+        assert "Normal/Mild — p Normal/Mild 0.91 · Moderate 0.07 · Severe 0.02" in cell.get_attribute("title")
         from io import BytesIO
 
         from PIL import Image
 
+        shot = page.locator("#spineai-grade-grid").screenshot(path=str(tmp_path / "grid.png"))
         rgb = np.asarray(Image.open(BytesIO(shot)).convert("RGB")).astype(int)
-        green = (abs(rgb[..., 0] - 46) < 20) & (abs(rgb[..., 1] - 125) < 20) & (abs(rgb[..., 2] - 50) < 20)
-        assert green.mean() > 0.005, "no green Normal/Mild cell on screen"
+        for name, colour in (("green", (46, 125, 50)), ("amber", (239, 143, 0)), ("red", (198, 40, 40))):
+            near = np.all(np.abs(rgb - np.array(colour)) < 20, axis=2)
+            assert near.mean() > 0.003, f"no {name} grade cell on screen"
         legend = text_of(page, "spineai-heatmap-legend")
-        assert "transparent" in legend and "stays dark" in legend, legend
-        runs = wait_for_text(page, "spineai-workspace", "t.includes('lumbar-mri')")
-        assert "mri_t2.nii.gz" in runs, runs
+        assert "below 0.2: transparent" in legend, legend
+        warnings = text_of(page, "spineai-warnings")
+        assert GRADED_WARNING in warnings
 
         # 6. Clear: the status line and the results go.
         page.click("#spineai-panel button:has-text('Clear')")

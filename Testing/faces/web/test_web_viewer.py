@@ -8,6 +8,8 @@ real CT first, then a synthetic coronal 'curve' and the real lumbar MRI loaded t
 Every check reads what a user sees: the views' pixels and the text on the page.
 """
 
+import base64
+import io
 import math
 import re
 import time
@@ -22,11 +24,13 @@ from web_helpers import (
     WebServer,
     browser_page,
     coloured_fraction,
+    img_src,
     missing_browser_reason,
     set_text_field,
     text_of,
     view_img_selector,
     view_pixels,
+    wait_for_new_frame,
     wait_for_text,
     wait_for_views,
     wait_until_frame_settles,
@@ -50,6 +54,16 @@ def _synthetic_curve(path):
         data[bar[:, None, :].repeat(ny, axis=1)] = 1000
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
     return path
+
+
+def _image_pixels(page, tag):
+    """The view's own image (what the server rendered, without the page's text over it), RGB."""
+    from PIL import Image
+
+    data_url = page.eval_on_selector(view_img_selector(tag), """img => {
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png'); }""")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"))
 
 
 def _view_text(page, tag, key):
@@ -282,17 +296,28 @@ def test_viewer_controls_in_browser(shared_data, tmp_path):
         assert cobb == pytest.approx(UPPER_DEG - LOWER_DEG, abs=1.0)
         wait_until_frame_settles(page, CORONAL)
         view_pixels(page, CORONAL, save_to=tmp_path / "cobb.png")
+        page.click("#spineai-measure-clear")  # the Cobb lines and the crosshair
+        page.wait_for_function("() => !document.getElementById('spineai-measurements')")
         _tool(page, "wl", "drag on a slice")
 
-        # 8. The lumbar MRI, loaded through the panel: its axial view is drawn at once, and its
-        # 3-D view shows bright structures, not a block of noise filling the volume's box.
+        # 8. The lumbar MRI, loaded through the panel: its axial view is drawn without any other
+        # action, and its 3-D view shows bright structures, not a block of noise filling the
+        # volume's box (nor the volumes loaded before it).
+        axial_src, threed_src = img_src(page, AXIAL), img_src(page, THREED)
         set_text_field(page, "spineai-load-path", str(mri))
         page.click("#spineai-load-button")
         wait_for_text(page, "spineai-load-message", "t.startsWith('loaded t2_lumbar_sct')")
-        wait_until_frame_settles(page, AXIAL)
-        assert view_pixels(page, AXIAL, save_to=tmp_path / "axial_mri.png").std() > 5, "axial view is blank"
-        wait_until_frame_settles(page, THREED)
-        threed = view_pixels(page, THREED, save_to=tmp_path / "threed_mri.png").astype(int)
+        wait_for_new_frame(page, AXIAL, axial_src, timeout_ms=60000)
+        deadline = time.monotonic() + 60  # the views' first renders come in turn on a busy server
+        # (A sagittal acquisition: its axial slice is a narrow strip of the view.)
+        while (lit := (_image_pixels(page, AXIAL).max(axis=2) > 30).mean()) < 0.01:
+            assert time.monotonic() < deadline, f"the MRI's axial view stays blank ({lit:.3f} of it lit)"
+            time.sleep(0.5)
+        view_pixels(page, AXIAL, save_to=tmp_path / "axial_mri.png")
+        wait_for_new_frame(page, THREED, threed_src, timeout_ms=60000)
+        wait_until_frame_settles(page, THREED, quiet_s=2.0)
+        threed = _image_pixels(page, THREED).astype(int)
+        view_pixels(page, THREED, save_to=tmp_path / "threed_mri.png")
         background = np.median(np.concatenate([threed[0], threed[-1]]), axis=0)
         drawn = np.abs(threed - background).max(axis=2) > 40
         assert 0.002 < drawn.mean() < 0.15, f"3-D view: {drawn.mean():.3f} of it drawn"

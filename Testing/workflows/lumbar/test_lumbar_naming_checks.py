@@ -76,10 +76,19 @@ def test_a_column_named_by_agreeing_votes_stays_named():
 
 def test_split_votes_withhold_every_name_with_the_reason():
     names = [3, 4, 5, 6, 7]
-    bodies = _bodies([20 + 34 * i for i in range(5)], names)
-    check = check_names(bodies, _votes(names, split=0.45), SHAPE, (1.0, 1.0, 1.0), LABELS)
+    bodies = _bodies([20 + 34 * i for i in range(5)], names)  # the image goes on 230 mm below L5: bottom in view
+    check = check_names(bodies, _votes(names, split=0.6), SHAPE, (1.0, 1.0, 1.0), LABELS)
     assert check.status == "withheld" and check.names == [0] * 5
     assert check.reasons[0].startswith(f"{UNCERTAIN}: the level model's votes are split")
+
+
+def test_a_column_cut_at_its_lowest_body_has_a_lower_bar_for_split_votes():
+    names = [3, 4, 5, 6, 7]
+    votes = _votes(names, split=0.45)  # 0.56 of the votes for the naming one level down
+    in_view = check_names(_bodies([20 + 34 * i for i in range(5)], names), votes, SHAPE, (1.0, 1.0, 1.0), LABELS)
+    cut = check_names(_bodies([393 - 34 * i for i in range(5)][::-1], names), votes, SHAPE, (1.0, 1.0, 1.0), LABELS)
+    assert in_view.status == "named" and in_view.evidence["bottom_in_view"]
+    assert cut.status == "withheld" and not cut.evidence["bottom_in_view"]
 
 
 def test_room_below_the_lowest_body_without_a_body_withholds_the_names():

@@ -66,8 +66,14 @@ def test_a_study_folder_is_graded_series_by_series(full_study):
     assert len(rows) == 25 and len({r["row_id"] for r in rows}) == 25
     assert report["results"]["visible_disc_levels"] == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
     assert report["results"]["estimated_disc_levels"] == ["L5/S1"]  # no S1 in the level model: placed below L5
+    withheld = [r for r in rows if r["assessed"] == "0"]
+    # the bundle's image check (grading.calibration, issue 18) may withhold the canal grade at the
+    # estimated L5/S1, whose canal point often lands on the disc: never any other row
+    assert all(r["condition"] == "spinal_canal_stenosis" and r["level"] == "L5/S1" and "no fluid column" in r["reason"]
+               for r in withheld), withheld
     for row in rows:
-        assert row["assessed"] == "1", row
+        if row in withheld:
+            continue
         p = [float(row[f"p_{g}"]) for g in ("normal_mild", "moderate", "severe")]
         assert abs(sum(p) - 1) < 1e-3 and row["grade"] in ("Normal/Mild", "Moderate", "Severe")
         # the grade is the most likely one (whether the model grades well: test_model_regression_severity.py,
@@ -77,7 +83,7 @@ def test_a_study_folder_is_graded_series_by_series(full_study):
                     row["condition"].startswith("spinal") else 1], "Axial T2")  # fmt: skip
         assert row["series"] == expected, row
         assert ("estimated disc level" in row["reason"]) == (row["level"] == "L5/S1"), row
-    assert severity["rows_assessed"] == 25
+    assert severity["rows_assessed"] == 25 - len(withheld)
 
 
 @pytest.mark.realdata

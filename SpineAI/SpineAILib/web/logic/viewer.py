@@ -106,9 +106,22 @@ def fit_3d(slicer_app):
         view.reset_view()
 
 
+def hide_other_volume_renderings(slicer_app, volume_node):
+    """Volume renderings of every volume but ``volume_node`` off: the 3-D view shows the volume
+    the slices show, not one loaded before it (still in the scene, listed under Loaded)."""
+    vr = slicer_app.volume_rendering
+    for other in _nodes(slicer_app.scene, "vtkMRMLScalarVolumeNode"):
+        if volume_node is not None and other.GetID() == volume_node.GetID():
+            continue
+        display = vr.get_vr_display_node(other)
+        if display is not None and display.GetVisibility():
+            display.SetVisibility(False)
+
+
 def show_volume(slicer_app, volume_node, volume_rendering=None):
     """Background of every slice view, fitted; volume rendering (or slice planes) in 3-D."""
     show_in_slice_views(slicer_app, volume_node)
+    hide_other_volume_renderings(slicer_app, volume_node)
     if volume_rendering is None:
         volume_rendering = voxel_count(volume_node) <= MAX_VOLUME_RENDERING_VOXELS
     set_volume_rendering(slicer_app, volume_node, volume_rendering)
