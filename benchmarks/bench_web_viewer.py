@@ -202,13 +202,18 @@ def write_markdown(results, path):
         drag, scroll = _frames_summary(runs, "wl_drag"), _frames_summary(runs, "scroll")
         lines.append(f"| {name} | {_summary(runs, 'load_to_first_image_s')} | {_summary(runs, 'load_to_loaded_message_s')} "
                      f"| {' | '.join(drag)} | {' | '.join(scroll)} |")
+    spans = {part: median([r[part]["events_span_ms"] for runs in meas["volumes"].values() for r in runs])
+             for part in ("wl_drag", "scroll")}
     lines += [
         "",
         f"Median (min–max) of {results['repeats']} loads each, in one server and one Chromium page; between "
-        "loads the scene is cleared. Frame gaps are measured in the page (each new axial frame's "
-        "`<img>` load event) during a 40-move left-drag 30 ms apart (≈ 1.2 s) and 30 wheel notches 60 ms "
-        "apart (≈ 1.8 s); 'overall ms/frame' is (last frame − first event) / frames. Per-run numbers "
-        "and the load average before and after each are in `web_viewer.json`.",
+        "loads the scene is cleared. 'First image': the axial view's own pixels lit (the panel's 'loaded' "
+        "message comes earlier: the server has read the file and set up the views, their frames follow). "
+        "Frame gaps are measured in the page (each new axial frame's `<img>` load event) during a "
+        f"40-move left-drag (moves 30 ms apart plus Playwright's round trip: {spans['wl_drag'] / 1000:.1f} s "
+        f"in all, median) and 30 wheel notches (60 ms apart: {spans['scroll'] / 1000:.1f} s); 'overall "
+        "ms/frame' is (last frame − first event) / frames. Per-run numbers and the load average before "
+        "and after each are in `web_viewer.json`.",
         "",
     ]
     path.write_text("\n".join(lines))

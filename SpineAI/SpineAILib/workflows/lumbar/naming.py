@@ -15,7 +15,8 @@ the evidence, and names are withheld with a reason where it disagrees.
 - **Level count uncertain** (every name withheld): the model's soft votes (its own
   per-voxel class probabilities, summed per body) are split between the chosen
   naming and the one a level up or down (a lower bar when the image ends at the
-  lowest body, so nothing below it anchors the count); a vertebra-like body below the
+  lowest body, so nothing below it anchors the count); with the image ending there, two
+  bodies that both vote mostly for one name; a vertebra-like body below the
   one named L5; or the image going on below the lowest body (not L5) with room for
   another body and none found. More than five lumbar-type bodies is only a warning
   with this model (see ``check_names``).
@@ -40,6 +41,9 @@ BOTTOM_IN_VIEW_MM = 10.0  # image below the lowest body: what lies under it (sac
 # view the names rest on the bodies' positions alone (6 of 8 wrong variants; their ratios 0.57-0.99), so a lower bar:
 SPLIT_RATIO_NO_BOTTOM = 0.5
 SPLIT_RATIO = 0.9  # with it in view (right variants up to 0.85; the one wrong one there is caught by the room rule)
+# Without it in view, two bodies that each give one name at least this share of their votes (on T1 the model's T12
+# and L1 both vote "L1"): the column had to shift one of them and could not tell which (3 of 10 wrong variants).
+DUPLICATE_SHARE = 0.5
 LUMBAR_TYPE_SHARE = 0.5  # a body whose soft votes are mostly L1-L5: counted in the evidence (see check_names)
 MAX_LUMBAR_TYPE = 5
 ROOM_BELOW_STEPS = 0.9  # image below the lowest body (not L5), in spacings, that should have shown the next body
@@ -170,6 +174,12 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
         direction = "up" if shift < 0 else "down"
         uncertain.append(f"the level model's votes are split between two namings ({label(names[0])}-{label(names[-1])}, "
                          f"and one level {direction}: {ratio:.2f} of the votes for the first)")  # fmt: skip
+    tops = [(int(np.argmax(s)), float(s.max())) for s in shares]
+    strong = [t for t, share in tops if share >= DUPLICATE_SHARE]
+    duplicated = sorted({t for t in strong if strong.count(t) > 1})
+    if duplicated and not bottom_in_view:
+        uncertain.append(f"two bodies each vote mostly {label(duplicated[0])} and nothing below the lowest body is in "
+                         "view to tell which is which")  # fmt: skip
     if lumbar_type > MAX_LUMBAR_TYPE:
         # Not a reason to withhold with this model: its T12 class was learnt on T2 images only (the T1 source labels
         # L1-L5), so on T1 a normal T12 votes L1 and every such study has "six lumbar-type bodies" (6 of 16 on
