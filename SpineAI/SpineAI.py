@@ -114,6 +114,7 @@ class SpineAIParameterNode:
     device: Annotated[str, Choice(DEVICES)] = DEVICES[0]
     modelPath: pathlib.Path  # empty: the catalogue's default bundle for the task
     outputFolder: pathlib.Path  # empty: a new folder under Slicer's temporary folder
+    dicomOutputs: bool = False  # also write DICOM SEG / SR / secondary captures (DICOM inputs only)
     caseFolder: pathlib.Path  # the annotation case's working folder (Annotate section)
 
 
@@ -253,10 +254,13 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     def onApplyButton(self):
-        from SpineAILib.desktop.dependencies import RUN
+        from SpineAILib.desktop.dependencies import DICOM_OUTPUTS, RUN, dicom_outputs_problem
 
         p = self._parameterNode
-        if not self.ensurePackages(_("a {task} run").format(task=p.task), RUN):
+        if p.dicomOutputs and dicom_outputs_problem():
+            slicer.util.errorDisplay(dicom_outputs_problem())
+            return
+        if not self.ensurePackages(_("a {task} run").format(task=p.task), DICOM_OUTPUTS if p.dicomOutputs else RUN):
             return
         with slicer.util.tryWithErrorDisplay(_("SpineAI could not start."), waitCursor=True):
             inputPath, series = _pathOrNone(p.inputPath), None
@@ -268,6 +272,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._job = self.logic.run(
                 p.task, inputPath, self._outDir, p.device, _pathOrNone(p.modelPath),
                 wait=False, onLine=self._onLine, onProgress=self._onProgress, onFinished=self._onFinished, series=series,
+                dicom=p.dicomOutputs,
             )
             self._status(_("Running {task} on {name}...").format(task=p.task, name=inputPath.name))
             self._setRunning(True)
@@ -432,8 +437,8 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
     # --- running the command line ---
 
     def run(self, task, input_path, out_dir, device="auto", model=None, wait=True, onLine=None, onFinished=None,
-            series=None, onProgress=None):
-        """Run `spineai run TASK INPUT --out OUT_DIR [--model M] [--series S] --device D`.
+            series=None, onProgress=None, dicom=False):
+        """Run `spineai run TASK INPUT --out OUT_DIR [--model M] [--series S] --device D [--dicom]`.
 
         wait=True blocks and returns the output lines (SpineAIError with the CLI's one-line
         reason on failure); wait=False returns a running SpineAILib.desktop.job.Job.
@@ -442,7 +447,8 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
 
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-        arguments = run_arguments(task, input_path, out_dir, model=model, device=device or "auto", series=series)
+        arguments = run_arguments(task, input_path, out_dir, model=model, device=device or "auto", series=series,
+                                  dicom=dicom)
         return self._launch(arguments, wait, onLine, onFinished, onProgress)
 
     def info(self, input_path):

@@ -94,6 +94,7 @@ engine, limit = sys.argv[1], int(sys.argv[2])
 out = {"engine": engine, "lumbar": {}, "ct": {}, "us": None}
 bundle = load_model(resolve_bundle("lumbar-mri"), device="cpu", engine=engine)
 refiner = load_refiner("cpu")
+assert bundle.engine == refiner.engine == grade_levels.load(grade_levels.severity_bundle_path(), "cpu").engine == engine
 severity = grade_levels.severity_bundle_path()
 cases = mri_lumbar.list_cases(sys.argv[3])[:limit]
 for case in cases:
@@ -109,8 +110,7 @@ for case in cases:
     study, canal, notes = study_for_run(image, case.image, result.labelmap, discs)
     rows, _, _, _ = grade_levels.grade(study, canal, severity, discs, device="cpu")
     out["lumbar"][case.case_id] = {"names": [v["name"] for v in result.vertebrae], "dice": dice,
-        "rows": {r["row_id"]: [r["normal_mild"], r["moderate"], r["severe"], r["grade"], r["assessed"]] for r in rows},
-        "labels": result.labelmap.voxels.astype(np.uint8).tobytes().hex() if False else None}
+        "rows": {r["row_id"]: [r["normal_mild"], r["moderate"], r["severe"], r["grade"], r["assessed"]] for r in rows}}
     np.save(os.path.join(sys.argv[4], f"{case.case_id}-{engine}.npy"), result.labelmap.voxels.astype(np.uint8))
 from SpineAITraining.cervical.phantom import make_case
 from SpineAILib.workflows.cervical.segment import segment
@@ -140,7 +140,8 @@ def equivalence(limit, cine):
     import numpy as np
 
     work = Path(tempfile.mkdtemp(prefix="spineai-equivalence-"))
-    runs = {e: child(EQUIVALENCE, e, limit, DATA / "mri_lumbar", work, cine) for e in ("onnx", "torch")}
+    # SPINEAI_ENGINE too: the refiner and the severity grader are loaded by the workflow's own functions
+    runs = {e: child(EQUIVALENCE, e, limit, DATA / "mri_lumbar", work, cine, env={"SPINEAI_ENGINE": e}) for e in ("onnx", "torch")}
     a, b = runs["onnx"], runs["torch"]
     lumbar = []
     for case in a["lumbar"]:

@@ -58,14 +58,17 @@ NEEDS = (
     Need("torchvision", "torchvision", "0.16", torch=True),
     Need("monai", "monai", "1.4"),
     Need("onnxruntime", "onnxruntime", "1.16"),  # runs the bundles' model.onnx (CPU; onnxruntime-gpu also counts)
+    Need("highdicom", "highdicom", "0.22"),  # DICOM outputs only (SEG, SR): needs pydicom >= 3.0.1
 )
 NEEDS_BY_MODULE = {n.module: n for n in NEEDS}
 # What each action needs: reading files, the scene and datasets need no torch; nor does a run
 # (ONNX Runtime runs the networks); training or fine-tuning does (the PyTorch extension).
 FILES = ("numpy", "pydicom", "PIL", "nibabel", "nrrd", "cv2", "pylibjpeg", "psutil")
 TRAINING_ONLY = ("torch", "torchvision", "monai")
-RUN = tuple(n.module for n in NEEDS if n.module not in TRAINING_ONLY)
-TRAIN = tuple(n.module for n in NEEDS)
+DICOM_OUTPUTS_ONLY = ("highdicom",)
+RUN = tuple(n.module for n in NEEDS if n.module not in TRAINING_ONLY + DICOM_OUTPUTS_ONLY)
+DICOM_OUTPUTS = RUN + DICOM_OUTPUTS_ONLY
+TRAIN = tuple(n.module for n in NEEDS if n.module not in DICOM_OUTPUTS_ONLY)
 
 
 def parse_version(text):
@@ -213,6 +216,26 @@ def slicer_version_problem(major, minor, python=None):
                 f"(this is {major}.{minor}); install a newer Slicer from download.slicer.org")  # fmt: skip
     if python < MINIMUM_PYTHON:
         return f"SpineAI needs Python {MINIMUM_PYTHON[0]}.{MINIMUM_PYTHON[1]} or later in Slicer (this is {python[0]}.{python[1]})"
+    return None
+
+
+def dicom_outputs_problem(pydicom_version=None, python=None):
+    """One line when DICOM outputs (``--dicom``) cannot be written in this Python, else None.
+
+    highdicom needs pydicom >= 3.0.1 and Python >= 3.10; Slicer 5.8 and 5.10 ship pydicom 2.4.4,
+    which SpineAI never replaces under a running Slicer (its DICOM module relies on it)."""
+    python = tuple(python or sys.version_info[:2])
+    if pydicom_version is None:
+        try:
+            from importlib.metadata import version
+
+            pydicom_version = version("pydicom")
+        except Exception:
+            pydicom_version = "0"
+    if python < (3, 10) or parse_version(pydicom_version) < parse_version("3.0.1"):
+        return (f"DICOM outputs need pydicom 3.0.1 or later and Python 3.10 or later (this Slicer has pydicom "
+                f"{pydicom_version}, Python {python[0]}.{python[1]}); write them with `spineai run --dicom` from "
+                "the command line, or untick the box")  # fmt: skip
     return None
 
 

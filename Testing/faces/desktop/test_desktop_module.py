@@ -21,7 +21,8 @@ ANNOTATE = MODULE / "SpineAILib" / "desktop" / "annotate.py"  # the Annotate sec
 UI = MODULE / "Resources" / "UI" / "SpineAI.ui"
 
 # Widget classes the parameter node wrapper connects to each parameter type.
-CONNECTORS = {"str": {"QComboBox", "QLineEdit"}, "Path": {"ctkPathLineEdit", "ctkDirectoryButton"}, "node": {"qMRMLNodeComboBox"}}
+CONNECTORS = {"str": {"QComboBox", "QLineEdit"}, "Path": {"ctkPathLineEdit", "ctkDirectoryButton"}, "node": {"qMRMLNodeComboBox"},
+              "bool": {"QCheckBox"}}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,8 @@ def _parameters(tree):
     for item in cls.body:
         if isinstance(item, ast.AnnAssign):
             text = ast.unparse(item.annotation)
-            kinds[item.target.id] = "Path" if "Path" in text else "node" if "vtkMRML" in text else "str"
+            kinds[item.target.id] = ("Path" if "Path" in text else "node" if "vtkMRML" in text
+                                     else "bool" if text == "bool" else "str")
     return kinds
 
 
@@ -138,7 +140,8 @@ def test_parameters_and_widgets_are_bound_both_ways(tree, ui_widgets):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = widget
     parameters = _parameters(tree)
-    assert set(parameters) == {"inputNode", "inputPath", "task", "device", "modelPath", "outputFolder", "caseFolder"}
+    assert set(parameters) == {"inputNode", "inputPath", "task", "device", "modelPath", "outputFolder", "dicomOutputs",
+                               "caseFolder"}
     assert set(bound) == set(parameters)
     for name, kind in parameters.items():
         assert bound[name].get("class") in CONNECTORS[kind], f"{name} ({kind}) bound to a {bound[name].get('class')}"
@@ -295,3 +298,15 @@ def test_lumbar_mri_from_the_dicom_database_passes_its_whole_study(tree):
     apply = ast.unparse(next(f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SpineAIWidget"
                              for f in n.body if isinstance(f, ast.FunctionDef) and f.name == "onApplyButton"))  # fmt: skip
     assert "dicomStudyOf" in apply and "series=series" in apply
+
+
+def test_dicom_outputs_are_refused_in_a_slicer_whose_pydicom_is_too_old():
+    """Slicer 5.8/5.10 ship pydicom 2.4.4, which SpineAI never replaces: the DICOM outputs box says
+    why it cannot work there (one line) instead of upgrading Slicer's pydicom."""
+    from SpineAILib.desktop.dependencies import DICOM_OUTPUTS, RUN, dicom_outputs_problem
+
+    for pydicom, python in (("2.4.4", (3, 9)), ("2.4.4", (3, 12)), ("3.0.2", (3, 9))):
+        reason = dicom_outputs_problem(pydicom, python)
+        assert reason and "\n" not in reason and "spineai run --dicom" in reason
+    assert dicom_outputs_problem("3.0.2", (3, 12)) is None
+    assert "highdicom" in DICOM_OUTPUTS and "highdicom" not in RUN

@@ -14,7 +14,7 @@ from pathlib import Path
 from undo_stack import Signal
 
 from SpineAILib import io as spine_io
-from SpineAILib import navigation, results
+from SpineAILib import navigation, pacs, results
 from SpineAILib.errors import AmbiguousInputError, InputError
 from SpineAILib.images import Cine
 from SpineAILib.io import volumes as io_volumes
@@ -71,6 +71,8 @@ def read(path, load_as, series=None):
         return ("node-file", path)
     if path.is_file() and path.name.lower().endswith(".mrb"):
         return ("scene", path)
+    if path.is_file() and pacs.is_dicom_seg(path):  # a DICOM SEG (ours or a PACS's): over the series shown
+        return ("dicom-seg", pacs.read_seg(path))
     image = spine_io.load(path, series=series)
     if load_as == "segmentation" and isinstance(image, Cine):
         raise InputError(f"{path.name}: a 2-D cine cannot be loaded as a segmentation")
@@ -183,6 +185,12 @@ class LoadLogic(BaseLogic[LoadState]):
             for node in images[:1] + [n for n in nodes if n.IsA("vtkMRMLSegmentationNode")]:
                 self.views.show_node(node)  # background volume first, then segmentations over it
             return f"loaded scene {value.name}: {len(nodes)} nodes"
+        if kind == "dicom-seg":
+            labels, names = value
+            node = segmentations.add_segmentation_from_labelmap(ctx, labels, label_names=names, name=node_name(path),
+                                                                reference_node=self.views.background_volume())
+            self.views.show_node(node)
+            return f"loaded DICOM SEG {node.GetName()}: {', '.join(names.values()) or 'no segments'}"
         if kind == "node-file":
             node = storage.load_node(ctx, value)
             self.views.show_node(node)

@@ -122,7 +122,7 @@ class WorkflowLogic(BaseLogic[WorkflowState]):
                 series = shown.series  # the series that was loaded, not the picker's current value
             # A child process: the run's model, scene and offscreen rendering stay out of the server.
             run = functools.partial(self.tasks.run_task_isolated, task, input_path, out, device=device, series=series,
-                                    progress=progress)
+                                    progress=progress, dicom=bool(self.data.dicom))
             await loop.run_in_executor(None, run)
         except Exception as error:
             log_unexpected(error, f"workflow {task}")

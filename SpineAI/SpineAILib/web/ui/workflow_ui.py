@@ -18,6 +18,7 @@ class WorkflowState:
     task: str = "lumbar-mri"
     task_items: list = field(default_factory=list)
     device: str = "auto"
+    dicom: bool = False  # also write DICOM SEG / SR / secondary captures (DICOM inputs only)
     workflows_available: bool = True
     task_running: bool = False
     task_progress: float = 0
@@ -47,6 +48,10 @@ class WorkflowUI:
                 v3.VBtn("Run", id="spineai-run-button", color="primary", loading=(n.task_running,),
                         disabled=(f"{n.task_running} || {busy_name}",),
                         click=(self.run_clicked, f"[{n.task}, {n.device}, {load_path_name}, {load_series_name}]"))
+            v3.VCheckbox(v_model=(n.dicom,), id="spineai-dicom-outputs", density="compact", hide_details=True,
+                         label="DICOM outputs (SEG, SR, captures) for PACS",
+                         title="Adds a dicom/ folder to the run: needs a DICOM input; it carries the patient's "
+                               "identifiers (it goes back to the same record)")
             # The input may not fit the task: say why, and let the user go on or stop.
             run_args = f"[{n.fit_task}, {n.device}, {load_path_name}, {load_series_name}]"
             with html.Div(v_if=(f"{n.fit_concerns}.length",), id="spineai-fit", classes="mt-2 pa-2",
