@@ -181,8 +181,9 @@ def test_run_button_runs_task_in_thread_and_loads_outputs(shared_data, tmp_path)
 
     calls = []
 
-    def run_task(task, input_path, out_dir, device="auto", series=None, progress=None):
+    def run_task(task, input_path, out_dir, device="auto", series=None, progress=None, dicom=False):
         calls.append((task, str(input_path), device, threading.current_thread() is threading.main_thread()))
+        assert dicom is False  # the DICOM outputs box is off unless ticked
         progress(0.5, "half way")
         if task == "lumbar-mri":
             raise SpineAIError("no model bundle installed for lumbar-mri")

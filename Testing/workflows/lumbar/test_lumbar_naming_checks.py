@@ -10,7 +10,6 @@ T10, one that starts at L2, and a body blanked in mid-column.
 import numpy as np
 import pytest
 from conftest import SHARED_DATA, require
-
 from SpineAILib.workflows.lumbar.naming import UNCERTAIN, check_names, find_gaps
 from SpineAILib.workflows.lumbar.postprocess import Body
 
@@ -138,6 +137,7 @@ def level_bundle():
 def _case(case_id):
     from SpineAILib.io import load
     from SpineAILib.workflows.lumbar.grid import SagittalLayout
+
     from SpineAITraining.lumbar import mri_lumbar
 
     assert case_id in mri_lumbar.load_split()["test"]
@@ -189,3 +189,53 @@ def test_a_body_blanked_mid_column_never_shifts_the_names_above(level_bundle):
     blanked = blank_body(image, truth, layout.spacing, 22)  # L3 to the dark end of its surroundings
     record = _outcome(level_bundle, layout, blanked, truth, blanked=("blank", 22))
     assert record["after"] in ("right", "withheld", "incomplete"), record  # never a name off by one
+
+
+def test_severity_rows_of_withheld_levels_carry_the_reason():
+    from SpineAILib.workflows.lumbar.workflow import mark_withheld_rows
+
+    discs = [{"level": "L1/L2", "visible": False, "reason": "level names withheld: level count uncertain: x"},
+             {"level": "L2/L3", "visible": False, "reason": "L3 not found in the image"}]  # fmt: skip
+    rows = [{"level": "l1_l2", "assessed": 0, "reason": "not assessed: no Sagittal T2/STIR series in the study"},
+            {"level": "l2_l3", "assessed": 0, "reason": "disc level not visible: L3 not found in the image"}]  # fmt: skip
+    mark_withheld_rows(rows, discs)
+    assert rows[0]["reason"] == "disc level not visible: level names withheld: level count uncertain: x"
+    assert rows[1]["reason"] == "disc level not visible: L3 not found in the image"
+
+
+@pytest.mark.realdata
+def test_a_run_cut_under_l4_names_right_or_says_why_everywhere(tmp_path):
+    """`spineai run` on held-out vb3_13 cut 2 mm under L4 (T1, nothing below L4 in view): the names are right, or the
+    reason they are withheld is in report.json (naming, message), the warnings and the severity rows."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.io.volumes import save_volume_file
+
+    from SpineAITraining.lumbar.stress_test import body_rows, crop
+
+    layout, image, truth = _case("vb3_13")
+    rows, _ = body_rows(truth, layout.spacing)
+    cropped, _, offset = crop(image, truth, layout.spacing, rows, None, "L4")
+    affine = layout.canonical_to_ras.copy()
+    affine[:3, 3] += offset * affine[:3, 1]
+    save_volume_file(VolumeImage(voxels=np.ascontiguousarray(cropped), ijk_to_ras=affine, modality="MR"),
+                     tmp_path / "cut.nii.gz")  # fmt: skip
+    spineai = str(Path(sys.executable).with_name("spineai"))
+    done = subprocess.run([spineai, "run", "lumbar-mri", str(tmp_path / "cut.nii.gz"), "--out", str(tmp_path / "out"),
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    naming = report["results"]["naming"]
+    assert naming["anchor"] == "column"
+    if naming["status"] == "named":
+        assert report["results"]["lumbar_levels_found"] == ["L1", "L2", "L3", "L4"]
+        return
+    reason = naming["reasons"][0]
+    assert reason.startswith("level count uncertain: ") and reason in report["results"]["message"]
+    assert any(reason in w for w in report["warnings"])
+    table = (tmp_path / "out" / "severity.tsv").read_text().splitlines()
+    assert all(f"level names withheld: {reason}" in line for line in table[1:]), table[:3]

@@ -159,7 +159,7 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
     lumbar_type = sum(1 for s in shares if s[lumbar].sum() > LUMBAR_TYPE_SHARE)
     steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
     spacing_mm = float(np.median(steps)) if len(steps) else float(np.mean(heights)) + DISC_MM
-    k, r, _ = np.unravel_index(bodies[-1].index, shape)
+    _, r, _ = np.unravel_index(bodies[-1].index, shape)
     room_below_mm = float((shape[1] - 1 - r.max()) * spacing[1])
     check.evidence = {
         "split_ratio": round(float(ratio), 3),
@@ -218,7 +218,7 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
     # Name across the lowest gap only from the bodies below it; everything above a gap depends on it.
     gap = gaps[-1]
     below = range(gap.below, len(bodies))
-    above = range(0, gap.below)
+    above = range(gap.below)
     agree_below = len(below) >= 2 and all(int(np.argmax(shares[i])) == names[i] for i in below)
     counted = {i: names[gap.below] - (gap.below - i) - gap.missing for i in above}
     agree_above = all(1 <= counted[i] and int(np.argmax(shares[i])) == counted[i] for i in above) and len(gaps) == 1

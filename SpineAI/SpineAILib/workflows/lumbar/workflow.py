@@ -117,6 +117,7 @@ def grade_severity(job, severity_path, labelmap, discs):
     t0 = time.perf_counter()
     study, canal, notes = study_for_run(job.image, job.input_path, labelmap, discs)
     rows, entries, points, loaded = grade_levels.grade(study, canal, severity_path, discs, device=job.device)
+    mark_withheld_rows(rows, discs)
     job.timings["grading_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     heat = grade_levels.heatmap(rows, entries, points, loaded, job.image, study)
@@ -134,6 +135,18 @@ def grade_severity(job, severity_path, labelmap, discs):
         job.warnings.append(f"severity grades come from {meta.get('bundle_id')}, a model trained on synthetic studies, "
                             "not on real MRI: they show the pipeline working, not a clinical grading")  # fmt: skip
     return {"rows": rows, "heat": heat}
+
+
+def mark_withheld_rows(rows, discs):
+    """Rows of a level whose body names were withheld say so, whatever else kept them from being graded."""
+    from SpineAILib.workflows.lumbar.severity.submission import level_key
+
+    withheld = {level_key(d["level"]): d["reason"] for d in discs
+                if not d["visible"] and str(d.get("reason", "")).startswith("level names withheld")}  # fmt: skip
+    for row in rows:
+        if not row["assessed"] and row["level"] in withheld:
+            row["reason"] = f"disc level not visible: {withheld[row['level']]}"
+    return rows
 
 
 def run_axial_only(job, severity_path):
