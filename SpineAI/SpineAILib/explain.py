@@ -39,6 +39,11 @@ _TARGET_CACHE = weakref.WeakKeyDictionary()
 # -- class activation maps, Grad-CAM where they do not hold ----------------------------
 
 
+class GradCamUnavailable(ImportError):
+    """A heat map needs Grad-CAM (no linear head for CAM) and torch is not installed: the run goes
+    on without that map; ``str(error)`` is the one-line warning."""
+
+
 def class_maps(bundle, x, classes):
     """Heat maps (len(classes), B, *spatial), 0..1, of ``classes`` for the batch ``x``.
 
@@ -53,8 +58,13 @@ def class_maps(bundle, x, classes):
     if head is not None and head() is not None:
         return class_activation_maps(bundle, x, classes)
     # a torch LoadedBundle (trainers, benchmarks) or an EngineBundle without a linear head: Grad-CAM
-    model = bundle.torch_model if hasattr(bundle, "torch_model") else getattr(bundle, "model", bundle)
-    maps = np.asarray(grad_cam(model, x, list(classes)))
+    try:
+        model = bundle.torch_model if hasattr(bundle, "torch_model") else getattr(bundle, "model", bundle)
+        maps = np.asarray(grad_cam(model, x, list(classes)))
+    except ImportError as error:
+        name = (getattr(bundle, "metadata", None) or {}).get("bundle_id", "this model")
+        raise GradCamUnavailable(f"heat map skipped: {name} has no linear head for class activation maps, and its "
+                                 f"Grad-CAM needs PyTorch ({error}; pip install spineai[train])") from None
     return maps.reshape(len(classes), x.shape[0], *x.shape[2:])
 
 

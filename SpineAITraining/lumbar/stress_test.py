@@ -29,7 +29,7 @@ import argparse
 import json
 import sys
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -302,15 +302,12 @@ def table(records):
         rows.setdefault(group(r["type"]), []).append(r)
     lines = ["| type | studies | before: right / wrong / withheld / incomplete | after: right / wrong / withheld / incomplete |",
              "|---|---|---|---|"]
-    totals = defaultdict(lambda: defaultdict(int))
-
     def fmt(rs, key):
         return " / ".join(str(sum(r[key] == o for r in rs)) for o in OUTCOMES)
 
     for name, rs in rows.items():
         lines.append(f"| {name} | {len(rs)} | {fmt(rs, 'before')} | {fmt(rs, 'after')} |")
     lines.append(f"| **all** | {len(records)} | {fmt(records, 'before')} | {fmt(records, 'after')} |")
-    del totals
     return "\n".join(lines)
 
 

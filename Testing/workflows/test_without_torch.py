@@ -62,3 +62,40 @@ def test_every_workflow_runs_where_torch_cannot_be_imported(tmp_path):
 
     heat = load(tmp_path / "ct" / "fracture_heatmap.nrrd").voxels
     assert np.isfinite(heat).all() and 0.0 <= heat.min() and heat.max() <= 1.0
+
+
+GRADCAM_CHILD = r"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "monai", "torchvision"):
+            raise ImportError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Block())
+import numpy as np
+from SpineAILib.explain import GradCamUnavailable, class_maps
+from SpineAILib.models.engine import load_model
+bundle = load_model(sys.argv[1], device="cpu")
+assert bundle.engine == "onnx" and bundle.head() is None
+try:
+    class_maps(bundle, np.zeros((1, 5, 48, 48), np.float32), [1])
+except GradCamUnavailable as error:
+    print(str(error))
+"""
+
+
+def test_a_map_that_needs_grad_cam_is_skipped_with_one_line_without_torch(tmp_path):
+    """A bundle without a linear head for CAM (here: the severity grader with its head entry removed)
+    needs torch for Grad-CAM: without torch the workflows get one line to warn with, never a failure."""
+    import shutil
+
+    folder = tmp_path / "severity"
+    shutil.copytree(REPO / "SpineAI" / "Resources" / "Models" / "lumbar-mri-severity", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    del meta["onnx"]["cam"]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    done = subprocess.run([sys.executable, "-c", GRADCAM_CHILD, str(folder)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'SpineAI'}:{REPO}"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip()
+    assert line.startswith("heat map skipped:") and "PyTorch" in line and "\n" not in line

@@ -90,6 +90,16 @@ def test_a_column_cut_at_its_lowest_body_has_a_lower_bar_for_split_votes():
     assert cut.status == "withheld" and not cut.evidence["bottom_in_view"]
 
 
+def test_two_bodies_voting_one_name_withhold_a_column_pushed_to_l5_at_the_image_edge():
+    def run(names, votes):
+        rows = [393 - 34 * i for i in range(len(names))][::-1]  # the image ends 1 mm under the lowest body
+        return check_names(_bodies(rows, names), _votes(votes), SHAPE, (1.0, 1.0, 1.0), LABELS)
+
+    pushed = run([3, 4, 5, 6, 7], [3, 3, 5, 6, 7])  # votes L1 L1 L3 L4 L5 (on T1: T12 and L1 both vote "L1")
+    assert pushed.status == "withheld" and "two bodies each vote mostly L1" in pushed.reasons[0]
+    assert run([2, 3, 4, 5, 6], [2, 2, 4, 5, 6]).status == "named"  # the column ends at L4: no shift to L5
+
+
 def test_room_below_the_lowest_body_without_a_body_withholds_the_names():
     names = [1, 2, 3, 4]  # T11-L2, with 150 mm of image below L2: L3-L5 should have been found
     bodies = _bodies([20 + 34 * i for i in range(4)], names)
@@ -204,9 +214,10 @@ def test_severity_rows_of_withheld_levels_carry_the_reason():
 
 
 @pytest.mark.realdata
-def test_a_run_cut_under_l4_names_right_or_says_why_everywhere(tmp_path):
-    """`spineai run` on held-out vb3_13 cut 2 mm under L4 (T1, nothing below L4 in view): the names are right, or the
-    reason they are withheld is in report.json (naming, message), the warnings and the severity rows."""
+def test_a_run_cut_to_l2_l4_names_right_or_says_why_everywhere(tmp_path):
+    """`spineai run` on held-out vb2_10 cut to L2-L4 (the column named it L3-L5 before the naming checks): the names
+    are right, or the reason they are withheld is in report.json (naming, message), the warnings and every severity
+    row."""
     import json
     import subprocess
     import sys
@@ -217,9 +228,9 @@ def test_a_run_cut_under_l4_names_right_or_says_why_everywhere(tmp_path):
 
     from SpineAITraining.lumbar.stress_test import body_rows, crop
 
-    layout, image, truth = _case("vb3_13")
+    layout, image, truth = _case("vb2_10")
     rows, _ = body_rows(truth, layout.spacing)
-    cropped, _, offset = crop(image, truth, layout.spacing, rows, None, "L4")
+    cropped, _, offset = crop(image, truth, layout.spacing, rows, "L2", "L4")
     affine = layout.canonical_to_ras.copy()
     affine[:3, 3] += offset * affine[:3, 1]
     save_volume_file(VolumeImage(voxels=np.ascontiguousarray(cropped), ijk_to_ras=affine, modality="MR"),
@@ -232,7 +243,7 @@ def test_a_run_cut_under_l4_names_right_or_says_why_everywhere(tmp_path):
     naming = report["results"]["naming"]
     assert naming["anchor"] == "column"
     if naming["status"] == "named":
-        assert report["results"]["lumbar_levels_found"] == ["L1", "L2", "L3", "L4"]
+        assert report["results"]["lumbar_levels_found"] == ["L2", "L3", "L4"]
         return
     reason = naming["reasons"][0]
     assert reason.startswith("level count uncertain: ") and reason in report["results"]["message"]

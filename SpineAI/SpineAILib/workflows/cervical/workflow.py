@@ -111,7 +111,13 @@ def score_fractures(job, result, fracture_path):
     entries, crops = fracture.score_vertebrae(job.image, result, loaded)
     job.timings["fracture_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    heat = fracture.heatmap(job.image, result, loaded, entries, crops)
+    from SpineAILib.explain import GradCamUnavailable
+
+    try:
+        heat = fracture.heatmap(job.image, result, loaded, entries, crops)
+    except GradCamUnavailable as error:  # a bundle of one's own without a CAM head, and no torch: calls stand
+        heat = None
+        job.warnings.append(f"fracture {error}")
     job.timings["fracture_heatmap_s"] = round(time.perf_counter() - t0, 3)
     if heat is not None and heat.voxels.shape != job.image.voxels.shape:
         job.warnings.append("the volume is very large: the fracture heat map is on the model's coarser grid")

@@ -120,7 +120,13 @@ def grade_severity(job, severity_path, labelmap, discs):
     mark_withheld_rows(rows, discs)
     job.timings["grading_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    heat = grade_levels.heatmap(rows, entries, points, loaded, job.image, study)
+    from SpineAILib.explain import GradCamUnavailable
+
+    try:
+        heat = grade_levels.heatmap(rows, entries, points, loaded, job.image, study)
+    except GradCamUnavailable as error:  # a bundle of one's own without a CAM head, and no torch: grades stand
+        heat = None
+        job.warnings.append(f"severity {error}")
     job.timings["severity_heatmap_s"] = round(time.perf_counter() - t0, 3)
     job.warnings.extend(study.warnings)
     meta = loaded.metadata
