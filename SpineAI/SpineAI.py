@@ -541,8 +541,8 @@ class SpineAILogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def cine_review(out_dir):
         """(CineReview, browser of its cine in the scene) for an ultrasound run, else (None, None)."""
-        from SpineAILib.workflows.ultrasound.review import CineReview, review_browser
         from SpineAILib.scene.context import SceneContext
+        from SpineAILib.workflows.ultrasound.review import CineReview, review_browser
 
         review = CineReview.from_folder(out_dir)
         browser = review_browser(SceneContext.from_slicer(), review)

@@ -7,7 +7,6 @@ function body counts too.
 """
 
 import ast
-from pathlib import Path
 
 from conftest import REPO
 

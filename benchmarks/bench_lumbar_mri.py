@@ -29,7 +29,6 @@ SHARED = HERE.parent.parent / "shared" / "data" / "mri_lumbar"
 sys.path.insert(0, str(HERE))
 from machine import describe_machine, median, python_json, whole_run  # noqa: E402
 
-
 ANALYSIS = """
 import json, sys, time
 from pathlib import Path

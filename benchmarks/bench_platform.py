@@ -21,7 +21,6 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
 from machine import describe_machine, python_json  # noqa: E402
 
-
 LOAD_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()

@@ -109,6 +109,7 @@ def broken_models_dir(root, folder, kind):
     """A models folder: the shipped bundles (linked) and a broken copy of ``folder`` with a valid checksum."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
+
     from SpineAILib.models.bundle import file_sha256, load_bundle
 
     models = root / f"{folder}-{kind}"

@@ -48,8 +48,8 @@ def load_average():
 
 def held_out_cines(meta):
     """The test and held-out-machine cines the trainer generated for ``meta``'s bundle."""
-    from SpineAITraining.ultrasound.train_classifier import DEFAULT_HOLD_OUT, generated_videos
     from SpineAITraining.ultrasound.machines import MACHINES
+    from SpineAITraining.ultrasound.train_classifier import DEFAULT_HOLD_OUT, generated_videos
 
     split = meta["training"]["split"]
     seed = int(meta["training"]["seed"])

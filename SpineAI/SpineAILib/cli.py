@@ -10,8 +10,8 @@ import sys
 
 from SpineAILib import __version__
 from SpineAILib.errors import InputError, run_reporting_errors
-
-from SpineAILib.vocabulary import DEVICES, TASKS as TASK_NAMES  # imports nothing: --help stays instant
+from SpineAILib.vocabulary import DEVICES  # imports nothing: --help stays instant
+from SpineAILib.vocabulary import TASKS as TASK_NAMES
 
 
 def build_parser():

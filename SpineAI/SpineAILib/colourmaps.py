@@ -1,4 +1,4 @@
-"""Heat maps as colours: an OpenCV colour map, and a blend onto a grey or RGB frame.
+"""Heat maps as colours: scaled to 0..1, an OpenCV colour map, and a blend onto a grey or RGB frame.
 
 Used by the scene (a heat-map volume's colour table), the overlay pictures and the
 viewers; the heat maps themselves come from ``explain`` (Grad-CAM).
@@ -8,6 +8,15 @@ import numpy as np
 
 # OpenCV colour maps by name (cv2.COLORMAP_<NAME>); looked up when called.
 COLORMAPS = ("jet", "inferno", "turbo", "hot", "magma", "plasma", "viridis", "rainbow", "bone")
+
+
+def normalise(heat):
+    """``heat`` scaled to 0..1 (min -> 0, max -> 1); all zeros when it is flat or not finite."""
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(heat.min(initial=0.0)), float(heat.max(initial=0.0))
+    if high - low <= 1e-12:
+        return np.zeros_like(heat)
+    return (heat - low) / (high - low)
 
 
 def _colormap_code(colormap):

@@ -30,6 +30,7 @@ import weakref
 
 import numpy as np
 
+from SpineAILib.colourmaps import normalise
 from SpineAILib.images import VolumeImage
 
 # model -> {input dimensionality: target layer name}, so the search pass runs once per model.
@@ -225,15 +226,6 @@ def grad_cam(model, input_tensor, class_index, target_layer=None):
     if not isinstance(class_index, (list, tuple, np.ndarray)):
         heat = heat[0]
     return heat.astype(np.float32)
-
-
-def normalise(heat):
-    """``heat`` scaled to 0..1 (min -> 0, max -> 1); all zeros when it is flat or not finite."""
-    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(heat.min(initial=0.0)), float(heat.max(initial=0.0))
-    if high - low <= 1e-12:
-        return np.zeros_like(heat)
-    return (heat - low) / (high - low)
 
 
 # -- pictures -------------------------------------------------------------------------

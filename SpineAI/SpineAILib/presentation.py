@@ -178,7 +178,7 @@ def ultrasound_calls(folder, results):
 
 def heatmap_legend(folder, task, results, grid=None, fractures=None, calls=None):
     """The colour legend of the run's heat map and a note when nothing was called (a dark map)."""
-    from SpineAILib.results import result_files, is_heatmap_file
+    from SpineAILib.results import is_heatmap_file, result_files
 
     if not any(is_heatmap_file(p) for p in result_files(folder)):
         return None

@@ -91,11 +91,11 @@ def evaluate_fractures(frac_path, seg_path, max_cases, log):
 
 def evaluate_abdominal_ct(seg_path, shared, log):
     """Levels named on the real abdominal CT (none is right) and their Dice against TotalSegmentator."""
-    from SpineAILib.workflows.cervical.segment import segment
     from SpineAILib.io import load
     from SpineAILib.io.volumes import load_volume_file
     from SpineAILib.models.bundle import load_bundle
     from SpineAILib.terminology import vertebra_name
+    from SpineAILib.workflows.cervical.segment import segment
 
     ct_path = shared / "ct_thoracolumbar" / "ct.nii.gz"
     labels_path = shared / "ct_thoracolumbar" / "ct_model_labels_totalsegmentator.nii.gz"

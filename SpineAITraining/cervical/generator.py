@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
 from SpineAILib.samples.dicom_writer import write_dicom_series
+from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
 
 from .phantom import make_case
 

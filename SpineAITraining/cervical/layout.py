@@ -31,8 +31,8 @@ import numpy as np
 import pydicom
 
 from SpineAILib.errors import InputError
-from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
 from SpineAILib.images import VolumeImage
+from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 LABEL_NAMES = {i + 1: n for i, n in enumerate(VERTEBRAE + tuple(f"T{t}" for t in range(1, 13)))}

@@ -35,10 +35,10 @@ import torch  # this module is imported only when its command runs
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.workflows.cervical.fracture import calibrate, crop_arrays, network_input, patient_probability
+from SpineAITraining.cervical.cases import cache_key, cached, end_epoch, phantom_source, start_run
 from SpineAITraining.common.checkpoint import load_state
 from SpineAITraining.common.loop import learning_rate, optimiser_step
 from SpineAITraining.common.split import split_ids
-from SpineAITraining.cervical.cases import cache_key, cached, end_epoch, phantom_source, start_run
 
 BUNDLE_ID = "cervical-ct-fracture"
 VERSION = "0.2.0"
@@ -303,7 +303,6 @@ def main(argv=None):
     from SpineAILib.errors import InputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
-
     from SpineAITraining.common.export import export_bundle
 
     log, work, cache, source = start_run(args, "crops")
@@ -489,9 +488,9 @@ def main(argv=None):
 
 def workflow_path_metrics(folder, seg, ids, source, prior, rule, log, calibration=None):
     """RSNA 2022 score and AUCs of the test cases through segment() + fracture.score_vertebrae()."""
+    from SpineAILib.models.bundle import load_bundle
     from SpineAILib.workflows.cervical.fracture import score_vertebrae
     from SpineAILib.workflows.cervical.segment import segment
-    from SpineAILib.models.bundle import load_bundle
 
     loaded = load_bundle(folder, device="cpu", expected_task=FRACTURE_TASK)
     threshold = float(loaded.thresholds.get("vertebra", 0.5))

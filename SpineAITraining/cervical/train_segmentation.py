@@ -27,11 +27,11 @@ import torch  # this module is imported only when its command runs
 
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 from SpineAILib.workflows.cervical import SEGMENTATION_TASK
+from SpineAITraining.cervical.cases import cache_key, cached, end_epoch, start_run
 from SpineAITraining.common.checkpoint import load_state
 from SpineAITraining.common.loop import ce_dice_loss, learning_rate, optimiser_step
 from SpineAITraining.common.seeding import seed_everything
 from SpineAITraining.common.split import split_ids
-from SpineAITraining.cervical.cases import cache_key, cached, end_epoch, start_run
 
 BUNDLE_ID = "cervical-ct-vertebrae"
 VERSION = "0.1.0"
@@ -235,7 +235,6 @@ def main(argv=None):
     from SpineAILib.errors import InputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
-
     from SpineAITraining.common.export import export_bundle
 
     log, work, cache, source = start_run(args, "cases", need_masks=True)

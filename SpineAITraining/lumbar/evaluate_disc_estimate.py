@@ -21,8 +21,8 @@ import numpy as np
 def estimate_errors(cases):
     """[(case id, error mm or None when the estimate is not visible)] over cases with L3/L4 and L4/L5 measured."""
     from SpineAILib.io import load
-    from SpineAILib.workflows.lumbar.discs import LabelGeometry, disc_levels, extrapolated_disc
     from SpineAILib.terminology import vertebra_number
+    from SpineAILib.workflows.lumbar.discs import LabelGeometry, disc_levels, extrapolated_disc
 
     l3, l4 = vertebra_number("L3"), vertebra_number("L4")
     out = []

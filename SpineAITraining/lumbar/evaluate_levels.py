@@ -48,9 +48,9 @@ def parse_args(argv):
 
 def evaluate_case(case, bundle, refiner=None):
     from SpineAILib.io import load
+    from SpineAILib.terminology import vertebra_name
     from SpineAILib.workflows.lumbar.discs import disc_levels
     from SpineAILib.workflows.lumbar.pipeline import segment_vertebrae
-    from SpineAILib.terminology import vertebra_name
 
     image, truth = load(case.image), load(case.labels)
     t0 = time.perf_counter()
@@ -191,9 +191,8 @@ def main(argv=None):
     from machine import describe_machine
     from tqdm import tqdm
 
-    from SpineAILib.workflows.lumbar.refine import load_refiner, refiner_bundle_path
     from SpineAILib.models.bundle import load_bundle
-
+    from SpineAILib.workflows.lumbar.refine import load_refiner, refiner_bundle_path
     from SpineAITraining.lumbar import mri_lumbar
 
     if args.set_background_offset is not None:

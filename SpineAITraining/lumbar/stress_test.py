@@ -315,7 +315,6 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from SpineAILib.models.bundle import load_bundle
     from SpineAILib.models.catalogue import resolve_bundle
-
     from SpineAITraining.lumbar import mri_lumbar
 
     bundle = load_bundle(args.bundle or resolve_bundle("lumbar-mri"), device=args.device, expected_task="lumbar-mri")

@@ -279,9 +279,8 @@ def _main(args, argv, dist):
     from SpineAILib.errors import InputError, OutputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
-
-    from SpineAITraining.lumbar import mri_lumbar
     from SpineAITraining.common.export import export_bundle
+    from SpineAITraining.lumbar import mri_lumbar
 
     set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms here
     if args.out.exists() and not args.overwrite and not args.write_cache:

@@ -164,9 +164,8 @@ def main(argv=None):
     from SpineAILib.errors import OutputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.models.networks import build_network
-
-    from SpineAITraining.lumbar.mri_lumbar import is_export
     from SpineAITraining.common.export import export_bundle
+    from SpineAITraining.lumbar.mri_lumbar import is_export
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     set_track_meta(False)

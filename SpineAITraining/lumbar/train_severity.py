@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.workflows.lumbar.severity import grading
+from SpineAILib.workflows.lumbar.severity.submission import GRADES, GROUPS, condition_group, write_submission
 from SpineAITraining.common.split import split_ids
 from SpineAITraining.lumbar.severity.layout import RSNADataset
 from SpineAITraining.lumbar.severity.metric import score
-from SpineAILib.workflows.lumbar.severity.submission import GRADES, GROUPS, condition_group, write_submission
 
 BUNDLE_TASK = "lumbar-mri/severity"
 

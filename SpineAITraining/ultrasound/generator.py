@@ -33,10 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
+
 from .anatomy import Subject, evaluate
 from .machines import MACHINES, colormap_lut, get_machine
 
-from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
 VIEWS = ("sagittal_midline", "sagittal_paramedian", "transverse")
 VIEW_WEIGHTS = (0.45, 0.25, 0.30)
 BAD_KINDS = ("air", "partial_contact", "motion_blur", "gain_high", "gain_low")

@@ -8,7 +8,6 @@
 
 import numpy as np
 
-
 from SpineAITraining.common.metrics import roc_auc, roc_curve
 
 

@@ -374,8 +374,14 @@ def _main(args, argv, dist):
     pre = Preprocessor(size=(args.size, args.size))
 
     # -- data
-    from SpineAITraining.ultrasound.dataset import (generated_videos, given_split, layout_videos, negative_videos,
-                                                    split_frames, split_videos)
+    from SpineAITraining.ultrasound.dataset import (
+        generated_videos,
+        given_split,
+        layout_videos,
+        negative_videos,
+        split_frames,
+        split_videos,
+    )
     from SpineAITraining.ultrasound.machines import MACHINES
 
     hold_out = args.hold_out_machine
@@ -591,7 +597,7 @@ def _main(args, argv, dist):
         f"Data: {data_desc}.",
         f"Smoothing window chosen on validation: {args.window_ms:g} ms (F1 by window: "
         + ", ".join(f"{w['window_ms']:g} ms {w['val_f1_micro']:.3f}" for w in window_search) + "). "
-        f"Thresholds (chosen on validation, smoothed): "
+        "Thresholds (chosen on validation, smoothed): "
         + ", ".join(f"{k} {v:.3f}" for k, v in thresholds.items()) + ".",
         "",
         "Columns: test = test videos (split by video) through the deployed pipeline (smoothing, thresholds, "

@@ -169,7 +169,6 @@ def train_bundle(args, argv):
     from SpineAILib.errors import OutputError
     from SpineAILib.models.device import choose_device
     from SpineAILib.workflows.ultrasound.localise import STRUCTURES, TASK
-
     from SpineAITraining.common.export import export_bundle
     from SpineAITraining.ultrasound import localise as L
 
@@ -280,7 +279,6 @@ def evaluate_bundle(folder, report=None, total_minutes=None, total_cpu_minutes=N
     import torch
 
     from SpineAILib.workflows.ultrasound.localise import STRUCTURES, load_localiser
-
     from SpineAITraining.ultrasound import localise as L
 
     localiser = load_localiser(folder, device="cpu", backend="torch")

@@ -56,7 +56,7 @@ def test_refusals_answer_at_once_in_one_line(case, tmp_path):
     other.mkdir()
     (other / "annotation.json").write_text(json.dumps({"task": "lumbar-mri"}))
     message = one_line_error(actions.export_plan, [case, other], tmp_path / "d")
-    assert message == f"the cases are annotated for different tasks (case (lp-ultrasound), mri-case (lumbar-mri)); export one task at a time"
+    assert message == "the cases are annotated for different tasks (case (lp-ultrasound), mri-case (lumbar-mri)); export one task at a time"
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("x")

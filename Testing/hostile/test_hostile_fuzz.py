@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 
-import nibabel as nib
 import numpy as np
 import pytest
 from hostile_files import cli, dicom_series, scene_bundle

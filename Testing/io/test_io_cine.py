@@ -11,7 +11,6 @@ from conftest import one_line_error, require
 from pydicom.pixels import apply_color_lut, convert_color_space, pixel_array
 
 from SpineAILib import images
-from SpineAILib.errors import InputError
 from SpineAILib.images import Cine
 from SpineAILib.io import load
 from SpineAILib.io.cine import collapse_grey, load_dicom_cine, load_frame_folder, load_image, load_video

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from conftest import one_line_error, require
 
-from SpineAILib.errors import InputError
 from SpineAILib.images import Cine, VolumeImage
 from SpineAILib.io import load
 from SpineAILib.io.volumes import load_volume_file, save_volume_file

@@ -12,7 +12,6 @@ import numpy as np
 import pydicom
 import pytest
 
-from SpineAILib.errors import InputError
 from SpineAILib.workflows.cervical.submission import (DEFAULT_PRIOR, TARGETS, best_constant, parse_row_id, row_id,
                                             write_submission)
 from SpineAITraining.cervical import metric

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib import terminology
-from SpineAILib.errors import InputError
-from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import FORMAT, FORMAT_VERSION, files
 from SpineAILib.annotation.labelmap import box_to_ras, ras_to_box
+from SpineAILib.errors import InputError
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 
 MANIFEST = "annotation.json"
 FRAMES = "frames.tsv"

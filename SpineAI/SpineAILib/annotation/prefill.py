@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.errors import InputError
-from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.annotation import files
 from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS, PATIENT
-from SpineAILib.vocabulary import ULTRASOUND_LABELS
 from SpineAILib.annotation.case import _vertebra_value as vertebra_value
+from SpineAILib.errors import InputError
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
+from SpineAILib.vocabulary import ULTRASOUND_LABELS
 
 FRACTURE_THRESHOLD = 0.5
 
@@ -92,8 +93,8 @@ def _cine_overlays(folder, case, proposals, warnings):
 
 def _read_overlays(path, case):
     from SpineAILib.scene.cine_overlays import STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence
-    from SpineAILib.scene.overlays import OVERLAY_KIND_ATTRIBUTE
     from SpineAILib.scene.context import SceneContext
+    from SpineAILib.scene.overlays import OVERLAY_KIND_ATTRIBUTE
     from SpineAILib.scene.storage import load_scene_mrb
 
     ctx = SceneContext.headless()

@@ -23,21 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.annotation import files
+from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS, MANIFEST, CaseData, load_case, structure_value
+from SpineAILib.annotation.history import Edit, History, Step
+from SpineAILib.annotation.labelmap import Region, box_from_corners, brush_mask, islands_mask, threshold_mask
 from SpineAILib.errors import InputError, OutputError
 from SpineAILib.images import frame_ijk_to_ras
-from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS, SEVERITY_GRADE_NAMES as GRADE_NAMES
-from SpineAILib.annotation import files
-from SpineAILib.annotation.case import (
-    CINE_STRUCTURES,
-    DISC_LEVELS,
-    MANIFEST,
-    CaseData,
-    load_case,
-    structure_value,
-)
-from SpineAILib.annotation.history import Edit, History, Step
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.vocabulary import TASKS, ULTRASOUND_LABELS
-from SpineAILib.annotation.labelmap import Region, box_from_corners, brush_mask, islands_mask, threshold_mask
 
 LOCK = "annotation.lock"
 MAX_LOG_ITEMS = 5  # item names written per log entry (a prefill touches hundreds)

@@ -26,9 +26,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from SpineAILib.dataset.manifest import MANIFEST, read_manifest
 from SpineAILib.errors import InputError, OutputError, SpineAIError
 from SpineAILib.runtime import child
-from SpineAILib.dataset.manifest import MANIFEST, read_manifest
 
 ANNOTATION_FILE = "annotation.json"  # an annotation case folder (SpineAILib.annotation)
 DATASET_FOLDER = "dataset"

@@ -16,15 +16,30 @@ import shutil
 from pathlib import Path
 
 from SpineAILib import __version__
+from SpineAILib.dataset import deid
+from SpineAILib.dataset.layout import (
+    LAYOUT_NAMES,
+    SHARED_FILES,
+    json_bytes,
+    read_shared_rows,
+    shared_bytes,
+    write_case,
+    write_file,
+)
+from SpineAILib.dataset.manifest import (
+    DEFAULT_FRACTIONS,
+    MANIFEST,
+    assign_splits,
+    new_manifest,
+    now_utc,
+    parse_split,
+    read_manifest,
+    sha256_bytes,
+    sha256_file,
+)  # fmt: skip
 from SpineAILib.errors import InputError, OutputError
 from SpineAILib.io.checks import check_named_file
 from SpineAILib.outputs import clean_stale_staging, output_lock, swap_in
-from SpineAILib.dataset import deid
-from SpineAILib.dataset.layout import LAYOUT_NAMES, SHARED_FILES, json_bytes, read_shared_rows, shared_bytes, write_case, write_file
-from SpineAILib.dataset.manifest import (
-    DEFAULT_FRACTIONS, MANIFEST, assign_splits, new_manifest, now_utc, parse_split, read_manifest, sha256_bytes,
-    sha256_file,
-)  # fmt: skip
 
 TASKS = tuple(LAYOUT_NAMES)
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.errors import InputError
-from SpineAILib.io.checks import check_named_file
-from SpineAILib.outputs import staged_output_folder
 from SpineAILib.dataset.cases import MASK_SUFFIX
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 from SpineAILib.dataset.layout import BOXES_FILE, DISCS_FILE, FRACTURES_TABLE, LABELS_TABLE, SEVERITY_TABLE
 from SpineAILib.dataset.manifest import read_manifest, sha256_file
 from SpineAILib.dataset.sources import DATASET_LINK
+from SpineAILib.errors import InputError
+from SpineAILib.io.checks import check_named_file
+from SpineAILib.outputs import staged_output_folder
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 
 
 def import_dataset(dataset_dir, out_dir=None, progress=None):
@@ -103,11 +103,11 @@ def _new_case(folder, final, task, image, image_name):
 
 
 def _cine_case(root, case, tables, folder, final, task):
+    from SpineAILib.dataset.layout import frame_files as list_frames
     from SpineAILib.images import Cine
     from SpineAILib.scene.context import SceneContext
     from SpineAILib.scene.sequences import add_cine
     from SpineAILib.scene.storage import save_node
-    from SpineAILib.dataset.layout import frame_files as list_frames
 
     frame_files = list_frames(root / case["id"])
     if len(frame_files) != case["frames"]:

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.dataset.cases import MASK_SUFFIX, CineAnnotation
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 from SpineAILib.errors import InputError
+from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
 
 LABELS_TABLE = "labels.csv"
 BOXES_FILE = "boxes.json"
@@ -133,8 +133,8 @@ def write_case(root, case_id, annotation, task):
 
 
 def _write_cine(root, case_id, a):
-    from SpineAILib.scene.cine_overlays import box_to_ras
     from SpineAILib.images import frame_ijk_to_ras
+    from SpineAILib.scene.cine_overlays import box_to_ras
 
     cine = a.cine
     files, label_rows, boxes = [], [], []

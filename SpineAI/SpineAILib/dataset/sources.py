@@ -18,9 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.errors import InputError
 from SpineAILib.dataset.cases import CineAnnotation, SourceCase, VolumeAnnotation, labels_on_grid
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, FRACTURE_CALL, NOT_ASSESSED, NOT_IN_VIEW, NO_FRACTURE_CALL, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
+from SpineAILib.errors import InputError
+from SpineAILib.vocabulary import (
+    CERVICAL_VERTEBRAE,
+    FRACTURE_CALL,
+    NO_FRACTURE_CALL,
+    NOT_ASSESSED,
+    NOT_IN_VIEW,
+    ULTRASOUND_LABELS,
+    ULTRASOUND_STRUCTURES,
+)
 
 ANNOTATION_FILE = "annotation.json"
 REPORT_FILE = "report.json"
@@ -344,7 +352,10 @@ def _cine_browser(ctx):
 
 def _cine_from_scene(ctx, path, need_labels):
     from SpineAILib.scene.cine_overlays import (
-        OVERLAY_KIND_ATTRIBUTE, STRUCTURE_ATTRIBUTE, boxes_from_sequence, masks_from_sequence,
+        OVERLAY_KIND_ATTRIBUTE,
+        STRUCTURE_ATTRIBUTE,
+        boxes_from_sequence,
+        masks_from_sequence,
     )  # fmt: skip
     from SpineAILib.scene.overlays import synchronized_sequences
     from SpineAILib.scene.sequences import cine_from_sequence

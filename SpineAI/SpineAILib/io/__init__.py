@@ -10,15 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from SpineAILib.errors import InputError
-
-from SpineAILib.io.paths import (  # noqa: F401 (the io package's public names)
-    IMAGE_SUFFIXES,
-    SEQUENCE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    VOLUME_SUFFIXES,
-    check_readable,
-    suffix_of as _suffix,
-)
+from SpineAILib.io.paths import IMAGE_SUFFIXES, SEQUENCE_SUFFIXES, VIDEO_SUFFIXES, VOLUME_SUFFIXES, check_readable  # noqa: F401 (the io package's public names)
+from SpineAILib.io.paths import suffix_of as _suffix
 
 
 def input_kind(path):

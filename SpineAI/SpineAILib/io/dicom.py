@@ -27,8 +27,14 @@ from pydicom.uid import UID
 from SpineAILib.errors import AmbiguousInputError, InputError
 from SpineAILib.images import VolumeImage, plane_of_normal
 from SpineAILib.io.checks import (
-    check_allocation, check_finite, check_matrix, check_orientation, check_pixel_header, check_pixel_length,
-    check_rescale, check_spacing,
+    check_allocation,
+    check_finite,
+    check_matrix,
+    check_orientation,
+    check_pixel_header,
+    check_pixel_length,
+    check_rescale,
+    check_spacing,
 )  # fmt: skip
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])

@@ -27,12 +27,8 @@ CONVERT_HINT = (
 )
 
 
-@dataclass
-class LoadedBundle:
-    model: object  # torch.nn.Module in eval mode, on ``device``
-    metadata: dict
-    device: object  # torch.device
-    path: Path
+class BundleFacts:
+    """What a loaded bundle's metadata says, for any engine that loaded it (needs ``self.metadata``)."""
 
     @property
     def task(self):
@@ -45,6 +41,14 @@ class LoadedBundle:
     @property
     def thresholds(self):
         return dict(self.metadata.get("thresholds") or {})
+
+
+@dataclass
+class LoadedBundle(BundleFacts):
+    model: object  # torch.nn.Module in eval mode, on ``device``
+    metadata: dict
+    device: object  # torch.device
+    path: Path
 
 
 def file_sha256(path):

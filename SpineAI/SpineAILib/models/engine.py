@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.colourmaps import normalise
 from SpineAILib.errors import BundleError, SpineAIError
+from SpineAILib.models.bundle import BundleFacts
 
 ENGINES = ("auto", "onnx", "torch")
 ENGINE_VARIABLE = "SPINEAI_ENGINE"
@@ -329,7 +331,7 @@ def as_runner(model, device=None):
 
 
 @dataclass
-class EngineBundle:
+class EngineBundle(BundleFacts):
     model: Runner
     metadata: dict
     device: str
@@ -337,18 +339,6 @@ class EngineBundle:
     engine: str
     notes: list = field(default_factory=list)
     _torch: object = None  # the LoadedBundle, when torch loaded it
-
-    @property
-    def task(self):
-        return self.metadata["task"]
-
-    @property
-    def labels(self):
-        return list(self.metadata["labels"])
-
-    @property
-    def thresholds(self):
-        return dict(self.metadata.get("thresholds") or {})
 
     @property
     def torch_model(self):
@@ -500,14 +490,6 @@ def release_memory():
 # -- class activation maps --------------------------------------------------------------------
 
 
-def normalise_map(heat):
-    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(heat.min(initial=0.0)), float(heat.max(initial=0.0))
-    if high - low <= 1e-12:
-        return np.zeros_like(heat)
-    return (heat - low) / (high - low)
-
-
 def class_activation_maps(bundle, x, classes):
     """CAM (Zhou et al., 2016) of ``classes`` for the batch ``x`` (B, C, *spatial), float32 0..1,
     shaped (len(classes), B, *spatial) like ``explain.grad_cam`` with a list of classes.
@@ -527,5 +509,5 @@ def class_activation_maps(bundle, x, classes):
         cam = np.maximum(np.einsum("c,bc...->b...", weight[int(c)], features), 0.0)
         cam = interpolate(cam[:, None], spatial, align_corners=False)[:, 0] if cam.shape[1:] != tuple(spatial) else cam
         for b in range(cam.shape[0]):
-            out[k, b] = normalise_map(cam[b])
+            out[k, b] = normalise(cam[b])  # as Grad-CAM scales its maps
     return out

@@ -11,6 +11,7 @@ from SpineAILib.errors import BundleError
 
 FORMAT_VERSION = 1
 from SpineAILib.vocabulary import TASKS, ULTRASOUND_LABELS, ULTRASOUND_STRUCTURES
+
 _SUBTASK = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -58,9 +58,9 @@ def send_folder(folder, to, aet, **options):
 
 
 def _segments_of(labels):
-    from SpineAILib import terminology
-
     import numpy as np
+
+    from SpineAILib import terminology
 
     segments = labels.metadata.get("segments") or []
     if not segments:

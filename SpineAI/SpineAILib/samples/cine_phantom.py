@@ -15,8 +15,6 @@ import numpy as np
 from SpineAILib.errors import OutputError
 from SpineAILib.images import Cine
 
-
-
 # ---------------------------------------------------------------------------- phantom
 
 

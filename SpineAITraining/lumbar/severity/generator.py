@@ -27,7 +27,6 @@ import pydicom
 
 from SpineAILib.images import VolumeImage
 from SpineAILib.samples.dicom_writer import write_dicom_series
-
 from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_group
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from SpineAILib.workflows.lumbar.severity.study import LabelPoint, load_study_folder
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_key, level_key, row_id
 
+
 def _read_csv(path):
     with open(path, newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))

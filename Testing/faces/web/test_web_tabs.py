@@ -16,7 +16,6 @@ from web_helpers import (
     view_img_selector,
     view_pixels,
     wait_for_text,
-    wait_for_views,
     wait_until_frame_settles,
 )
 

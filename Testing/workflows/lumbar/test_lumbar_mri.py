@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, require
+from conftest import SHARED_DATA, require
 
 from SpineAILib.workflows.lumbar.discs import disc_levels, estimate_disc_below, roi_axes
 from SpineAILib.images import VolumeImage

@@ -7,7 +7,6 @@ resliced from it, all in one patient space. The runs check which series grades w
 axial-only studies, the table, the heat map and the scene.
 """
 
-import json
 import subprocess
 import sys
 from pathlib import Path

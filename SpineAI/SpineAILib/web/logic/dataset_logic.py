@@ -10,9 +10,9 @@ import asyncio
 from SpineAILib.dataset import actions
 from SpineAILib.errors import SpineAIError
 from SpineAILib.web.logic.base_logic import BaseLogic, log_unexpected, one_line
+from SpineAILib.web.typed_state import FlatState
 from SpineAILib.web.ui.annotate_ui import AnnotateState
 from SpineAILib.web.ui.dataset_ui import DatasetState
-from SpineAILib.web.typed_state import FlatState
 
 
 class DatasetLogic(BaseLogic[DatasetState]):

@@ -18,10 +18,10 @@ from undo_stack import Signal
 from SpineAILib.annotation import keys
 from SpineAILib.annotation.case import CINE_STRUCTURES, DISC_LEVELS
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, ULTRASOUND_LABELS
-from SpineAILib.web.typed_state import FlatState
-from SpineAILib.web.ui.panel_ui import heading
 from SpineAILib.vocabulary import SEVERITY_CONDITIONS as CONDITIONS
 from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
+from SpineAILib.web.typed_state import FlatState
+from SpineAILib.web.ui.panel_ui import heading
 
 KEY_TRIGGER = "spineai_annot_key"
 STROKE_TRIGGER = "spineai_annot_stroke"

@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
-from trame_slicer.app.ui import (
-    create_vertical_slice_view_gutter_ui,
-    create_vertical_view_gutter_ui,
-)
+from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
 from undo_stack import Signal
 
 from SpineAILib.web.typed_state import FlatState

@@ -15,11 +15,17 @@ import time
 
 import numpy as np
 
-from SpineAILib.vocabulary import CERVICAL_VERTEBRAE, FRACTURE_CALL, NO_FRACTURE_CALL, NOT_ASSESSED, NOT_IN_VIEW
+from SpineAILib.vocabulary import (
+    CERVICAL_CT,
+    CERVICAL_VERTEBRAE,
+    FRACTURE_CALL,
+    NO_FRACTURE_CALL,
+    NOT_ASSESSED,
+    NOT_IN_VIEW,
+)
+from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
 from SpineAILib.workflows.cervical.checks import check_ct
-from SpineAILib.vocabulary import CERVICAL_CT
-from SpineAILib.workflows.base import Workflow
 
 OUTPUTS = {
     "segmentation": "vertebrae.seg.nrrd",
@@ -31,8 +37,8 @@ TABLE_COLUMNS = ("vertebra", "present", "probability", "call", "threshold", "vol
 
 
 def run(job):
-    from SpineAILib.workflows.cervical.segment import segment
     from SpineAILib.models.engine import load_model
+    from SpineAILib.workflows.cervical.segment import segment
 
     layout, warnings = check_ct(job.image)  # before any model loads: an MRI or a scout is refused at once
     job.warnings.extend(warnings)
@@ -64,9 +70,9 @@ def run(job):
 
 def bundle_paths(job):
     """(segmentation bundle, fracture bundle or None); ``--model`` may name either kind."""
-    from SpineAILib.workflows.cervical.fracture import fracture_bundle_path
     from SpineAILib.models.bundle import read_metadata
     from SpineAILib.models.catalogue import resolve_bundle
+    from SpineAILib.workflows.cervical.fracture import fracture_bundle_path
 
     if read_metadata(job.bundle_path).get("task") == FRACTURE_TASK:
         return resolve_bundle(SEGMENTATION_TASK), job.bundle_path
@@ -100,8 +106,8 @@ def summarise(result):
 
 def score_fractures(job, result, fracture_path):
     """Per-vertebra and patient probabilities and calls, the heat map; summary into report.json."""
-    from SpineAILib.workflows.cervical import fracture
     from SpineAILib.models.engine import load_model
+    from SpineAILib.workflows.cervical import fracture
 
     loaded = load_model(fracture_path, device=job.device, expected_task=FRACTURE_TASK)
     job.warnings.extend(synthetic_warning(loaded.metadata, "fracture probabilities"))

@@ -15,8 +15,8 @@ Works on any VolumeImage label map (VerSe numbers), whatever its orientation.
 
 import numpy as np
 
-from SpineAILib.terminology import DISC_LEVELS, vertebra_name, vertebra_number
 from SpineAILib.morphology import largest_component, opening
+from SpineAILib.terminology import DISC_LEVELS, vertebra_name, vertebra_number
 
 CORE_RADIUS_MM = 4.0  # half-edge of the opening: removes arches/processes (about 5-8 mm thick), keeps bodies
 STEP_MM = 0.25

@@ -13,12 +13,7 @@ from SpineAILib.errors import InputError
 from SpineAILib.images import VolumeImage
 from SpineAILib.terminology import vertebra_number
 from SpineAILib.workflows.lumbar.grid import SagittalLayout, plane_size
-from SpineAILib.workflows.lumbar.naming import (
-    ANCHOR_COLUMN,
-    check_names,
-    recording_runner,
-    soft_votes,
-)
+from SpineAILib.workflows.lumbar.naming import ANCHOR_COLUMN, check_names, recording_runner, soft_votes
 from SpineAILib.workflows.lumbar.postprocess import clean_levels
 from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
 from SpineAILib.workflows.lumbar.refine import refine_bodies

@@ -19,8 +19,8 @@ refiner bundle's ``thresholds.zone_margin_mm``, chosen on the validation cases
 
 import numpy as np
 
-from SpineAILib.workflows.lumbar.grid import normalise, pad_to_multiple, resample_slices
 from SpineAILib.morphology import largest_component
+from SpineAILib.workflows.lumbar.grid import normalise, pad_to_multiple, resample_slices
 from SpineAILib.workflows.lumbar.postprocess import measure_body
 from SpineAILib.workflows.lumbar.predict import DIVISOR
 

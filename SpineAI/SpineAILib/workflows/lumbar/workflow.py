@@ -244,8 +244,8 @@ def write_scene(job, result, discs, severity=None):
     from SpineAILib.scene.segmentations import add_segmentation_from_labelmap
     from SpineAILib.scene.storage import save_node
     from SpineAILib.scene.volumes import add_volume
-    from SpineAILib.workflows.scene_outputs import save_scene, save_table_and_heatmap
     from SpineAILib.workflows.lumbar.severity.grade_levels import table_columns
+    from SpineAILib.workflows.scene_outputs import save_scene, save_table_and_heatmap
 
     out = job.out_dir
     t0 = time.perf_counter()

@@ -35,6 +35,7 @@ from SpineAILib.workflows.ultrasound.preprocess import Preprocessor, to_grey
 log = logging.getLogger("spineai.lp_ultrasound")
 
 from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
+
 DEFAULT_WINDOW_MS = 200.0
 DEFAULT_THRESHOLDS = {"bad_quality": 0.5, "spinal_cord": 0.5, "csf": 0.5}
 ONNX_OPSET = 17

@@ -28,6 +28,7 @@ from SpineAILib.errors import InputError
 
 TABLE = "frames.tsv"
 from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
+
 LABEL_NAMES = {"bad_quality": "bad quality", "spinal_cord": "spinal cord", "csf": "CSF"}
 SEPARATOR = " · "
 

@@ -46,18 +46,13 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.workflows.ultrasound.inference import (
-    FrameClassifier,
-    best_frames,
-    decide,
-    smooth_centred,
-)
+from SpineAILib.vocabulary import LP_ULTRASOUND
+from SpineAILib.workflows.base import Workflow
+from SpineAILib.workflows.ultrasound.inference import FrameClassifier, best_frames, decide, smooth_centred
 from SpineAILib.workflows.ultrasound.pictures import frame_explanations, plot_timeline, write_overlay
 from SpineAILib.workflows.ultrasound.preprocess import content_box
 from SpineAILib.workflows.ultrasound.scene import OUTPUTS, write_scene
 from SpineAILib.workflows.ultrasound.screening import screen
-from SpineAILib.vocabulary import LP_ULTRASOUND
-from SpineAILib.workflows.base import Workflow
 
 LOCALISE_MAX_PIXELS = 120_000_000  # per-frame masks for cines up to this many pixels in all
 BATCH = 32

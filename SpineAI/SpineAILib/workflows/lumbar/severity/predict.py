@@ -10,9 +10,9 @@ bundle's grade prior and ``assessed: False`` with the reason.
 
 import numpy as np
 
+from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.calibration import calibrate, calibration_of, check_crop
 from SpineAILib.workflows.lumbar.severity.grading import group_probabilities, points_from_canal, study_crops
-from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.submission import GRADES, GROUPS, condition_group, row_id
 
 TASK = "lumbar-mri/severity"

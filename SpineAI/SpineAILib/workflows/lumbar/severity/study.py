@@ -21,7 +21,6 @@ import numpy as np
 
 from SpineAILib.images import plane_of_normal
 from SpineAILib.io.checks import check_allocation
-
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_group, row_id
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
