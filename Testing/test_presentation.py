@@ -2,8 +2,11 @@
 desktop module): every warning in full, the grade grid, the fracture table with thresholds."""
 
 import json
+from html import escape as html_escape
+from pathlib import Path
 
 from SpineAILib.presentation import present, to_html
+from SpineAILib.vocabulary import SEVERITY_RESEARCH_NOTE
 
 HEADER = "level\tcondition\tp_normal_mild\tp_moderate\tp_severe\tgrade\tassessed\tseries\treason\trow_id\n"
 CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing",
@@ -52,3 +55,81 @@ def test_fractures_show_the_threshold_beside_each_probability(tmp_path):
     rows = view["fractures"]["rows"]
     assert [(r["name"], r["text"]) for r in rows] == [("C3", "p 0.86 < 0.88"), ("C4", "p 0.93 ≥ 0.88")]
     assert view["fractures"]["collapsed"] == [{"reason": "not found", "names": "C1–C2"}]
+
+
+# -- a research model's grades (issue 18): greyed, with the note and the line that replaces the model -------------
+
+SEVERITY_BUNDLE = Path(__file__).resolve().parents[1] / "SpineAI" / "Resources" / "Models" / "lumbar-mri-severity"
+
+
+def _bundle_metadata(tmp_path, training_data=None):
+    """The shipped severity bundle's metadata, or a copy in a temp bundle whose training data is ``training_data``."""
+    from SpineAILib.models.bundle import read_metadata
+
+    if training_data is None:
+        return read_metadata(SEVERITY_BUNDLE)
+    meta = json.loads((SEVERITY_BUNDLE / "metadata.json").read_text(encoding="utf-8"))
+    meta["training"]["data"] = training_data
+    bundle = tmp_path / "real-bundle"
+    bundle.mkdir()
+    (bundle / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    return read_metadata(bundle)
+
+
+def _graded_run(folder, meta):
+    """A lumbar-mri run folder as the workflow writes it for bundle ``meta``: severity.tsv from
+    grade_levels.table_columns, report.json's severity block with grade_levels.research_fields."""
+    from SpineAILib.workflows.lumbar.severity import grade_levels
+
+    rows = []
+    for level in ("l1_l2", "l5_s1"):
+        for k, c in enumerate(CONDITIONS):
+            p = (0.1, 0.2, 0.7) if k else (0.9, 0.08, 0.02)
+            rows.append({"level": level, "condition": c, "normal_mild": p[0], "moderate": p[1], "severe": p[2],
+                         "grade": ("Severe" if k else "Normal/Mild") if level == "l1_l2" else "not assessed",
+                         "assessed": level == "l1_l2", "series": "Sagittal T1" if level == "l1_l2" else "",
+                         "reason": "" if level == "l1_l2" else "disc level not visible: L5 not found",
+                         "row_id": f"1_{c}_{level}"})
+    research = grade_levels.research_output(meta)
+    columns = grade_levels.table_columns(rows, research)
+    assert columns["research_output"] == [int(research)] * len(rows)  # the flag on every row of the table
+    folder.mkdir()
+    lines = ["\t".join(columns)] + ["\t".join(str(columns[k][i]) for k in columns) for i in range(len(rows))]
+    (folder / "severity.tsv").write_text("\n".join(lines) + "\n")
+    severity = {"rows": len(rows), "model": {"bundle_id": meta["bundle_id"]}, **grade_levels.research_fields(meta)}
+    report = {"task": "lumbar-mri", "results": {"message": "graded", "severity": severity}}
+    (folder / "report.json").write_text(json.dumps(report))
+    return severity
+
+
+def test_research_model_grades_are_greyed_under_the_note_and_real_data_ones_are_not(tmp_path):
+    from SpineAILib.presentation import GRADE_COLOURS, RESEARCH_GRADE_COLOURS
+
+    shipped = _graded_run(tmp_path / "research", _bundle_metadata(tmp_path))
+    assert shipped["research_output"] is True and shipped["research_note"] == SEVERITY_RESEARCH_NOTE
+    view = present(tmp_path / "research")
+    grid = view["grid"]
+    assert grid["research_output"] is True and grid["research_note"] == SEVERITY_RESEARCH_NOTE
+    assert "not trained on patient labels" in grid["research_note"]
+    assert "spineai-train lumbar-severity --data RSNA_DIR" in grid["research_note"]  # the line that replaces it
+    cells = grid["rows"][0]["cells"]
+    assert [c["colour"] for c in cells] == [RESEARCH_GRADE_COLOURS["Normal/Mild"]] + [RESEARCH_GRADE_COLOURS["Severe"]] * 4
+    assert all(c["research"] for c in cells)
+    assert "p Normal/Mild 0.90 · Moderate 0.08 · Severe 0.02" in cells[0]["title"]  # probabilities kept, on hover
+    assert [g["colour"] for g in grid["legend"][:3]] == [RESEARCH_GRADE_COLOURS[g] for g in GRADE_COLOURS]
+    html = to_html(view)
+    assert html.index(html_escape(SEVERITY_RESEARCH_NOTE)) < html.index("<table")  # the note above the grid
+    assert RESEARCH_GRADE_COLOURS["Severe"] in html and GRADE_COLOURS["Severe"] not in html
+
+    real = _bundle_metadata(tmp_path, "RSNA 2024 Lumbar Spine Degenerative Classification training set at /data/rsna "
+                                      "(1975 labelled studies used)")
+    severity = _graded_run(tmp_path / "real", real)
+    assert severity == {**severity, "research_output": False, "research_note": ""}
+    view = present(tmp_path / "real")
+    grid = view["grid"]
+    assert grid["research_output"] is False and grid["research_note"] == ""
+    cells = grid["rows"][0]["cells"]
+    assert cells[0]["colour"] == GRADE_COLOURS["Normal/Mild"] and cells[1]["colour"] == GRADE_COLOURS["Severe"]
+    assert not any(c["research"] for c in cells)
+    html = to_html(view)
+    assert "not trained on patient labels" not in html and GRADE_COLOURS["Severe"] in html

@@ -14,9 +14,11 @@ import json
 import math
 from pathlib import Path
 
-from SpineAILib.vocabulary import SEVERITY_CONDITIONS, SEVERITY_GRADE_NAMES, ULTRASOUND_LABELS
+from SpineAILib.vocabulary import SEVERITY_CONDITIONS, SEVERITY_GRADE_NAMES, SEVERITY_RESEARCH_NOTE, ULTRASOUND_LABELS
 
 GRADE_COLOURS = {"Normal/Mild": "#2e7d32", "Moderate": "#ef8f00", "Severe": "#c62828"}
+# a research model's grades (not trained on patient labels): the same hues, greyed, so they do not read as a reading
+RESEARCH_GRADE_COLOURS = {"Normal/Mild": "#5c6e5d", "Moderate": "#80735f", "Severe": "#7d6262"}
 NOT_ASSESSED_COLOUR = "#5f6368"
 GRADE_SHORT = {"Normal/Mild": "N/M", "Moderate": "Mod", "Severe": "Sev"}
 CONDITION_TITLES = {
@@ -66,12 +68,28 @@ def compare(p, threshold):
 # -- lumbar-mri: the grade grid -------------------------------------------------------------------
 
 
-def grade_grid(rows):
-    """severity.tsv rows -> {"columns", "rows", "collapsed", "legend"}.
+def research_note(rows, severity=None):
+    """The note a research model's grades are shown under ('' for a bundle trained on patient labels).
+
+    The run decided it (report.json ``results.severity.research_output`` / ``research_note``,
+    severity.tsv's ``research_output`` column); this only reads what it wrote.
+    """
+    severity = severity if isinstance(severity, dict) else {}
+    flagged = bool(severity.get("research_output")) or any(str(r.get("research_output", "0")) == "1" for r in rows)
+    return " ".join(str(severity.get("research_note") or SEVERITY_RESEARCH_NOTE).split()) if flagged else ""
+
+
+def grade_grid(rows, severity=None):
+    """severity.tsv rows (and report.json's severity block) -> {"columns", "rows", "collapsed", "legend",
+    "research_output", "research_note"}.
 
     A level with at least one graded condition is a row of cells (grade, colour, the
     probabilities on hover); a level with none is one collapsed line with its reason.
+    A research model's grades (``research_output``) are greyed, their probabilities still on
+    hover, with ``research_note`` (what it is, and the line that replaces it) shown above the grid.
     """
+    note = research_note(rows, severity)
+    colours = RESEARCH_GRADE_COLOURS if note else GRADE_COLOURS
     columns = [{"key": c, "title": CONDITION_TITLES.get(c, (c, c))[0], "long": CONDITION_TITLES.get(c, (c, c))[1]}
                for c in SEVERITY_CONDITIONS]
     by_level = {}
@@ -105,18 +123,20 @@ def grade_grid(rows):
             probabilities = [_number(r.get(f"p_{g}")) for g in ("normal_mild", "moderate", "severe")]
             shown = " · ".join(f"{name} {p:.2f}" for name, p in zip(SEVERITY_GRADE_NAMES, probabilities)
                                if p is not None)
-            note = f" — {r['reason']}" if r.get("reason") else ""
+            reason = f" — {r['reason']}" if r.get("reason") else ""
             series = f" ({r['series']})" if r.get("series") else ""
             grade = r.get("grade", "")
-            out.append({"grade": grade, "text": GRADE_SHORT.get(grade, grade), "colour": GRADE_COLOURS.get(grade, NOT_ASSESSED_COLOUR),
-                        "title": f"{level} {long_name}: {grade} — p {shown}{series}{note}",
-                        "estimated": bool(r.get("reason"))})
+            research = f" [{note.split(';')[0]}]" if note else ""
+            out.append({"grade": grade, "text": GRADE_SHORT.get(grade, grade), "colour": colours.get(grade, NOT_ASSESSED_COLOUR),
+                        "title": f"{level} {long_name}: {grade} — p {shown}{series}{reason}{research}",
+                        "estimated": bool(r.get("reason")), "research": bool(note)})
         grid_rows.append({"level": level, "cells": out})
     for c in collapsed:
         c.pop("_last", None)
-    legend = [{"grade": g, "text": GRADE_SHORT[g], "colour": GRADE_COLOURS[g]} for g in SEVERITY_GRADE_NAMES]
+    legend = [{"grade": g, "text": GRADE_SHORT[g], "colour": colours[g]} for g in SEVERITY_GRADE_NAMES]
     legend.append({"grade": "not assessed", "text": "—", "colour": NOT_ASSESSED_COLOUR})
-    return {"columns": columns, "rows": grid_rows, "collapsed": collapsed, "legend": legend}
+    return {"columns": columns, "rows": grid_rows, "collapsed": collapsed, "legend": legend,
+            "research_output": bool(note), "research_note": note}
 
 
 # -- cervical-ct: fractures -----------------------------------------------------------------------
@@ -232,7 +252,7 @@ def present(folder):
     grid = fractures = calls = None
     severity = _read_tsv(folder / "severity.tsv")
     if severity:
-        grid = grade_grid(severity)
+        grid = grade_grid(severity, results.get("severity"))
     fracture_rows = _read_tsv(folder / "fractures.tsv")
     if fracture_rows:
         fractures = fracture_table(fracture_rows)
@@ -259,6 +279,8 @@ def to_html(view):
                      f"{len(view['warnings'])} warning{'s' if len(view['warnings']) > 1 else ''}</b><ul>{items}</ul></div>")
     grid = view.get("grid")
     if grid:
+        if grid.get("research_note"):
+            parts.append(f"<p style='background:#424242;color:#e0e0e0;padding:4px'><b>{e(grid['research_note'])}</b></p>")
         head = "".join(f"<th title='{e(c['long'])}'>{e(c['title'])}</th>" for c in grid["columns"])
         body = "".join(
             "<tr><td><b>" + e(r["level"]) + "</b></td>"

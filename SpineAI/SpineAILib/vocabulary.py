@@ -33,6 +33,10 @@ SEVERITY_CONDITIONS = (
     "right_subarticular_stenosis",
 )
 SEVERITY_GRADE_NAMES = ("Normal/Mild", "Moderate", "Severe")  # as RSNA's train.csv spells them
+# what a grade from a bundle trained without patient labels (synthetic studies) is shown with, everywhere
+SEVERITY_TRAIN_COMMAND = "spineai-train lumbar-severity --data RSNA_DIR"
+SEVERITY_RESEARCH_NOTE = ("research model — not trained on patient labels; grades show the pipeline working, "
+                          f"not a reading; to replace it: {SEVERITY_TRAIN_COMMAND}")
 
 # -- what a result table says where it makes a call, and where it makes none
 FRACTURE_CALL = "fracture"

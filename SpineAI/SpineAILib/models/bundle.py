@@ -51,6 +51,14 @@ class LoadedBundle(BundleFacts):
     path: Path
 
 
+def trained_on_synthetic_data(metadata):
+    """True when a bundle was trained without patient data (phantoms, generated studies or cines), as
+    its metadata's ``training.data`` says. The one decision behind every "trained on synthetic data"
+    warning, the severity grades' research-output flag and the DICOM SR's note."""
+    data = str((metadata.get("training") or {}).get("data", "")).strip().lower()
+    return any(word in data for word in ("synthetic", "phantom", "generated")) and not data.startswith("real")
+
+
 def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as stream:

@@ -17,7 +17,6 @@ Codes: SNOMED CT / DCM / UCUM where a standard code exists; SpineAI's own concep
 """
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -82,14 +81,9 @@ def _site(name):
     return type_, site
 
 
-def is_synthetic(training):
-    text = json.dumps(training).lower()
-    return any(word in text for word in ("synthetic", "generated", "phantom")) and not text.strip('"{ ').startswith("real")
-
-
 def model_lines(report):
     """'bundle version' texts of every model the report names, with 'trained on synthetic data' where true."""
-    from SpineAILib.models.bundle import read_metadata
+    from SpineAILib.models.bundle import read_metadata, trained_on_synthetic_data
 
     lines, seen = [], set()
     models = [report.get("model") or {}]
@@ -109,7 +103,9 @@ def model_lines(report):
                 training = read_metadata(model["path"]).get("training")
             except Exception:  # a bundle moved since the run: say what the report says
                 training = None
-        synthetic = is_synthetic(training) if training is not None else any(
+        if training is not None and not isinstance(training, dict):
+            training = {"data": str(training)}  # a report's own words for what the model learnt from
+        synthetic = trained_on_synthetic_data({"training": training}) if training is not None else any(
             bundle in w and "synthetic" in w.lower() for w in report.get("warnings", []))  # fmt: skip
         lines.append(f"model {bundle} {version}" + ("; trained on synthetic data, not a clinical reading" if synthetic else ""))
     return lines

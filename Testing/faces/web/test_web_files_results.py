@@ -39,9 +39,13 @@ CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing", "right
               "left_subarticular_stenosis", "right_subarticular_stenosis")
 
 
-def _graded_run(folder, mri):
+def _graded_run(folder, mri, research=False):
     """A lumbar-mri results folder over the real MRI with graded levels: severity.tsv (L1/L2 and L2/L3
-    graded Normal/Mild, Moderate, Severe; L3/L4..L5/S1 not assessed), a heat map on the MRI's grid."""
+    graded Normal/Mild, Moderate, Severe; L3/L4..L5/S1 not assessed), a heat map on the MRI's grid.
+    ``research``: graded by a model not trained on patient labels (report and table say so), else by one
+    trained on real RSNA data."""
+    from SpineAILib.vocabulary import SEVERITY_RESEARCH_NOTE
+
     import dataclasses
 
     from SpineAILib import io
@@ -49,24 +53,25 @@ def _graded_run(folder, mri):
 
     folder.mkdir()
     grades = {"Normal/Mild": (0.91, 0.07, 0.02), "Moderate": (0.2, 0.7, 0.1), "Severe": (0.1, 0.2, 0.7)}
-    lines = ["level\tcondition\tp_normal_mild\tp_moderate\tp_severe\tgrade\tassessed\tseries\treason\trow_id"]
+    lines = ["level\tcondition\tp_normal_mild\tp_moderate\tp_severe\tgrade\tassessed\tseries\treason\trow_id\tresearch_output"]
     for level in ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"):
         for k, condition in enumerate(CONDITIONS):
             if level in ("L1/L2", "L2/L3"):
                 grade = ("Normal/Mild", "Moderate", "Severe", "Normal/Mild", "Normal/Mild")[k]
                 p = grades[grade]
-                lines.append(f"{level}\t{condition}\t{p[0]}\t{p[1]}\t{p[2]}\t{grade}\t1\tSagittal T2/STIR\t\tx")
+                lines.append(f"{level}\t{condition}\t{p[0]}\t{p[1]}\t{p[2]}\t{grade}\t1\tSagittal T2/STIR\t\tx\t{int(research)}")
             else:
                 lines.append(f"{level}\t{condition}\tnan\tnan\tnan\tnot assessed\t0\t\t"
-                             f"disc level not visible: L5 not found in the image\tx")
+                             f"disc level not visible: L5 not found in the image\tx\t{int(research)}")
     (folder / "severity.tsv").write_text("\n".join(lines) + "\n")
     image = io.load(mri)
     heat = np.zeros(image.voxels.shape, np.float32)
     heat[tuple(slice(n // 3, n // 2) for n in heat.shape)] = 0.8
     save_volume_file(dataclasses.replace(image, voxels=heat, is_labelmap=False), folder / "severity_heatmap.nrrd")
+    severity = {"research_output": research, "research_note": SEVERITY_RESEARCH_NOTE if research else ""}
     (folder / "report.json").write_text(json.dumps({
-        "task": "lumbar-mri", "input": {"path": str(mri)}, "warnings": [GRADED_WARNING],
-        "results": {"message": "graded for the test"}}))
+        "task": "lumbar-mri", "input": {"path": str(mri)}, "warnings": [GRADED_WARNING] if research else [],
+        "results": {"message": "graded for the test", "severity": severity}}))
     return folder
 
 
@@ -154,11 +159,15 @@ def test_browse_series_check_run_results_and_clear(tmp_path):
         assert box.bounding_box()["height"] > 20, "a long warning wraps onto several lines"
         grid = wait_for_text(page, "spineai-grade-grid", "t.includes('Canal')")
         assert "L5/S1" in grid and "not assessed" in grid, grid  # the sacrum is out of view: L5/S1 collapsed
+        # the shipped grader was trained on synthetic studies: its grades are shown as a research output
+        assert page.is_visible("#spineai-research-note"), "the research-model note is on screen"
+        assert "not trained on patient labels" in text_of(page, "spineai-research-note")
         runs = wait_for_text(page, "spineai-workspace", "t.includes('lumbar-mri')")
         assert "mri_t2.nii.gz" in runs, runs
 
-        # 5b. A run's results folder with graded levels (Load results): the grid in colour, probabilities
-        # on hover, the rows not assessed collapsed with their reason, the heat map's legend.
+        # 5b. A run's results folder with graded levels by a model trained on real RSNA data (Load results):
+        # the grid in colour, no research note, probabilities on hover, the rows not assessed collapsed
+        # with their reason, the heat map's legend.
         graded = _graded_run(tmp_path / "graded", root / "mri_t2.nii.gz")
         set_text_field(page, "spineai-results-path", str(graded))
         page.click("#spineai-results-button")
@@ -176,8 +185,30 @@ def test_browse_series_check_run_results_and_clear(tmp_path):
         for name, colour in (("green", (46, 125, 50)), ("amber", (239, 143, 0)), ("red", (198, 40, 40))):
             near = np.all(np.abs(rgb - np.array(colour)) < 20, axis=2)
             assert near.mean() > 0.003, f"no {name} grade cell on screen"
+        assert not page.is_visible("#spineai-research-note")
         legend = text_of(page, "spineai-heatmap-legend")
         assert "below 0.2: transparent" in legend, legend
+
+        # 5c. The same grades from a research model (not trained on patient labels): the note above the
+        # grid with the line that replaces the model, the cells greyed, their probabilities still on hover.
+        research = _graded_run(tmp_path / "research", root / "mri_t2.nii.gz", research=True)
+        set_text_field(page, "spineai-results-path", str(research))
+        page.click("#spineai-results-button")
+        wait_for_text(page, "spineai-load-message", "t.startsWith('loaded') && t.includes('research')")
+        note = wait_for_text(page, "spineai-research-note", "t.includes('not trained on patient labels')")
+        assert "spineai-train lumbar-severity --data RSNA_DIR" in note, note
+        note_box, grid_box = (page.locator(s).first.bounding_box() for s in ("#spineai-research-note", ".spineai-grade-cell"))
+        assert note_box["height"] > 0 and note_box["y"] + note_box["height"] <= grid_box["y"], "the note sits above the grid"
+        cell = page.locator(".spineai-grade-cell", has_text="Sev").first
+        assert "Severe — p Normal/Mild 0.10 · Moderate 0.20 · Severe 0.70" in cell.get_attribute("title")
+        background = cell.evaluate("e => getComputedStyle(e).backgroundColor")
+        r, g, b = (int(v) for v in background[background.index("(") + 1:background.index(")")].split(",")[:3])
+        assert max(r, g, b) - min(r, g, b) < 40, f"a research grade cell is greyed, not {background}"
+        shot = page.locator("#spineai-grade-grid").screenshot(path=str(tmp_path / "grid-research.png"))
+        rgb = np.asarray(Image.open(BytesIO(shot)).convert("RGB")).astype(int)
+        for name, colour in (("green", (46, 125, 50)), ("amber", (239, 143, 0)), ("red", (198, 40, 40))):
+            near = np.all(np.abs(rgb - np.array(colour)) < 20, axis=2)
+            assert near.mean() < 0.001, f"a {name} grade cell in full colour under a research model"
         warnings = text_of(page, "spineai-warnings")
         assert GRADED_WARNING in warnings
 

@@ -83,6 +83,12 @@ def test_a_study_folder_is_graded_series_by_series(full_study):
         assert row["series"] == expected, row
         assert ("estimated disc level" in row["reason"]) == (row["level"] == "L5/S1"), row
     assert severity["rows_assessed"] == 25 - len(withheld)
+    # the shipped grader was trained on synthetic studies: a research output, in the report and on every row
+    assert severity["research_output"] is True
+    assert severity["research_note"].startswith("research model — not trained on patient labels")
+    assert "spineai-train lumbar-severity --data RSNA_DIR" in severity["research_note"]
+    assert {r["research_output"] for r in rows} == {"1"}
+    assert any("trained on synthetic studies" in w for w in report["warnings"])  # the same decision, once
 
 
 @pytest.mark.realdata
@@ -136,6 +142,7 @@ def test_axial_only_study_names_no_level_and_grades_nothing(tmp_path):
     rows = _rows(tmp_path / "out")
     assert len(rows) == 25 and all(r["assessed"] == "0" and "no sagittal series" in r["reason"] for r in rows)
     assert any("axial-only" in w for w in report["warnings"])
+    assert report["results"]["severity"]["research_output"] is True and {r["research_output"] for r in rows} == {"1"}
 
 
 @pytest.mark.realdata

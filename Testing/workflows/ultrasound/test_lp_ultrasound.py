@@ -382,6 +382,8 @@ def test_cli_on_generated_dicom_multiframe_with_heat_maps(cli_runs):
         if row["bad_quality"] == "1":
             assert row["spinal_cord"] == row["csf"] == "0"
     assert not any("skipped" in w for w in report["warnings"]), report["warnings"]
+    # the shipped classifier learnt from generated cines: every run says so with its calls
+    assert any("trained on generated cines" in w and "not a clinical reading" in w for w in report["warnings"])
 
 
 def test_cli_on_frame_folder_and_single_png(cli_runs):
@@ -431,3 +433,21 @@ def test_roc_plot_of_a_split_with_one_class_says_so_without_warnings(tmp_path):
         warnings.simplefilter("error")  # matplotlib warns about an empty legend
         path = roc_curves(np.zeros((3, 2)), np.full((3, 2), 0.3), ["spinal_cord", "csf"], tmp_path / "roc.png")
     assert path.stat().st_size > 0
+
+
+def test_the_onnx_cache_name_covers_the_network_metadata():
+    """Issue 17 row 9: a bundle whose `network` metadata was altered must not run the cached graph
+    exported for the original (the cache key is the weights AND what shapes the graph)."""
+    import copy
+    import json
+
+    from SpineAILib.models.catalogue import default_bundle_path
+    from SpineAILib.workflows.ultrasound.inference import cache_name
+
+    meta = json.loads((default_bundle_path("lp-ultrasound") / "metadata.json").read_text())
+    altered = copy.deepcopy(meta)
+    altered["network"]["name"] = "something-else"
+    size = (224, 224)
+    assert cache_name(meta, "ab" * 32, size) == cache_name(copy.deepcopy(meta), "ab" * 32, size)
+    assert cache_name(altered, "ab" * 32, size) != cache_name(meta, "ab" * 32, size)
+    assert cache_name(meta, "cd" * 32, size) != cache_name(meta, "ab" * 32, size)

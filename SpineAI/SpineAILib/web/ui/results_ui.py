@@ -53,6 +53,11 @@ class ResultsUI:
     def _grid(v):
         g = f"{v}.grid"
         with html.Div(v_if=(g,), id="spineai-grade-grid", classes="mt-2"):
+            # a research model's grades (presentation.research_note): the note above, the cells greyed by their colour
+            html.Div(f"{{{{ {g}.research_note }}}}", v_if=(f"{g}.research_note",), id="spineai-research-note",
+                     classes="mb-1 pa-1 text-caption",
+                     style="background: #424242; color: #e0e0e0; border-left: 4px solid #9e9e9e; border-radius: 4px;"
+                           " white-space: normal; user-select: text")
             with html.Div(style="display: grid; grid-template-columns: 44px repeat(5, 1fr); gap: 2px;"
                                 " font-size: 11px; align-items: center"):
                 html.Div("level", classes="text-medium-emphasis")

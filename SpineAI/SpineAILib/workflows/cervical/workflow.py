@@ -83,8 +83,9 @@ def bundle_paths(job):
 
 
 def synthetic_warning(meta, what):
-    data = str(meta.get("training", {}).get("data", ""))
-    if "PHANTOM" in data.upper() or "SYNTHETIC" in data.upper():
+    from SpineAILib.models.bundle import trained_on_synthetic_data
+
+    if trained_on_synthetic_data(meta):
         return [f"{what} come from {meta.get('bundle_id')}, a model trained on synthetic CT phantoms, not on real CT: "
                 "they show the pipeline working, not a clinical reading"]  # fmt: skip
     return []

@@ -4,7 +4,9 @@ Writes ``vertebrae.seg.nrrd`` (T11 ... L5 segments with terminology),
 ``discs.mrk.json`` (points L1/L2 ... L5/S1 in the input's RAS space),
 ``levels.mrk.json`` (one ROI per visible disc level, sized for grading crops),
 ``severity.tsv`` (5 levels x 5 conditions: probabilities, grade or "not assessed"
-with the reason), ``severity_heatmap.nrrd`` (Grad-CAM of the grades on the image),
+with the reason; ``research_output`` 1 on every row when the grading bundle was not
+trained on patient labels, as report.json's ``results.severity.research_output`` and
+``research_note`` say), ``severity_heatmap.nrrd`` (Grad-CAM of the grades on the image),
 ``overlay_sagittal.png`` / ``overlay_3d.png`` and ``scene.mrb``; the summary
 (levels found, disc levels visible / not visible with the reason, body volumes,
 grades) goes into report.json.
@@ -136,11 +138,13 @@ def grade_severity(job, severity_path, labelmap, discs):
                   "trained_on": meta.get("training", {}).get("data", "")},
         "series": series_summary(study),
         "notes": notes,
+        **grade_levels.research_fields(meta),
     }  # fmt: skip
-    if "SYNTHETIC" in str(meta.get("training", {}).get("data", "")).upper():
+    research = grade_levels.research_output(meta)
+    if research:
         job.warnings.append(f"severity grades come from {meta.get('bundle_id')}, a model trained on synthetic studies, "
                             "not on real MRI: they show the pipeline working, not a clinical grading")  # fmt: skip
-    return {"rows": rows, "heat": heat}
+    return {"rows": rows, "heat": heat, "research": research}
 
 
 def mark_withheld_rows(rows, discs):
@@ -168,11 +172,11 @@ def run_axial_only(job, severity_path):
     job.warnings.append(f"axial-only study: {sagittal}")
     severity = None
     if severity_path is not None:
-        rows, _, _, _ = grade_levels.grade(study, {}, severity_path, device=job.device)
+        rows, _, _, loaded = grade_levels.grade(study, {}, severity_path, device=job.device)
         for row in rows:
             row["reason"] = f"not assessed: {sagittal}"
-        job.results["severity"] = grade_levels.summary(rows)
-        severity = {"rows": rows, "heat": None}
+        job.results["severity"] = {**grade_levels.summary(rows), **grade_levels.research_fields(loaded.metadata)}
+        severity = {"rows": rows, "heat": None, "research": grade_levels.research_output(loaded.metadata)}
     write_scene(job, None, [], severity)
 
 
@@ -278,7 +282,8 @@ def write_scene(job, result, discs, severity=None):
             job.outputs["levels"] = OUTPUTS["levels"]
 
     if severity is not None:
-        save_table_and_heatmap(ctx, job, volume, "Severity", table_columns(severity["rows"]), severity["heat"],
+        columns = table_columns(severity["rows"], severity.get("research"))
+        save_table_and_heatmap(ctx, job, volume, "Severity", columns, severity["heat"],
                                {"table": ("severity", OUTPUTS["severity"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
 
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)

@@ -48,6 +48,18 @@ def sigmoid(x):
 # ---------------------------------------------------------------------------- engine
 
 
+def cache_name(metadata, weights_sha, size):
+    """The cached graph's file name: it changes with the weights AND with everything in the metadata
+    that shapes the graph (network and its arguments, input), so an altered bundle never meets the
+    graph of another."""
+    import hashlib
+    import json
+
+    shape = json.dumps({"network": metadata.get("network"), "input": metadata.get("input")}, sort_keys=True, default=str)
+    graph = hashlib.sha256(shape.encode()).hexdigest()[:12]
+    return f"{metadata['bundle_id']}-{weights_sha[:16]}-{graph}-{size[0]}x{size[1]}-op{ONNX_OPSET}.onnx"
+
+
 def cache_dir():
     base = os.environ.get("SPINEAI_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "spineai")
     return Path(base) / "onnx"
@@ -132,9 +144,7 @@ class FrameClassifier:
     def _onnx_session(self, sha):
         import onnxruntime as ort
 
-        size = self.preprocessor.size
-        name = f"{self.metadata['bundle_id']}-{sha[:16]}-{size[0]}x{size[1]}-op{ONNX_OPSET}.onnx"
-        path = cache_dir() / name
+        path = cache_dir() / cache_name(self.metadata, sha, self.preprocessor.size)
         if not path.is_file():
             path = self._export_onnx(path)
         options = ort.SessionOptions()

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.models.bundle import trained_on_synthetic_data
 from SpineAILib.vocabulary import LP_ULTRASOUND
 from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.ultrasound.inference import FrameClassifier, best_frames, decide, smooth_centred
@@ -66,6 +67,10 @@ def run(job):
     classifier = FrameClassifier(job.bundle_path, device=job.device, expected_task="lp-ultrasound")
     if classifier.backend_note:
         job.warnings.append(classifier.backend_note)
+    if trained_on_synthetic_data(classifier.metadata):
+        job.warnings.append(f"the per-frame calls come from {classifier.metadata.get('bundle_id')}, a model trained on "
+                            "generated cines, not on real infant ultrasound: they show the pipeline working, not a "
+                            "clinical reading")
     job.timings["model_load_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()

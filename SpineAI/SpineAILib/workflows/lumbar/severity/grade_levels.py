@@ -12,6 +12,7 @@ import numpy as np
 
 from SpineAILib.images import VolumeImage
 from SpineAILib.terminology import DISC_LEVELS
+from SpineAILib.vocabulary import SEVERITY_RESEARCH_NOTE
 from SpineAILib.workflows.lumbar.severity.grading import frame_axes, side_of
 from SpineAILib.workflows.lumbar.severity.predict import load, predict_study
 from SpineAILib.workflows.lumbar.severity.study import KIND_TITLES, NEEDS
@@ -19,7 +20,8 @@ from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, GRADES, 
 
 TASK = "lumbar-mri/severity"
 BUNDLE_DIR_NAME = "lumbar-mri-severity"
-TABLE_COLUMNS = ("level", "condition", "p_normal_mild", "p_moderate", "p_severe", "grade", "assessed", "series", "reason", "row_id")
+TABLE_COLUMNS = ("level", "condition", "p_normal_mild", "p_moderate", "p_severe", "grade", "assessed", "series", "reason", "row_id",
+                 "research_output")
 LEVEL_NAMES = {level_key(name): name for name in DISC_LEVELS}  # 'l4_l5' -> 'L4/L5'
 
 
@@ -27,6 +29,21 @@ def severity_bundle_path():
     from SpineAILib.models.catalogue import sub_model_path
 
     return sub_model_path(TASK, BUNDLE_DIR_NAME)
+
+
+def research_output(meta):
+    """True when the bundle ``meta`` describes was trained without patient labels (on synthetic studies):
+    its grades are a research output, not a reading. Decided here only: the workflow's warning, the
+    report's ``research_output`` / ``research_note`` and severity.tsv's ``research_output`` column."""
+    from SpineAILib.models.bundle import trained_on_synthetic_data
+
+    return trained_on_synthetic_data(meta)
+
+
+def research_fields(meta):
+    """{"research_output", "research_note"} for report.json's severity block ('' note for a real-data bundle)."""
+    research = research_output(meta)
+    return {"research_output": research, "research_note": SEVERITY_RESEARCH_NOTE if research else ""}
 
 
 def grade(study, canal, bundle, discs=(), device="auto"):
@@ -54,8 +71,9 @@ def grade(study, canal, bundle, discs=(), device="auto"):
     return rows, entries, points, loaded
 
 
-def table_columns(rows):
-    """{column: values} for severity.tsv and the scene's table node, by level, then in Kaggle's condition order."""
+def table_columns(rows, research=False):
+    """{column: values} for severity.tsv and the scene's table node, by level, then in Kaggle's condition order;
+    ``research_output`` is 1 on every row when the bundle was not trained on patient labels (``research``)."""
     ordered = sorted(rows, key=lambda r: (r["level"], CONDITIONS.index(r["condition"])))
     return {
         "level": [LEVEL_NAMES.get(r["level"], r["level"]) for r in ordered],
@@ -67,6 +85,7 @@ def table_columns(rows):
         "series": [r.get("series", "") for r in ordered],
         "reason": [r["reason"] for r in ordered],
         "row_id": [r["row_id"] for r in ordered],
+        "research_output": [int(bool(research))] * len(ordered),
     }
 
 
