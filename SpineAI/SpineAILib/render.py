@@ -65,14 +65,17 @@ def render_views(
 
     written = {}
     shown = [n for n in (segmentation_node, *markups_nodes) if n is not None]
-    with _only_shown(ctx, shown), _offscreen_views(ctx, views, width, height) as created:
-        for name, view in created.items():
-            if name == "3d":
-                view.fit_view_to_content()
-            else:
-                _show_volume(view, volume_node, center_ras)
-            view.render()
-            written[name] = write_png(view.render_window(), out_dir / f"{prefix}_{name}.png")
+    with _only_shown(ctx, shown):
+        for name in views:  # one view at a time: each one's window and GPU buffers go before the next is made
+            with _offscreen_views(ctx, (name,), width, height) as created:
+                view = created[name]
+                if name == "3d":
+                    view.fit_view_to_content()
+                else:
+                    _show_volume(view, volume_node, center_ras)
+                view.render()
+                written[name] = write_png(view.render_window(), out_dir / f"{prefix}_{name}.png")
+                del view
     return written
 
 

@@ -283,7 +283,8 @@ def write_scene(job, result, discs, severity=None):
 
     if severity is not None:
         columns = table_columns(severity["rows"], severity.get("research"))
-        save_table_and_heatmap(ctx, job, volume, "Severity", columns, severity["heat"],
+        # The Grad-CAM volume is handed over, not kept: the scene's copy is the one written and rendered.
+        save_table_and_heatmap(ctx, job, volume, "Severity", columns, severity.pop("heat", None),
                                {"table": ("severity", OUTPUTS["severity"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
 
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
