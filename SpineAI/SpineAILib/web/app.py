@@ -21,7 +21,7 @@ from pathlib import Path
 from trame.app import TrameApp
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
-from trame_slicer.rca_view import register_rca_factories
+from trame_slicer.rca_view import RemoteSliceViewFactory, RemoteThreeDViewFactory
 
 from SpineAILib.errors import SpineAIError
 from SpineAILib.scene.context import SceneContext
@@ -48,6 +48,7 @@ from SpineAILib.web.ui.workflow_ui import WorkflowUI
 from SpineAILib.workspace import Workspace
 
 ORIGINS_ENV = "SPINEAI_WEB_ORIGINS"  # more origins allowed to connect, comma-separated
+THREED_QUALITY = 90  # JPEG quality of every 3-D frame: trame-rca's still quality, no re-render for it
 
 
 class SpineAIWebApp(TrameApp):
@@ -65,8 +66,13 @@ class SpineAIWebApp(TrameApp):
         self.out_dir = Path(out_dir) if out_dir else self.workspace.runs  # where Run writes each run's folder
         FlatState(self.state, PageState)
 
-        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=slice_view_ui,
-                               three_d_view_ui_f=threed_view_ui)
+        # trame-slicer's register_rca_factories, but the 3-D view's frames are sent at one quality:
+        # each volume-rendered frame takes about a second in software OpenGL, and the sharper copy
+        # the slice views get a moment later (a second render) would hold up every view as long.
+        for factory in (RemoteSliceViewFactory(self.server, blur_fps=10, populate_view_ui_f=slice_view_ui),
+                        RemoteThreeDViewFactory(self.server, blur_fps=10, interactive_quality=THREED_QUALITY,
+                                                populate_view_ui_f=threed_view_ui)):
+            self.slicer_app.view_manager.register_factory(factory)
         layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
 
         # Behaviour: each logic gets the logics it works with (lower ones first).

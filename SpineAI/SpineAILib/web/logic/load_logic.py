@@ -212,6 +212,7 @@ class LoadLogic(BaseLogic[LoadState]):
                                                                 name=name)
             self.views.show_node(node)
             return f"loaded segmentation {node.GetName()}: {node.GetSegmentation().GetNumberOfSegments()} segments"
+        self.views.hold_3d()  # the slice views' first frames before the 3-D view's (slow) one
         node = volumes.add_volume(ctx, image, name=name)
         self.views.show_node(node)
         self.input = LoadedInput(str(path), image)

@@ -121,12 +121,31 @@ def hide_other_volume_renderings(slicer_app, volume_node):
 def show_volume(slicer_app, volume_node, volume_rendering=None):
     """Background of every slice view, fitted; volume rendering (or slice planes) in 3-D."""
     show_in_slice_views(slicer_app, volume_node)
-    hide_other_volume_renderings(slicer_app, volume_node)
     if volume_rendering is None:
-        volume_rendering = voxel_count(volume_node) <= MAX_VOLUME_RENDERING_VOXELS
-    set_volume_rendering(slicer_app, volume_node, volume_rendering)
-    fit_3d(slicer_app)
+        volume_rendering = wants_volume_rendering(volume_node)
+    show_volume_in_3d(slicer_app, volume_node, volume_rendering)
     return volume_rendering
+
+
+def wants_volume_rendering(volume_node):
+    """Volume rendering in 3-D unless the volume is too big for software rendering."""
+    return voxel_count(volume_node) <= MAX_VOLUME_RENDERING_VOXELS
+
+
+def show_volume_in_3d(slicer_app, volume_node, volume_rendering, slice_planes=None):
+    """The 3-D view's part of ``show_volume``: only ``volume_node`` volume-rendered (or its slice
+    planes), fitted. In software OpenGL its first frame costs about a second (the web app's views
+    defer it until the slice views have been drawn)."""
+    hide_other_volume_renderings(slicer_app, volume_node)
+    set_volume_rendering(slicer_app, volume_node, volume_rendering, slice_planes=slice_planes)
+    fit_3d(slicer_app)
+
+
+def set_3d_render_blocked(slicer_app, blocked):
+    """Hold back (True) or allow again (False, which schedules a render) the 3-D views' frames."""
+    for view in slicer_app.view_manager.get_threed_views():
+        if view.is_render_blocked != bool(blocked):
+            view.set_render_blocked(bool(blocked))
 
 
 def show_segmentation(segmentation_node):

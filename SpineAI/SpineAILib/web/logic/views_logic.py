@@ -63,6 +63,7 @@ class ViewsLogic(BaseLogic[ViewsState]):
         self._placing = None  # markups node the views are placing now
         self._cobb_first = None  # the finished upper line of a Cobb angle being drawn
         self._display_observed = None  # (display node, observer id) of the shown volume
+        self._pending_3d = None  # volume node whose 3-D view waits for the slice views' frames
         self._info_pending = False
         self._observe_slice_views()
         viewer.set_window_level_drag(self.scene, True)
@@ -105,19 +106,22 @@ class ViewsLogic(BaseLogic[ViewsState]):
             sequence = node.GetMasterSequenceNode()
             self.show_cine(node, sequence, node.GetProxyNode(sequence))
         elif node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
-            self.showing_changes()
-            self.cine, self.volume, self.segmentation_shown = None, node, False
-            self.data.cine_visible = False
-            self.cine_hidden()
-            if self.data.layout_id != viewer.QUAD:
-                self.data.layout_id = viewer.QUAD
-                self.layout_manager.set_layout(viewer.QUAD)
-            # Volume rendering unless the volume is too big for software rendering.
-            self.data.volume_rendering = viewer.show_volume(self.slicer_app, node)
-            self._observe_display(node)
-            # The views were laid out and sized on this same turn of the loop: draw them again
-            # once that has settled, or the first view may stay black until the next render.
-            self._later(lambda: viewer.render_all_views(self.slicer_app), delay_s=0.3)
+            viewer.set_3d_render_blocked(self.slicer_app, True)  # until _show_3d (see hold_3d)
+            try:
+                self.showing_changes()
+                self.cine, self.volume, self.segmentation_shown = None, node, False
+                self.data.cine_visible = False
+                self.cine_hidden()
+                if self.data.layout_id != viewer.QUAD:
+                    self.data.layout_id = viewer.QUAD
+                    self.layout_manager.set_layout(viewer.QUAD)
+                # Volume rendering unless the volume is too big for software rendering.
+                self.data.volume_rendering = viewer.wants_volume_rendering(node)
+                viewer.show_in_slice_views(self.slicer_app, node)
+                self._observe_display(node)
+            finally:
+                self._pending_3d = node
+                self._later(self._show_3d, delay_s=0.3)
         elif node.IsA("vtkMRMLDisplayableNode"):
             node.CreateDefaultDisplayNodes()
             if viewer.lock_level_boxes(self.scene) and node.IsA("vtkMRMLMarkupsROINode"):
@@ -126,6 +130,30 @@ class ViewsLogic(BaseLogic[ViewsState]):
             if display is not None:
                 display.SetVisibility(True)
         self.update_view_info()
+
+    def hold_3d(self):
+        """No 3-D frames until ``_show_3d`` on a later turn: a volume is about to be shown (called
+        before it is even added to the scene, which asks the 3-D view for a frame).
+
+        The slice views' frames go first, the 3-D view's after them: in software OpenGL a volume
+        rendering's first frame takes about a second, and while it renders no other view's frame
+        goes out."""
+        viewer.set_3d_render_blocked(self.slicer_app, True)
+        self._later(self._show_3d, delay_s=0.3)
+
+    def _show_3d(self):
+        """The 3-D view of the volume ``show_node`` put in the slice views: set up and drawn."""
+        node, self._pending_3d = self._pending_3d, None
+        try:
+            if node is not None:
+                # The views were laid out and sized on the turn the volume was shown: draw the slice
+                # views again once that has settled, or the first may stay black until the next render.
+                viewer.render_slice_views(self.slicer_app)
+                if node is self.volume and self.scene.IsNodePresent(node):
+                    planes = False if self.segmentation_shown else None
+                    viewer.show_volume_in_3d(self.slicer_app, node, self.data.volume_rendering, slice_planes=planes)
+        finally:
+            viewer.set_3d_render_blocked(self.slicer_app, False)  # and so the 3-D view is drawn
 
     def show_cine(self, browser, sequence, proxy):
         self.showing_changes()
