@@ -46,20 +46,22 @@ def available_cpus():
         return max(1, os.cpu_count() or 1)
 
 
-def configure_cpu_threads():
-    """Match torch's intra-op threads to the CPUs we may use, unless the user already chose.
-
-    torch counts the host's cores, which oversubscribes a container limited to a few;
-    OMP_NUM_THREADS / SPINEAI_THREADS win when set.
-    """
-    import torch
-
+def cpu_threads():
+    """How many threads inference may use: SPINEAI_THREADS / OMP_NUM_THREADS when set, else the
+    CPUs this process may run on (torch and ONNX Runtime both count the host's cores, which
+    oversubscribes a container limited to a few)."""
     wanted = os.environ.get("SPINEAI_THREADS") or os.environ.get("OMP_NUM_THREADS")
     try:
-        threads = int(wanted) if wanted else available_cpus()
+        return max(1, int(wanted)) if wanted else available_cpus()
     except ValueError:
-        threads = available_cpus()
-    threads = max(1, threads)
+        return available_cpus()
+
+
+def configure_cpu_threads():
+    """Match torch's intra-op threads to ``cpu_threads()``; returns that number."""
+    import torch
+
+    threads = cpu_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

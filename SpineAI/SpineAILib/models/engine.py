@@ -37,6 +37,7 @@ import numpy as np
 from SpineAILib.colourmaps import normalise
 from SpineAILib.errors import BundleError, SpineAIError
 from SpineAILib.models.bundle import BundleFacts
+from SpineAILib.models.device import cpu_threads
 
 ENGINES = ("auto", "onnx", "torch")
 ENGINE_VARIABLE = "SPINEAI_ENGINE"
@@ -189,16 +190,6 @@ def sliding_window(x, roi_size, predictor, overlap=0.25, sigma_scale=0.125, cval
 # -- devices and sessions ------------------------------------------------------------------
 
 
-def _threads():
-    from SpineAILib.models.device import available_cpus
-
-    wanted = os.environ.get("SPINEAI_THREADS") or os.environ.get("OMP_NUM_THREADS")
-    try:
-        return max(1, int(wanted)) if wanted else available_cpus()
-    except ValueError:
-        return available_cpus()
-
-
 def onnx_providers(device="auto"):
     """(providers for InferenceSession, device name): CPU, or CUDA when onnxruntime-gpu offers it."""
     import onnxruntime as ort
@@ -227,7 +218,7 @@ def make_session(model_bytes_or_path, device="auto", threads=None):
 
     providers, name = onnx_providers(device)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or _threads())
+    options.intra_op_num_threads = int(threads or cpu_threads())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3

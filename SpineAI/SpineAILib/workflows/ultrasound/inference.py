@@ -34,6 +34,7 @@ from SpineAILib.workflows.ultrasound.preprocess import Preprocessor, to_grey
 
 log = logging.getLogger("spineai.lp_ultrasound")
 
+from SpineAILib.models.device import cpu_threads
 from SpineAILib.vocabulary import ULTRASOUND_LABELS as LABELS
 
 DEFAULT_WINDOW_MS = 200.0
@@ -148,7 +149,7 @@ class FrameClassifier:
         if not path.is_file():
             path = self._export_onnx(path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(self.threads or _cpu_threads())
+        options.intra_op_num_threads = int(self.threads or cpu_threads())
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -228,16 +229,6 @@ def _cuda_available_cheaply():
         return bool(torch is not None and torch.cuda.is_available())
     except Exception:
         return False
-
-
-def _cpu_threads():
-    from SpineAILib.models.device import available_cpus
-
-    wanted = os.environ.get("SPINEAI_THREADS") or os.environ.get("OMP_NUM_THREADS")
-    try:
-        return max(1, int(wanted)) if wanted else available_cpus()
-    except ValueError:
-        return available_cpus()
 
 
 # ---------------------------------------------------------------------------- smoothing and decisions
