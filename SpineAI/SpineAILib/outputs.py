@@ -177,13 +177,16 @@ def swap_in(staging, out_dir):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_text_atomic(path, text):
-    """Write a text file via a temporary sibling and rename (readers never see half a file)."""
+def write_text_atomic(path, text, mode=None):
+    """Write a text file via a temporary sibling and rename (readers never see half a file).
+    ``mode``: the file's permissions (the temporary file is private, 0600, until then)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

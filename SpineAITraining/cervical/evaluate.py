@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -119,22 +118,21 @@ def evaluate_abdominal_ct(seg_path, shared, log):
 
 def write_metrics(bundle, values, data, extra=None):
     """Replace (or add) these metrics in the bundle's metadata.json, atomically."""
+    from SpineAILib.models.bundle import update_metadata
     from SpineAITraining.common.export import git_commit
 
-    path = Path(bundle) / "metadata.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     stamp = f"; measured {when} by SpineAITraining.cervical.evaluate at commit {git_commit() or 'unknown'}"
-    keep = [m for m in meta["metrics"] if m["name"] not in values]
-    meta["metrics"] = keep + [{"name": k, "value": None if v is None else round(float(v), 4), "data": data + stamp}
-                              for k, v in values.items()]  # fmt: skip
-    if extra:
-        meta.setdefault("evaluation", {}).update(extra)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".metadata.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps(meta, indent=2) + "\n")
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
+
+    def change(meta):
+        keep = [m for m in meta["metrics"] if m["name"] not in values]
+        meta["metrics"] = keep + [{"name": k, "value": None if v is None else round(float(v), 4), "data": data + stamp}
+                                  for k, v in values.items()]  # fmt: skip
+        if extra:
+            meta.setdefault("evaluation", {}).update(extra)
+        return meta
+
+    update_metadata(bundle, change)
 
 
 def markdown(report):

@@ -281,17 +281,9 @@ def train(args):
 
 def _add_grading(folder, grading_meta):
     """The crop recipe, offsets and prior belong in metadata.json (the sha256 covers only the weights)."""
-    import os
-    import tempfile
+    from SpineAILib.models.bundle import update_metadata
 
-    path = Path(folder) / "metadata.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    meta["grading"] = grading_meta
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".metadata.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps(meta, indent=2) + "\n")
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
+    update_metadata(folder, lambda meta: {**meta, "grading": grading_meta})
 
 
 def main(argv=None):

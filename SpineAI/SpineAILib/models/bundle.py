@@ -85,6 +85,18 @@ def bundle_folder(path):
     return path
 
 
+def update_metadata(folder, change):
+    """Rewrite the bundle's metadata.json with ``change(meta)`` applied (it returns the new dict),
+    atomically and readable by all: for a trainer or evaluation adding what the weights' sha256
+    does not cover (metrics, grading recipe, calibration). Re-read first, so keys others added stay."""
+    from SpineAILib.outputs import write_text_atomic
+
+    path = Path(folder) / METADATA_FILE
+    meta = change(json.loads(path.read_text(encoding="utf-8")))
+    write_text_atomic(path, json.dumps(meta, indent=2) + "\n", mode=0o644)
+    return path
+
+
 def read_metadata(folder):
     """The validated metadata.json of the bundle in ``folder``."""
     folder = bundle_folder(folder)

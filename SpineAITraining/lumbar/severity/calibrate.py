@@ -26,8 +26,6 @@ measures the domain gap that is left.
 
 import argparse
 import json
-import os
-import pickle
 import shlex
 import sys
 import tempfile
@@ -67,7 +65,7 @@ def _parser():
 def real_entries(data_dir, cases, cache, bundle):
     """{case: {'entries', 'discs', 'notes'}} through the workflow's grading path, cached per case."""
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cases if not (cache / f"{c}.pkl").exists()]
+    todo = [c for c in cases if not (cache / f"{c}.json").exists()]
     if todo:
         from SpineAILib.io import load
         from SpineAILib.models.catalogue import resolve_bundle
@@ -89,11 +87,53 @@ def real_entries(data_dir, cases, cache, bundle):
                 discs = estimate_disc_below(result.labelmap, discs, "L5/S1")
             study, canal, notes = study_for_run(image, path, result.labelmap, discs)
             rows, entries, _, _ = grade_levels.grade(study, canal, bundle, discs, device="cpu")
-            with open(cache / f"{case}.pkl", "wb") as stream:
-                pickle.dump({"case": case, "discs": discs, "canal": canal, "notes": notes, "rows": rows,
-                             "entries": list(entries), "kinds": [s.kind for s in study.series]}, stream)
+            _save_cached(cache / case, {"case": case, "discs": discs, "canal": canal, "notes": notes, "rows": rows,
+                                        "entries": list(entries), "kinds": [s.kind for s in study.series]})
             print(f"real case {case}: cached", flush=True)
-    return {c: pickle.load(open(cache / f"{c}.pkl", "rb")) for c in cases}
+    return {c: _load_cached(cache / c) for c in cases}
+
+
+# The per-case cache holds nothing a pickle would be needed for (strings, numbers, lists, tuples,
+# dicts, arrays): JSON for the structure, an .npz (no pickles allowed) for the arrays, so a file
+# planted in the cache folder (by default under the shared temporary folder) runs no code.
+def _save_cached(stem, value):
+    arrays = {}
+
+    def encode(v):
+        if isinstance(v, np.ndarray):
+            arrays[f"a{len(arrays)}"] = v
+            return {"__array__": f"a{len(arrays) - 1}"}
+        if isinstance(v, tuple):
+            return {"__tuple__": [encode(x) for x in v]}
+        if isinstance(v, list):
+            return [encode(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): encode(x) for k, x in v.items()}
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    structure = encode(value)
+    np.savez(stem.with_suffix(".npz"), **arrays)
+    stem.with_suffix(".json").write_text(json.dumps(structure), encoding="utf-8")  # written last: marks it complete
+
+
+def _load_cached(stem):
+    with np.load(stem.with_suffix(".npz"), allow_pickle=False) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+
+    def decode(v):
+        if isinstance(v, dict):
+            if set(v) == {"__array__"}:
+                return arrays[v["__array__"]]
+            if set(v) == {"__tuple__"}:
+                return tuple(decode(x) for x in v["__tuple__"])
+            return {k: decode(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [decode(x) for x in v]
+        return v
+
+    return decode(json.loads(stem.with_suffix(".json").read_text(encoding="utf-8")))
 
 
 def synthetic_entries(folder, ids, seed):
@@ -239,17 +279,6 @@ def fit(crops, solution_val, prior, target, min_fluid):
     return {"groups": groups, "checks": checks}, best[2]
 
 
-def _write_metadata(folder, update):
-    path = Path(folder) / "metadata.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))  # re-read: others may have added keys meanwhile
-    meta = update(meta)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".metadata.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps(meta, indent=2) + "\n")
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
-
-
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -346,7 +375,9 @@ def main(argv=None):
                                            "report": report}  # fmt: skip
         return meta
 
-    _write_metadata(args.bundle, update)
+    from SpineAILib.models.bundle import update_metadata
+
+    update_metadata(args.bundle, update)
     print(f"calibrated {args.bundle} in {time.time() - started:.0f} s", flush=True)
     return report
 
