@@ -20,30 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import describe_machine  # noqa: E402 (puts the checkout on sys.path)
-
-LIT = """([s, f, v]) => { const img = document.querySelector(s); if (!img || !img.complete || !img.naturalWidth) return false;
-    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-    const g = c.getContext('2d'); g.drawImage(img, 0, 0); const d = g.getImageData(0, 0, c.width, c.height).data;
-    let lit = 0; for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) > v) lit++;
-    return lit > d.length / 4 * f; }"""
-DARK = LIT.replace("return lit > d.length / 4 * f;", "return lit < d.length / 4 * f;").replace(
-    "if (!img || !img.complete || !img.naturalWidth) return false;", "if (!img || !img.complete) return true;")
-
-
-def _clear(page, view):
-    page.click("#spineai-panel button:has-text('Clear')")
-    page.wait_for_function("() => (document.getElementById('spineai-load-message') || {}).innerText === 'scene cleared'")
-    page.wait_for_function(DARK, arg=[view, 0.01, 8], timeout=30000)
-
-
-def _until_lit(page, view, t0, fraction):
-    """(seconds from t0 until the panel says 'loaded' — the server has read the file and put it on the
-    views —, seconds until ``fraction`` of the view's pixels are brighter than 8: the empty view is black)."""
-    page.wait_for_function("() => (document.getElementById('spineai-load-message') || {}).innerText.startsWith('loaded')",
-                           timeout=120000, polling=50)
-    said = time.perf_counter() - t0
-    page.wait_for_function(LIT, arg=[view, fraction, 8], timeout=120000, polling=50)
-    return said, time.perf_counter() - t0
+from web_timing import clear_scene, until_lit  # noqa: E402
 
 
 def run(big_ct, real_series, repeats):
@@ -67,12 +44,12 @@ def run(big_ct, real_series, repeats):
                                            arg=str(real_series.resolve()))
                     t = time.perf_counter()
                     page.click(".spineai-browse-series-load")
-                    said, seconds = _until_lit(page, view, t, 0.08)
+                    said, seconds = until_lit(page, view, t, 0.08)
                     message = page.inner_text("#spineai-load-message")
                     out["real_ct_series_20x512x512"].append({"load_to_first_image_s": round(seconds, 2),
                                                              "load_to_loaded_message_s": round(said, 2), "message": message})
                     print("real series", said, seconds, message, flush=True)
-                    _clear(page, view)
+                    clear_scene(page, view)
                     page.click("#spineai-browse-up")
                     page.wait_for_function("(p) => document.getElementById('spineai-browse-path').innerText === p",
                                            arg=str(real_series.parent.resolve()))
@@ -80,12 +57,12 @@ def run(big_ct, real_series, repeats):
                     page.fill("#spineai-load-path", str(big_ct))
                     t = time.perf_counter()
                     page.click("#spineai-load-button")
-                    said, seconds = _until_lit(page, view, t, 0.05)
+                    said, seconds = until_lit(page, view, t, 0.05)
                     message = page.inner_text("#spineai-load-message")
                     out["ct_series_300x512x512"].append({"load_to_first_image_s": round(seconds, 2),
                                                          "load_to_loaded_message_s": round(said, 2), "message": message})
                     print("512x512x300", said, seconds, message, flush=True)
-                    _clear(page, view)
+                    clear_scene(page, view)
     return out
 
 

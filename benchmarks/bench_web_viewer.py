@@ -28,24 +28,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import describe_machine, median  # noqa: E402 (puts the checkout on sys.path)
+from web_timing import clear_scene, until_lit  # noqa: E402
 
 REPO = HERE.parent
 REAL_SERIES = Path(os.environ.get("SPINEAI_SHARED_DATA", REPO.parent / "shared" / "data")) / "ct_thoracolumbar" / "dicom_series"
 GOAL_FIRST_IMAGE_S, GOAL_FRAME_MS = 2.0, 100.0
 
-# True once ``f`` of the view's pixels are brighter than ``v`` (the view's <img> drawn on a canvas).
-LIT = """([s, f, v]) => { const img = document.querySelector(s); if (!img || !img.complete || !img.naturalWidth) return false;
-    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-    const g = c.getContext('2d'); g.drawImage(img, 0, 0); const d = g.getImageData(0, 0, c.width, c.height).data;
-    let lit = 0; for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) > v) lit++;
-    return lit > d.length / 4 * f; }"""
-DARK = LIT.replace("return lit > d.length / 4 * f;", "return lit < d.length / 4 * f;").replace(
-    "if (!img || !img.complete || !img.naturalWidth) return false;", "if (!img || !img.complete) return true;")
 # Start recording the times (performance.now(), ms) at which the view's <img> loads a new frame.
 RECORD_FRAMES = """(s) => { const img = document.querySelector(s); window.__frames = [];
     if (!img.__benchListening) { img.__benchListening = true;
         img.addEventListener('load', () => window.__frames.push(performance.now())); } }"""
-LOADED = "() => (document.getElementById('spineai-load-message') || {}).innerText.startsWith('loaded')"
 
 
 def _load_avg():
@@ -109,22 +101,13 @@ def scroll_slices(page, selector, notches=30, every_s=0.06):
     return _frame_stats(_frames_after(page, first), first, last)
 
 
-def _clear(page, selector):
-    page.click("#spineai-panel button:has-text('Clear'):not(#spineai-measure-clear)")
-    page.wait_for_function("() => (document.getElementById('spineai-load-message') || {}).innerText === 'scene cleared'")
-    page.wait_for_function(DARK, arg=[selector, 0.01, 8], timeout=30000)
-
-
 def load_and_interact(page, selector, path, lit_fraction):
     """One load of ``path`` (typed, Load clicked) to its first image, then a W/L drag and a scroll."""
     load_avg = _load_avg()
     page.fill("#spineai-load-path", str(path))
     t0 = time.perf_counter()
     page.click("#spineai-load-button")
-    page.wait_for_function(LOADED, timeout=180000, polling=50)
-    said = time.perf_counter() - t0
-    page.wait_for_function(LIT, arg=[selector, lit_fraction, 8], timeout=180000, polling=50)
-    first_image = time.perf_counter() - t0
+    said, first_image = until_lit(page, selector, t0, lit_fraction)
     message = page.inner_text("#spineai-load-message")
     time.sleep(3.0)  # let the remaining views' first renders finish before timing frames
     result = {"load_to_first_image_s": round(first_image, 2), "load_to_loaded_message_s": round(said, 2),
@@ -157,7 +140,7 @@ def run(volumes, repeats):
                 for _ in range(repeats):
                     for name, path, lit_fraction in volumes:
                         out["volumes"][name].append(load_and_interact(page, selector, path, lit_fraction))
-                        _clear(page, selector)
+                        clear_scene(page, selector)
     return out
 
 
