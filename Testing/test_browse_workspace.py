@@ -116,3 +116,25 @@ def test_a_study_folder_lists_its_series_and_loads_whole(tmp_path):
     assert {s["orientation"] for s in listing["series"]} == {"sagittal", "axial"}
     kind, image = read(tmp_path / "study", "auto", STUDY)
     assert kind == "image" and image.orientation == "sagittal" and image.modality == "MR"
+
+
+def test_input_fit_questions_colour_doppler_as_the_run_screens_it():
+    """The check before a run uses the screening's own colour measure: a Doppler phantom is questioned,
+    the grey phantom and a grey cine with a navy UI bar (dark colour, not flow) are not."""
+    import dataclasses
+
+    import numpy as np
+
+    from SpineAILib.samples.cine_phantom import make_cine_phantom
+    from SpineAILib.tasks.fit import concerns
+
+    grey = make_cine_phantom(n_frames=4, seed=0)
+    rgb = np.repeat(np.asarray(grey.frames)[..., None], 3, axis=3).copy()
+    navy = rgb.copy()
+    navy[:, :12] = (20, 30, 90)  # a header bar in a dark colour
+    assert concerns("lp-ultrasound", dataclasses.replace(grey, frames=navy)) == []
+    doppler = rgb.copy()
+    h, w = doppler.shape[1:3]
+    doppler[:, h // 3 : h // 2, w // 3 : w // 2] = (230, 40, 30)  # a red flow patch in the middle
+    found = concerns("lp-ultrasound", dataclasses.replace(grey, frames=doppler))
+    assert any("colour Doppler" in line for line in found), found

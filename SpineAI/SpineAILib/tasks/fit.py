@@ -87,9 +87,11 @@ def _ultrasound(cine):
         if depth > MAX_SPINE_DEPTH_MM:
             out.append(f"the image is {depth:.0f} mm deep: a cardiac or abdominal setting (an infant spine scan is "
                        f"2–6 cm deep, with a high-frequency linear probe); the model was not trained on such images")
-    if cine.is_color:
-        frames = cine.frames[:: max(1, cine.n_frames // 8)].astype(np.int16)
-        colour = float(np.mean(frames.max(axis=3) - frames.min(axis=3) > 60))
-        if colour > 0.02:
+    if cine.is_color:  # the run's own screening measure, on a few frames
+        from SpineAILib.workflows.ultrasound.preprocess import DOPPLER_FRACTION, colour_fraction, content_box
+
+        box = content_box(cine.frames)
+        colour = max(colour_fraction(frame, box) for frame in cine.frames[:: max(1, cine.n_frames // 8)])
+        if colour > DOPPLER_FRACTION:
             out.append(f"{colour:.0%} of the pixels are coloured (colour Doppler): lp-ultrasound reads greyscale B-mode")
     return out
