@@ -1,12 +1,30 @@
 """3-D connected components and binary opening on numpy masks.
 
 Components come from VTK's vtkImageConnectivityFilter (VTK ships with slicer-core;
-SciPy is not a dependency); opening uses separable numpy max filters
-(SpineAILib.models.engine.max_filter) with a box whose edge is given in millimetres per
-axis, so anisotropic voxels are handled.
+SciPy is not a dependency); opening and dilation use the separable numpy box max
+filter ``max_filter`` (also the workflows' max-pooling without torch) with a box whose
+edge is given in millimetres per axis, so anisotropic voxels are handled.
 """
 
 import numpy as np
+
+
+def max_filter(array, half, fill=-np.inf):
+    """Max over a box of half-edge ``half[a]`` per axis (stride 1, same size; outside = ``fill``):
+    max-pooling with kernel 2h+1 and padding h, one axis at a time (a box is separable)."""
+    out = np.asarray(array)
+    for axis, h in enumerate(half):
+        h = int(h)
+        if h <= 0:
+            continue
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (h, h)
+        padded = np.pad(out, pad, constant_values=fill)
+        result = np.take(padded, np.arange(0, out.shape[axis]), axis=axis)
+        for shift in range(1, 2 * h + 1):
+            np.maximum(result, np.take(padded, np.arange(shift, shift + out.shape[axis]), axis=axis), out=result)
+        out = result
+    return out
 
 
 def connected_components(mask):
@@ -65,8 +83,6 @@ def largest_component(mask):
 
 def opening(mask, radius_mm, spacing):
     """Binary opening with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``, numpy axis order)."""
-    from SpineAILib.models.engine import max_filter
-
     half = [max(0, int(round(radius_mm / s))) for s in spacing]
     if not any(half):
         return mask.astype(bool)
@@ -77,7 +93,5 @@ def opening(mask, radius_mm, spacing):
 
 def dilation(mask, radius_mm, spacing):
     """Binary dilation of a 3-D mask with a box of half-edge ``radius_mm`` (per-axis voxels from ``spacing``)."""
-    from SpineAILib.models.engine import max_filter
-
     half = [max(0, int(round(radius_mm / s))) for s in spacing]
     return max_filter(np.ascontiguousarray(mask, dtype=bool), half, fill=False)

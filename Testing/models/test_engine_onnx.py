@@ -42,7 +42,8 @@ def test_every_shipped_bundle_carries_a_checked_graph():
 def test_numpy_operations_equal_torch():
     import torch.nn.functional as F
 
-    from SpineAILib.models.engine import interpolate, max_filter
+    from SpineAILib.models.engine import interpolate
+    from SpineAILib.morphology import max_filter
 
     rng = np.random.default_rng(0)
     x2 = rng.random((2, 3, 13, 17), dtype=np.float32)

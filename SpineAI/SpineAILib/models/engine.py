@@ -19,7 +19,7 @@ have been exported from the very weights the bundle holds (``onnx.weights_sha256
 anything else is a one-line BundleError. Nothing is unpickled.
 
 The numpy helpers the workflows need instead of torch/MONAI live here too:
-``interpolate`` (= ``F.interpolate`` linear modes), ``max_filter`` (box max-pooling),
+``interpolate`` (= ``F.interpolate`` linear modes; box max-pooling is ``morphology.max_filter``),
 ``sliding_window`` (= MONAI's ``sliding_window_inference``, gaussian blending),
 ``softmax`` / ``sigmoid``; and ``class_activation_maps`` (CAM from the exported
 feature maps and the linear head's weights: for global-average-pooling + linear heads,
@@ -116,24 +116,6 @@ def interpolate(array, size, align_corners=False):
         w = w.reshape(shape)
         out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i1, axis=axis) * w
     return out.astype(np.float32, copy=False)
-
-
-def max_filter(array, half, fill=-np.inf):
-    """Max over a box of half-edge ``half[a]`` per axis (stride 1, same size; outside = ``fill``):
-    max-pooling with kernel 2h+1 and padding h, one axis at a time (a box is separable)."""
-    out = np.asarray(array)
-    for axis, h in enumerate(half):
-        h = int(h)
-        if h <= 0:
-            continue
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (h, h)
-        padded = np.pad(out, pad, constant_values=fill)
-        result = np.take(padded, np.arange(0, out.shape[axis]), axis=axis)
-        for shift in range(1, 2 * h + 1):
-            np.maximum(result, np.take(padded, np.arange(shift, shift + out.shape[axis]), axis=axis), out=result)
-        out = result
-    return out
 
 
 def gaussian_importance(patch_size, sigma_scale=0.125):

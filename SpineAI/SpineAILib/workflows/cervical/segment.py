@@ -125,7 +125,7 @@ def segment(image, bundle, layout=None, progress=None):
 
 def owners(shape, named):
     """Model-grid map: which named vertebra (1..n) each voxel near the spine belongs to (0: none)."""
-    from SpineAILib.models.engine import max_filter
+    from SpineAILib.morphology import max_filter
 
     owner = np.zeros(shape, np.int32)
     for number, v in enumerate(named, start=1):
