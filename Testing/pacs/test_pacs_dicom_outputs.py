@@ -447,3 +447,27 @@ def test_info_lists_the_segments_of_a_seg(mri):
     assert result.returncode == 0, result.stderr
     for n, name in enumerate(report["results"]["levels_found"], start=1):
         assert f"segment {n}: {name}  ({name} vertebra)" in result.stdout
+
+
+@pytest.mark.realdata
+def test_a_crafted_seg_is_refused_in_one_line(mri, tmp_path):
+    """What the web app's Load does with a SEG (pacs.read_seg): a truncated file, frame counts that do
+    not add up or a missing segment list are refused with one line naming the file, never a raw error."""
+    from SpineAILib.errors import InputError
+    from SpineAILib.pacs import read_seg
+
+    _, _, out = mri
+    seg = out / "dicom" / "seg_vertebrae.dcm"
+    data = seg.read_bytes()
+    (tmp_path / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    ds = pydicom.dcmread(seg)
+    ds.NumberOfFrames = 99999
+    ds.save_as(tmp_path / "frames.dcm")
+    ds = pydicom.dcmread(seg)
+    del ds.SegmentSequence
+    ds.save_as(tmp_path / "no_segments.dcm")
+    for name in ("truncated.dcm", "frames.dcm", "no_segments.dcm"):
+        with pytest.raises(InputError) as caught:
+            read_seg(tmp_path / name)
+        message = str(caught.value)
+        assert name in message and "not a readable DICOM SEG" in message and "\n" not in message

@@ -187,13 +187,17 @@ def _point_at_frame(seg, frame, sop_class):
 # ---------------------------------------------------------------- reading back
 
 
+def _unreadable(path, error):
+    return InputError(f"{path}: not a readable DICOM SEG ({type(error).__name__}: {' '.join(str(error).split())[:160]})")
+
+
 def _read(path):
     import highdicom as hd
 
     try:
         return hd.seg.segread(str(path))
     except Exception as error:
-        raise InputError(f"{path}: not a readable DICOM SEG ({type(error).__name__}: {' '.join(str(error).split())[:160]})") from None
+        raise _unreadable(path, error) from None
 
 
 def segment_list(seg):
@@ -237,9 +241,19 @@ def read_seg(path):
 
     Label values are the segment numbers. A SEG of a volume gives its whole grid (IJK->RAS from the
     plane positions); a SEG of one ultrasound frame gives that frame (row, column) as one slice,
-    with ``metadata["referenced_frame"]``.
+    with ``metadata["referenced_frame"]``. A file whose header reads but whose frames do not (truncated
+    pixel data, frame counts or positions that do not add up) is refused in one line like an unreadable one.
     """
     seg = _read(path)
+    try:
+        return _labelmap_of(seg, path)
+    except InputError:
+        raise
+    except Exception as error:  # highdicom / numpy on crafted frames: ValueError, RuntimeError, KeyError ...
+        raise _unreadable(path, error) from None
+
+
+def _labelmap_of(seg, path):
     names = {s["number"]: s["label"] or s["type"] for s in segment_list(seg)}
     meta = {"segments": [{"name": n, "label": v, "layer": 0} for v, n in names.items()],
             "StudyInstanceUID": str(seg.StudyInstanceUID), "SeriesInstanceUID": str(seg.SeriesInstanceUID),
