@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,29 @@ from SpineAITraining.common.loop import ce_dice_loss, learning_rate, optimiser_s
 from SpineAITraining.common.seeding import seed_everything
 from SpineAITraining.lumbar.mri_lumbar import IGNORE
 
-BUNDLE_ID = "lumbar-mri-vertebrae"
-VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a run learns: the level model (T11-L5 by level) or the sacrum model (S1 body), same network and data."""
+
+    name: str
+    bundle_id: str
+    version: str
+    class_names: tuple
+    description: str
+    found: str  # validation: what "every labelled class Dice >= 0.5" means for this model
+
+
+LEVELS = Target("levels", "lumbar-mri-vertebrae", "1.0.0", CLASS_NAMES,
+                "2-D UNet on sagittal MRI slices: vertebral bodies T11, T12, L1-L5 named by level", "levels named")  # fmt: skip
+# The sacrum model learns S1 from labels this team made by rule and reviewed (SpineAITraining/lumbar/sacrum_labels.py):
+# the level names are counted up from it (SpineAILib.workflows.lumbar.naming).
+SACRUM = Target("sacrum", "lumbar-mri-sacrum", "1.0.0", ("background", "S1"),
+                "2-D UNet on sagittal MRI slices: the first sacral body (S1), the anchor the lumbar levels are counted from",
+                "S1 found")  # fmt: skip
+TARGETS = {t.name: t for t in (LEVELS, SACRUM)}
+BUNDLE_ID, VERSION = LEVELS.bundle_id, LEVELS.version
 TARGET_SPACING = 1.5  # mm, in-plane
 PATCH = (224, 160)  # rows (S-I) x columns (A-P)
 # vb3 cases label L1-L5 only: T12 above is unlabelled, so the loss ignores what lies
@@ -52,6 +74,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="spineai-train lumbar-mri", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="the mri_lumbar folder (vb2_*/vb3_* NIfTI + labels)")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--target", choices=sorted(TARGETS), default="levels",
+                   help="levels: T11-L5 by level (lumbar-mri-vertebrae); sacrum: the S1 body (lumbar-mri-sacrum), from "
+                   "the S1 labels in SpineAITraining/labels/mri_lumbar_s1")  # fmt: skip
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -89,16 +114,32 @@ def class_map(labels, source_labelled):
     return lut[labels]
 
 
-def load_case(case, keep_native=False):
+def sacrum_classes(case, layout):
+    """1 on the case's S1 label (SpineAITraining/labels/mri_lumbar_s1), 0 elsewhere, canonical."""
+    from SpineAILib.errors import InputError
+    from SpineAILib.io import load
+    from SpineAITraining.lumbar.sacrum_labels import label_path
+
+    path = label_path(case.case_id)
+    if not path.is_file():
+        raise InputError(f"no S1 label for {case.case_id} ({path}): make them with python -m SpineAITraining.lumbar.sacrum_labels")
+    return (layout.to_canonical(load(path).voxels) > 0).astype(np.uint8)
+
+
+def load_case(case, keep_native=False, target=LEVELS):
     """One case on the training grid: {'image': (N, rows, cols) float16, 'labels': uint8 with IGNORE}."""
     from SpineAILib.io import load
     from SpineAILib.workflows.lumbar.grid import SagittalLayout, normalise, resample_slices
 
-    image, labels = load(case.image), load(case.labels)
+    image = load(case.image)
     layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
     canonical = layout.to_canonical(image.voxels)
-    classes = class_map(layout.to_canonical(labels.voxels).astype(np.int64).clip(0, 255), case.labelled_values)
-    if 18 not in case.labelled_values:  # nothing above L1 is labelled: ignore it
+    if target is SACRUM:
+        classes = sacrum_classes(case, layout)
+    else:
+        labels = load(case.labels)
+        classes = class_map(layout.to_canonical(labels.voxels).astype(np.int64).clip(0, 255), case.labelled_values)
+    if target is LEVELS and 18 not in case.labelled_values:  # nothing above L1 is labelled: ignore it
         rows = np.nonzero((classes == CLASS_VALUES.index(20)).any(axis=(0, 2)))[0]
         if len(rows):
             top = int(rows[0] - round(UNLABELLED_MARGIN_MM / layout.spacing[1]))
@@ -181,13 +222,13 @@ def batches(cases, n, batch_size, seed, workers):
 # -- model and loss ------------------------------------------------------------------
 
 
-def network_spec(channels):
+def network_spec(channels, n_classes=len(CLASS_NAMES)):
     return {
         "name": "UNet",
         "args": {
             "spatial_dims": 2,
             "in_channels": 1,
-            "out_channels": len(CLASS_NAMES),
+            "out_channels": n_classes,
             "channels": list(channels),
             "strides": [2] * (len(channels) - 1),
             "num_res_units": 1,
@@ -198,18 +239,18 @@ def network_spec(channels):
 # -- validation ------------------------------------------------------------------------
 
 
-def dice_scores(predicted, truth, labelled_indices):
+def dice_scores(predicted, truth, labelled_indices, names=CLASS_NAMES):
     """{class name: Dice} for each class the case annotates (truth IGNORE excluded)."""
     scores = {}
     for index in labelled_indices:
         p, t = predicted == index, truth == index
         denominator = int(p.sum()) + int(t.sum())
         if int(t.sum()):
-            scores[CLASS_NAMES[index]] = 2.0 * int((p & t).sum()) / denominator
+            scores[names[index]] = 2.0 * int((p & t).sum()) / denominator
     return scores
 
 
-def validate(model, cases, device):
+def validate(model, cases, device, names=CLASS_NAMES):
     """Per case Dice per labelled level (raw slice-wise argmax on the native grid, no 3-D clean-up)."""
     from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
 
@@ -217,8 +258,8 @@ def validate(model, cases, device):
     for case in cases:
         slices = prepare(case["canonical"], case["spacing"], TARGET_SPACING)
         predicted = predict_labels(model, slices, case["canonical"].shape, device)
-        present = [i for i in range(1, len(CLASS_NAMES)) if (case["truth"] == i).any()]
-        results[case["id"]] = dice_scores(predicted, case["truth"], present)
+        present = [i for i in range(1, len(names)) if (case["truth"] == i).any()]
+        results[case["id"]] = dice_scores(predicted, case["truth"], present, names)
     return results
 
 
@@ -228,7 +269,7 @@ def summarise(results):
     return {"dice_mean": float(np.mean(per_case)) if per_case else 0.0, "levels_named": float(np.mean(named)) if named else 0.0}
 
 
-def write_report(folder, history, best):
+def write_report(folder, history, best, target=LEVELS):
     """BUNDLE/report: metrics.md (validation Dice per case and level at the best epoch) and
     training_curves.png (loss, validation Dice and levels named per epoch)."""
     import matplotlib
@@ -237,7 +278,7 @@ def write_report(folder, history, best):
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    levels = [n for n in CLASS_NAMES[1:] if any(n in s for s in best["per_case"].values())]
+    levels = [n for n in target.class_names[1:] if any(n in s for s in best["per_case"].values())]
     lines = [f"# Validation at the best epoch ({best['epoch']}): Dice per level (slice-wise argmax, native grid)", "",
              "| case | " + " | ".join(levels) + " | mean |", "|---|" + "---|" * (len(levels) + 1)]  # fmt: skip
     for case, scores in sorted(best["per_case"].items()):
@@ -247,7 +288,7 @@ def write_report(folder, history, best):
     per_level = [[s[n] for s in best["per_case"].values() if n in s] for n in levels]
     lines.append("| **mean** | " + " | ".join(f"{np.mean(v):.3f}" if v else "" for v in per_level)
                  + f" | {best['dice_mean']:.3f} |")  # fmt: skip
-    lines += ["", f"Levels named (every labelled level Dice >= 0.5): {best['levels_named']:.2f} of the cases."]
+    lines += ["", f"{target.found.capitalize()} (every labelled class Dice >= 0.5): {best['levels_named']:.2f} of the cases."]
     (folder / "metrics.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = [h["epoch"] for h in history]
@@ -255,7 +296,7 @@ def write_report(folder, history, best):
     axes[0].set(xlabel="epoch", ylabel="training loss (CE + Dice)", title="loss")
     validated = [h for h in history if "dice_mean" in h]
     axes[1].plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], marker="o", label="Dice (mean)")
-    axes[1].plot([h["epoch"] for h in validated], [h["levels_named"] for h in validated], marker="s", label="levels named")
+    axes[1].plot([h["epoch"] for h in validated], [h["levels_named"] for h in validated], marker="s", label=target.found)
     axes[1].set(xlabel="epoch", ylim=(0, 1), title="validation")
     axes[1].legend(loc="lower right")
     figure.tight_layout()
@@ -283,6 +324,9 @@ def _main(args, argv, dist):
     from SpineAITraining.lumbar import mri_lumbar
 
     set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms here
+    target = TARGETS[args.target]
+    if target is SACRUM and args.data and mri_lumbar.is_export(args.data):
+        raise InputError("--target sacrum trains on ../shared/data/mri_lumbar with the team's S1 labels, not on an export")
     if args.out.exists() and not args.overwrite and not args.write_cache:
         raise OutputError(f"{args.out} already exists (choose another folder or pass --overwrite)")
     split, train_ids, val_ids = mri_lumbar.training_parts(args.data, args.train_cases, args.val_cases)
@@ -296,8 +340,8 @@ def _main(args, argv, dist):
         all_cases = mri_lumbar.cases_by_id(args.data, train_ids + val_ids)
         if dist.is_main:
             print(f"loading {len(train_ids)} training and {len(val_ids)} validation cases from {args.data}", file=sys.stderr)
-        train = [load_case(all_cases[c]) for c in train_ids]
-        val = [load_case(all_cases[c], keep_native=True) for c in val_ids]
+        train = [load_case(all_cases[c], target=target) for c in train_ids]
+        val = [load_case(all_cases[c], keep_native=True, target=target) for c in val_ids]
     if args.write_cache:
         save_cases(train + val, args.write_cache, args.cache_slice_step)
         print(f"wrote {len(train) + len(val)} prepared cases to {args.write_cache}", file=sys.stderr)
@@ -305,14 +349,15 @@ def _main(args, argv, dist):
 
     device = dist.device(args.device) if dist.enabled else choose_device(args.device)
     channels = tuple(int(c) for c in args.channels.split(","))
-    spec = network_spec(channels)
+    spec = network_spec(channels, len(target.class_names))
     start_bundle = None
     if args.init_from:
         from SpineAILib.models.bundle import load_bundle
 
         start_bundle = load_bundle(args.init_from, device="cpu", expected_task="lumbar-mri")
-        if list(start_bundle.labels) != list(CLASS_NAMES):
-            raise InputError(f"--init-from {args.init_from}: its labels {start_bundle.labels} are not this model's {CLASS_NAMES}")
+        if list(start_bundle.labels) != list(target.class_names):
+            raise InputError(f"--init-from {args.init_from}: its labels {start_bundle.labels} are not this model's "
+                             f"{target.class_names}")  # fmt: skip
         spec = start_bundle.metadata["network"]
     work = args.work or args.out.with_name(args.out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -355,7 +400,7 @@ def _main(args, argv, dist):
         if dist.enabled:
             entry["processes"] = dist.world_size
         if epoch % args.val_every == 0 or epoch == epochs:
-            results = validate(model, val, device)
+            results = validate(model, val, device, target.class_names)
             entry.update({k: round(v, 4) for k, v in summarise(results).items()})
             if best is None or (entry["levels_named"], entry["dice_mean"]) >= (best["levels_named"], best["dice_mean"]):
                 best = dict(entry, per_case=results)
@@ -388,14 +433,15 @@ def _main(args, argv, dist):
     val_data = f"validation split of {'the export' if export else 'mri_lumbar'} ({len(val_ids)} cases: {', '.join(val_ids)}), 1 mm grid, slice-wise argmax"
     metrics = [
         {"name": "dice_mean_validation", "value": round(best["dice_mean"], 4), "data": val_data},
-        {"name": "levels_named_validation", "value": round(best["levels_named"], 4), "data": val_data},
+        {"name": "levels_named_validation" if target is LEVELS else "s1_found_validation",
+         "value": round(best["levels_named"], 4), "data": val_data},
     ]
     command = shlex.join(["spineai-train", "lumbar-mri", *(sys.argv[1:] if argv is None else argv)])
     folder = export_bundle(
         model,
         args.out,
-        bundle_id=BUNDLE_ID,
-        version=VERSION,
+        bundle_id=target.bundle_id,
+        version=target.version,
         task="lumbar-mri",
         network=spec,
         input={
@@ -408,7 +454,7 @@ def _main(args, argv, dist):
             "intensity": {"method": "percentile", "per": "volume", "lower_percentile": 0.5,
                           "upper_percentile": 99.5, "range": [0.0, 1.0], "clip": True},
         },  # fmt: skip
-        labels=CLASS_NAMES,
+        labels=target.class_names,
         data=(f"SpineAI dataset export {args.data} (lumbar-mri; label maps of T11-L5 as annotated)" if export else
               "Real lumbar MRI, ../shared/data/mri_lumbar: vb3 T1 FFE (MyoSegmenTUM, Burian et al. 2019, L1-L5 "
               "bodies) and vb2 T2 TSE (Zukic et al. 2014, T11-L5 bodies), resampled to 1 mm by fastcleverseg"),
@@ -417,7 +463,7 @@ def _main(args, argv, dist):
                "validation": val_ids, "test": split["test"]},  # fmt: skip
         metrics=metrics,
         command=command,
-        description="2-D UNet on sagittal MRI slices: vertebral bodies T11, T12, L1-L5 named by level",
+        description=target.description,
         extra_training={
             "epochs": epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
             "lr": args.lr, "lr_schedule": "linear warm-up 200 steps, cosine to 0", "device": str(device),
@@ -431,12 +477,15 @@ def _main(args, argv, dist):
             "processes": dist.world_size, **({"replicas_in_sync": in_sync} if dist.enabled else {}),
             "augmentation": "random S-I/A-P field of view, affine (rotation 0.2 rad, scale 0.8-1.2, shear, shift), "
             "simulated low resolution, Gaussian blur, bias field, random intensity curve, gamma, scale/shift, noise",
-            "loss": "cross entropy + soft Dice; vb3 pixels more than 3 mm above L1 ignored (T12 unlabelled there)",
+            "loss": "cross entropy + soft Dice; vb3 pixels more than 3 mm above L1 ignored (T12 unlabelled there)"
+            if target is LEVELS else "cross entropy + soft Dice",
+            **({"labels_from": "S1 labels made by rule and reviewed as pictures: SpineAITraining/labels/mri_lumbar_s1 "
+                "(provenance.json)"} if target is SACRUM else {}),
         },  # fmt: skip
         overwrite=args.overwrite,
     )
-    write_report(Path(folder) / "report", history, best)
-    print(f"best epoch {best['epoch']}: validation Dice {best['dice_mean']:.3f}, levels named {best['levels_named']:.2f}; "
+    write_report(Path(folder) / "report", history, best, target)
+    print(f"best epoch {best['epoch']}: validation Dice {best['dice_mean']:.3f}, {target.found} {best['levels_named']:.2f}; "
           f"{seconds:.0f} s; wrote {folder}", file=sys.stderr)  # fmt: skip
     return 0
 
