@@ -37,6 +37,12 @@ def _bundled_model():
     return path
 
 
+def _sacrum_installed():
+    from SpineAILib.workflows.lumbar.sacrum import sacrum_bundle_path
+
+    return sacrum_bundle_path() is not None
+
+
 # -- split ---------------------------------------------------------------------------
 
 
@@ -313,10 +319,17 @@ def test_run_writes_every_output(test_case_run):
         assert (test_case_run / outputs[role]).stat().st_size > 0, role
     results = report["results"]
     assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4", "L5"]
-    assert results["visible_disc_levels"] == DISC_LEVELS  # L5/S1 estimated below L5 (the model has no S1 label)
-    assert results["estimated_disc_levels"] == ["L5/S1"] and results["not_visible_disc_levels"] == []
-    assert "estimated" in {d["level"]: d for d in results["disc_levels"]}["L5/S1"]["method"]
-    assert any(w.startswith("L5/S1 is estimated") for w in report["warnings"])
+    assert results["visible_disc_levels"] == DISC_LEVELS and results["not_visible_disc_levels"] == []
+    if results["naming"]["anchor"] == "sacrum":  # S1 found: L5/S1 measured between L5 and S1
+        assert results["levels_found"][-1] == "S1" and results["estimated_disc_levels"] == []
+        assert results["message"].endswith("levels counted up from S1 (the sacrum)")
+    else:  # no sacrum model (or no S1 found): L5/S1 estimated below L5
+        assert results["estimated_disc_levels"] == ["L5/S1"]
+        assert "estimated" in {d["level"]: d for d in results["disc_levels"]}["L5/S1"]["method"]
+        assert any(w.startswith("L5/S1 is estimated") for w in report["warnings"])
+    if not _sacrum_installed():
+        assert results["message"].endswith("levels named from the column (no sacrum model installed)")
+        assert any(w.startswith("no sacrum model installed: levels named from the column") for w in report["warnings"])
     assert report["model"]["bundle_id"] == "lumbar-mri-vertebrae"
     assert results["outline_refiner"]["bundle_id"] == "lumbar-mri-body-refiner"
     severity = results["severity"]  # a lone volume: canal graded at the five levels, the rest not assessed
@@ -341,7 +354,7 @@ def test_outputs_reload_with_names_and_accurate_disc_points(test_case_run):
 
     truth = {d["level"]: d["centre"] for d in disc_levels(load(LUMBAR_DATA / f"{TEST_CASE}_labels.nii.gz")) if d["visible"]}
     points = dict(points_from_node(load_node(ctx, test_case_run / "discs.mrk.json")))
-    assert sorted(points) == sorted(truth) + ["L5/S1"]  # no S1 label in the data: L5/S1 is estimated, not measured
+    assert sorted(points) == sorted(truth) + ["L5/S1"]  # L5/S1 from the S1 found, or estimated (no S1 in the labels)
     for level, centre in truth.items():
         assert np.linalg.norm(np.array(points[level]) - centre) < 4.0, level
 
@@ -394,7 +407,8 @@ def test_field_of_view_cut_above_l5_reports_l5_s1_not_visible(tmp_path):
     assert results["lumbar_levels_found"] == ["L1", "L2", "L3", "L4"]  # named right without the junction in view
     assert results["not_visible_disc_levels"] == ["L4/L5", "L5/S1"] and results["estimated_disc_levels"] == []
     reasons = {d["level"]: d.get("reason") for d in results["disc_levels"]}
-    assert reasons["L5/S1"] == "L5 not found in the image (S1 is not segmented by this model)"
+    why_no_s1 = "was not found" if _sacrum_installed() else "is not segmented by this model"
+    assert reasons["L5/S1"] == f"L5 not found in the image (S1 {why_no_s1})"
     assert any(w.startswith("L5 and the sacrum are not in view") for w in report["warnings"]), report["warnings"]
     from SpineAILib.scene.context import SceneContext
     from SpineAILib.scene.markups import points_from_node

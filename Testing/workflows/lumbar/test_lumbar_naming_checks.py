@@ -241,7 +241,8 @@ def test_a_run_cut_to_l2_l4_names_right_or_says_why_everywhere(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     naming = report["results"]["naming"]
-    assert naming["anchor"] == "column"
+    assert naming["anchor"] == "column"  # no sacrum in this view, whether a sacrum model is installed or not
+    assert "levels named from the column (" in report["results"]["message"]
     if naming["status"] == "named":
         assert report["results"]["lumbar_levels_found"] == ["L2", "L3", "L4"]
         return

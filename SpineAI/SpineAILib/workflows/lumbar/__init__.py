@@ -1,4 +1,5 @@
-"""Vertebral levels on sagittal MRI: the slice grid, the model's prediction, 3-D clean-up, disc points.
+"""Vertebral levels on sagittal MRI: the slice grid, the model's prediction, 3-D clean-up, S1 (the sacrum)
+and the level names counted up from it, disc points.
 
 Pieces shared by the lumbar-mri workflow (tasks/lumbar_mri.py) and its trainer
 (SpineAITraining/train_lumbar_mri.py); nothing here imports torch at import time.

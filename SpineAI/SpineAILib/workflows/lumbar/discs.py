@@ -9,7 +9,7 @@ map includes them, then the largest piece is kept), so the centres are those of
 the vertebral bodies. A level is computed only when both its bodies are labelled;
 otherwise it is reported not visible with the missing body named: never guessed.
 ``estimate_disc_below`` is the one marked exception (a disc under the last body when the
-model has no label for the body below it, e.g. L5/S1 without S1).
+body below it is not labelled: L5/S1 when no S1 was found, or without a sacrum model).
 Works on any VolumeImage label map (VerSe numbers), whatever its orientation.
 """
 
@@ -124,7 +124,8 @@ def disc_levels(labelmap):
     return levels
 
 
-def _disc(geometry, level, upper, lower):
+def _endplates(geometry, upper, lower):
+    """(upper body's inferior endplate centre, lower body's superior one, mm between them, unit direction down)."""
     c_up, c_low = geometry.centre(upper), geometry.centre(lower)
     span = float(np.linalg.norm(c_low - c_up))
     direction = (c_low - c_up) / (span or 1.0)
@@ -134,8 +135,29 @@ def _disc(geometry, level, upper, lower):
     entry = int(np.argmax(in_low)) if in_low.any() else len(t) - 1
     before = np.nonzero(in_up[:entry])[0]
     exit_ = int(before[-1]) if len(before) else 0
-    upper_endplate, lower_endplate = points[exit_], points[entry]
-    gap = float(t[entry] - t[exit_])
+    return points[exit_], points[entry], float(t[entry] - t[exit_]), direction
+
+
+def endplate_gap_mm(upper_index, lower_index, shape, spacing):
+    """mm between two bodies' facing endplates, measured as ``disc_levels`` measures a disc's height.
+
+    The bodies are flat voxel indices into a grid of ``shape`` and ``spacing`` (mm per numpy axis),
+    e.g. the lumbar pipeline's canonical one (naming: how close the lowest body sits on S1).
+    """
+    from SpineAILib.images import VolumeImage
+
+    labels = np.zeros(shape, np.uint8)
+    labels.ravel()[lower_index] = 2
+    labels.ravel()[upper_index] = 1
+    ijk_to_ras = np.diag([spacing[2], spacing[1], spacing[0], 1.0])  # numpy axes (k, j, i): i is the last
+    geometry = LabelGeometry(VolumeImage(voxels=labels, ijk_to_ras=ijk_to_ras, is_labelmap=True))
+    if geometry.core(1) is None or geometry.core(2) is None:
+        return float("inf")
+    return _endplates(geometry, 1, 2)[2]
+
+
+def _disc(geometry, level, upper, lower):
+    upper_endplate, lower_endplate, gap, direction = _endplates(geometry, upper, lower)
     if gap > MAX_DISC_GAP_MM:
         return {"level": level, "visible": False,
                 "reason": f"{vertebra_name(upper)} and {vertebra_name(lower)} are {gap:.0f} mm apart: not neighbours"}  # fmt: skip
@@ -150,8 +172,8 @@ def _disc(geometry, level, upper, lower):
     }
 
 
-def estimate_disc_below(labelmap, discs, level="L5/S1"):
-    """``discs`` with ``level`` estimated where the body below it is not labelled (the level model has no S1).
+def estimate_disc_below(labelmap, discs, level="L5/S1", lower_note="is not segmented by this model"):
+    """``discs`` with ``level`` estimated where the body below it is not labelled (no S1 found, or no sacrum model).
 
     The disc is placed under the upper body's inferior endplate, along that body's own axis (a
     lumbar body's endplates are tilted at the lumbosacral junction, so the axis of the bodies
@@ -159,7 +181,8 @@ def estimate_disc_below(labelmap, discs, level="L5/S1"):
     clipped to 4-16 mm. It is reported only when the image goes on at least 10 mm beyond that
     disc (so the top of the body below is in view) and the upper body is not cut off by the
     image's edge; otherwise the level stays not visible, with the reason. An estimated level is
-    marked ``estimated`` with the method, so it is never taken for a measured one.
+    marked ``estimated`` with the method, so it is never taken for a measured one. ``lower_note``
+    says why the body below is not labelled, in the reasons ("S1 was not found").
     """
     _, upper, lower = next(p for p in disc_pairs() if p[0] == level)
     index = next(i for i, d in enumerate(discs) if d["level"] == level)
@@ -169,7 +192,7 @@ def estimate_disc_below(labelmap, discs, level="L5/S1"):
     upper_value = _present(geometry, upper)
     out = list(discs)
     if upper_value is None:
-        out[index] = {**discs[index], "reason": f"{upper} not found in the image ({lower} is not segmented by this model)"}
+        out[index] = {**discs[index], "reason": f"{upper} not found in the image ({lower} {lower_note})"}
         return out
     above = [d for d in discs if d["level"].endswith("/" + upper) and d["visible"]]
     above_name = above[0]["level"].split("/")[0] if above else None
@@ -178,7 +201,7 @@ def estimate_disc_below(labelmap, discs, level="L5/S1"):
     height = above[0]["height_mm"] if above else DEFAULT_DISC_MM
     estimate = extrapolated_disc(geometry, level, upper_value, height, toward)
     if not estimate["visible"]:
-        estimate["reason"] = f"{lower} is not segmented by this model and {estimate['reason']}"
+        estimate["reason"] = f"{lower} {lower_note} and {estimate['reason']}"
     out[index] = estimate
     return out
 

@@ -1,9 +1,38 @@
-"""Can the column's names be trusted? Gaps, split votes and count checks, after ``postprocess.assign_names``.
+"""Which level is each body? Counted up from the sacrum when S1 is in view, else the column's names, checked.
 
-The level model names bodies by where they sit in the picture and by the run of
-votes; it has no sacrum label, so nothing anchors the count from below. A wrong
-level must not be reported silently: here the named column is checked against
-the evidence, and names are withheld with a reason where it disagrees.
+A wrong level must not be reported silently: a name is right, or withheld with a reason.
+
+**From the sacrum** (``count_from_sacrum``, anchor ``sacrum``; radiologists count this way): with
+S1 found (``sacrum.Sacrum``), the bodies above it are counted up the column: the one about a
+body spacing above S1 is L5, and so on. Every step of the chain (bodies, then S1), measured in
+3-D along the column, is checked for gaps (``find_gaps``): a missing body is counted across, with
+a warning, when the step is close to a whole number of spacings; otherwise the names above it are
+withheld. The level model's own names (the column's) are the cross-check. "Level count uncertain"
+(every name withheld, S1's too) when:
+
+- the two disagree while the column is anchored at its top by a body that looks thoracic (its
+  soft votes mostly T11/T12: ``THORACIC_SHARE``): then the top-down and the bottom-up counts are
+  both evidence, and they differ: six lumbar-type bodies above S1 (a sixth lumbar vertebra or a
+  lumbarised S1), or four (a sacralised L5), or a body missed. Without such a body in view the
+  column's names rest on the bodies' positions in the picture alone (what goes wrong on
+  studies from elsewhere): the count from S1 stands and the disagreement is a warning;
+- the S1 found is in doubt (``anchor_doubts``): the level model found a body there and named
+  it (S1, or a lumbar body?); or a gap right above S1 that the column's own name of the lowest
+  body does not confirm (a body missed above S1, or the S1 found is S2?);
+- a sign of a lumbosacral transitional vertebra (``transitional_signs``), where the lowest body
+  sits directly on S1: the two touch (``FUSED_GAP_MM`` between their endplates, measured as
+  ``discs.disc_levels`` measures a disc: no disc between them); the lowest body much lower than
+  the one above it (``SMALL_L5_RATIO``: a sacralised L5, or a collapsed body); or a vertebra-like
+  body below S1 (S1 a lumbarised segment with a disc below it, or the S1 found is a lumbar body).
+
+More than five bodies voting lumbar is a warning only, as from the column (``lumbar_type_warning``).
+The thresholds lie outside the range measured on the recorded split's training and validation
+cases (the level model's bodies, the team's S1 labels, full fields of view); see the constants.
+
+**From the column** (``check_column``, anchor ``column``), when no S1 is in view: the level
+model names bodies by where they sit in the picture and by the run of votes; nothing anchors
+the count from below, so the named column is checked against the evidence, and names are
+withheld with a reason where it disagrees.
 
 - **Gaps** (``find_gaps``): the distance between neighbouring bodies' centres, in 3-D
   along the column's own curved axis (a lateral or sagittal curve lengthens every
@@ -20,7 +49,7 @@ the evidence, and names are withheld with a reason where it disagrees.
   body voting mostly for another name than the column gives it; a vertebra-like body
   below the one named L5; or the image going on below the lowest body (not L5) with
   room for another body and none found. More than five lumbar-type bodies is only a warning
-  with this model (see ``check_names``).
+  with this model (see ``lumbar_type_warning``).
 
 The thresholds were chosen on the training and validation cases of the recorded
 split (``SpineAITraining/lumbar/stress_test.py --part validation,train``); two rules were
@@ -31,7 +60,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ANCHOR_COLUMN = "column"  # names from the run of votes down the column (no sacrum model to count up from)
+from SpineAILib.terminology import vertebra_name, vertebra_number
+
+ANCHOR_COLUMN = "column"  # names from the run of votes down the column (no S1 in view to count up from)
+ANCHOR_SACRUM = "sacrum"  # names counted up from S1
 # Thresholds, chosen on 16 training/validation cases of the recorded split and their 241 stress-test variants
 # (SpineAITraining/lumbar/stress_test.py; benchmarks/results/lumbar_mri_stress.md), not on test cases (except where marked):
 GAP_RATIO = 1.55  # a step this many times the other steps' median is a missing body (normal steps <= 1.14, one missed body 2.13)
@@ -57,6 +89,18 @@ LUMBAR_TYPE_SHARE = 0.5  # a body whose soft votes are mostly L1-L5: counted in 
 MAX_LUMBAR_TYPE = 5
 ROOM_BELOW_STEPS = 0.9  # image below the lowest body (not L5), in spacings, that should have shown the next body
 UNCERTAIN = "level count uncertain"
+# -- counting from the sacrum: the level model's bodies and the team's S1 labels on the 42 training/validation cases
+# (full fields of view; the 11 test cases fall in the same ranges unless said) --
+# A step is counted across (``missing`` bodies) only within this many spacings of a whole number: one missed body
+# makes a step of about two (normal steps up to 1.14 of the median, L5 to S1's centre 0.74-1.07, test 0.69), and a
+# step of 2.5 could hide one body or two.
+WHOLE_STEPS_TOLERANCE = 0.3
+THORACIC_SHARE = 0.5  # a body whose soft votes are mostly T11/T12 looks thoracic: the column's names are anchored there
+# Lowest body to S1, endplate to endplate, along the line joining their centres: touching, no disc between them
+# (measured 1.2-15.8 mm; T2 cases 1.2-5.5 except two, T1 3.5-15.8).
+FUSED_GAP_MM = 0.5
+SMALL_L5_RATIO = 0.7  # the body on S1's height over the one above it (measured 1.05-1.32; test 0.87-1.29)
+VERSE_L5 = vertebra_number("L5")
 
 
 @dataclass
@@ -80,12 +124,17 @@ class NamingCheck:
     renamed: list = field(default_factory=list)  # indices of bodies named across a gap from below
     gaps: list = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
+    bodies: list = field(default_factory=list)  # the bodies ``names`` refer to, top to bottom
+    chain: list = field(default_factory=list)  # a name per point of the chain the gaps index (bodies, then S1)
+    left_out: dict = field(default_factory=dict)  # {body index: why} bodies that get no name and are not withheld
+    cross_check: dict = field(default_factory=dict)  # counted from S1: the column's names beside them
+    s1_withheld: bool = False  # S1's name goes with the count: withheld when the count is uncertain
 
     @property
     def status(self):
         if not self.withheld:
             return "named"
-        return "withheld" if len(self.withheld) == len(self.names) else "partly withheld"
+        return "partly withheld" if any(self.names) else "withheld"  # (bodies left out have no name either)
 
 
 def body_centres_mm(bodies, shape, spacing):
@@ -141,15 +190,39 @@ def split_ratio(soft, names):
     return (best / chosen if chosen > 0 else float("inf")), best_shift
 
 
-def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
+def column_spacing_mm(centres_mm, heights_mm):
+    """The column's own body spacing: the median distance between neighbouring centres (3-D, top to bottom),
+    else (one body) its height plus a disc."""
+    steps = np.linalg.norm(np.diff(np.asarray(centres_mm, float), axis=0), axis=1)
+    return float(np.median(steps)) if len(steps) else float(np.mean(heights_mm)) + DISC_MM
+
+
+def check_names(bodies, soft, shape, spacing, labels, dropped_below=(), sacrum=None):
     """NamingCheck for the named column ``bodies`` (top to bottom, ``name_index`` set).
 
     ``soft``: per body, the summed class probabilities (or hard votes when the probabilities
     are not at hand); ``labels``: the bundle's class names (0 = background);
-    ``dropped_below``: plausible bodies ``assign_names`` left out below the column.
+    ``dropped_below``: plausible bodies ``assign_names`` left out below the column;
+    ``sacrum``: a ``sacrum.Sacrum`` (None: no sacrum model). With S1 found the names are
+    counted up from it (``count_from_sacrum``), else they are the column's, checked (``check_column``).
     """
+    column = check_column(bodies, soft, shape, spacing, labels, dropped_below)
+    if sacrum is None:
+        return column
+    if not sacrum.found:
+        column.evidence["sacrum"] = {"found": False, "reason": sacrum.reason}
+        column.warnings.append(f"S1 not found ({sacrum.reason}): levels named from the column, not counted from S1")
+        return column
+    if "L5" not in labels:
+        column.warnings.append("the level model has no L5 class: levels named from the column, not counted from S1")
+        return column
+    return count_from_sacrum(bodies, soft, shape, spacing, labels, dropped_below, sacrum, column)
+
+
+def check_column(bodies, soft, shape, spacing, labels, dropped_below=()):
+    """NamingCheck for the column's own names (anchor ``column``): see the module's docstring."""
     names = [int(b.name_index) for b in bodies]
-    check = NamingCheck(names=list(names))
+    check = NamingCheck(names=list(names), bodies=list(bodies), chain=[labels[n] for n in names])
     if not bodies:
         return check
     n_classes = len(labels)
@@ -159,10 +232,9 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
     shares = [soft_shares(s) for s in soft]
 
     ratio, shift = split_ratio(soft, names)
-    lumbar = [i for i, n in enumerate(labels) if n.startswith("L")]
-    lumbar_type = sum(1 for s in shares if s[lumbar].sum() > LUMBAR_TYPE_SHARE)
+    lumbar_type = count_lumbar_type(shares, labels)
     steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
-    spacing_mm = float(np.median(steps)) if len(steps) else float(np.mean(heights)) + DISC_MM
+    spacing_mm = column_spacing_mm(centres, heights)
     _, r, _ = np.unravel_index(bodies[-1].index, shape)
     room_below_mm = float((shape[1] - 1 - r.max()) * spacing[1])
     check.evidence = {
@@ -194,11 +266,7 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
         uncertain.append(f"the lowest body, named {label(names[-1])} by the column, gives {lowest_share:.2f} of its own "
                          f"votes to {label(lowest_top)}")  # fmt: skip
     if lumbar_type > MAX_LUMBAR_TYPE:
-        # Not a reason to withhold with this model: its T12 class was learnt on T2 images only (the T1 source labels
-        # L1-L5), so on T1 a normal T12 votes L1 and every such study has "six lumbar-type bodies" (6 of 16 on
-        # training/validation). A warning only, until a sacrum model can count from below.
-        check.warnings.append(f"{lumbar_type} bodies vote for lumbar names (more than five): if the spine has six "
-                              "lumbar-type vertebrae or a transitional one, count the levels from the sacrum")  # fmt: skip
+        check.warnings.append(lumbar_type_warning(lumbar_type))
     if dropped_below:
         uncertain.append(f"a vertebra-like body below the one named {label(names[-1])} fits no level "
                          "(a sacrum or a sixth lumbar vertebra named by the column?)")  # fmt: skip
@@ -244,6 +312,203 @@ def check_names(bodies, soft, shape, spacing, labels, dropped_below=()):
             check.names[i] = 0
         check.warnings.append(f"level names withheld above a gap: {reason}")
     return check
+
+
+def count_lumbar_type(shares, labels):
+    """How many bodies' soft votes (``shares``, as ``soft_shares`` gives them) go mostly to lumbar names."""
+    lumbar = [i for i, n in enumerate(labels) if n.startswith("L")]
+    return sum(1 for s in shares if s[lumbar].sum() > LUMBAR_TYPE_SHARE)
+
+
+def lumbar_type_warning(count):
+    # Not a reason to withhold with this model: its T12 class was learnt on T2 images only (the T1 source labels
+    # L1-L5), so on T1 a normal T12 votes L1 and every such study has "six lumbar-type bodies" (6 of 16 on
+    # training/validation; the T2 case vb2_10's T12 too). Six lumbar-type bodies withhold the names only when
+    # both counts say so (count_from_sacrum's cross-check).
+    return (f"{count} bodies vote for lumbar names (more than five): if the spine has six lumbar-type vertebrae or "
+            "a transitional one, check the count from the sacrum")  # fmt: skip
+
+
+def count_from_sacrum(bodies, soft, shape, spacing, labels, dropped_below, sacrum, column):
+    """NamingCheck with the names counted up from the found S1 (anchor ``sacrum``).
+
+    Every body the level model found counts (also those ``assign_names`` left out below the column),
+    except those mostly inside S1 (the model called the sacrum a lumbar level) and those below S1.
+    ``column``: ``check_column``'s outcome, the cross-check. See the module's docstring.
+    """
+    votes = list(soft) + [b.votes for b in dropped_below]  # bodies the column left out: their hard votes
+    everything = sorted(zip([*bodies, *dropped_below], votes), key=lambda p: p[0].row_mm)
+    s1_like = [b for b, _ in everything if sacrum.is_s1(b)]
+    others = [(b, v) for b, v in everything if not sacrum.is_s1(b)]
+    above = [(b, v) for b, v in others if b.row_mm <= sacrum.centre_mm[1]]
+    below = [b for b, _ in others if b.row_mm > sacrum.centre_mm[1]]
+    chain_bodies = [b for b, _ in above]
+    check = NamingCheck(names=[], anchor=ANCHOR_SACRUM, bodies=chain_bodies)
+    centres = body_centres_mm(chain_bodies, shape, spacing)
+    chain = np.vstack([centres, sacrum.centre_mm[None]])
+    check.gaps = find_gaps(chain, [b.height_mm for b in chain_bodies] or [sacrum.height_mm])
+    counted = [VERSE_L5 + 1 - k for k in levels_above_s1(len(chain_bodies), check.gaps)]  # VerSe numbers
+    check.chain = [_verse_name(v) for v in counted] + ["S1"]
+    check.names = [_class_of(v, labels) for v in counted]
+    check.left_out = {i: f"counted {check.chain[i]} from S1: above {labels[1]}, the highest level the level model "
+                         "names" for i, n in enumerate(check.names) if not n}  # fmt: skip
+    steps = np.linalg.norm(np.diff(chain, axis=0), axis=1)
+    check.evidence = {**column.evidence, "column_reasons": list(column.reasons), "counted_from_s1": check.chain[:-1],
+                      "sacrum": {"found": True, **sacrum.checks, "steps_to_s1_mm": [round(float(x), 1) for x in steps]}}
+    cross = check.cross_check = cross_check(chain_bodies, [v for _, v in above], check, labels, s1_like)
+
+    uncertain = [disagreement_reason(cross)] if not cross["agree"] and cross["thoracic_looking"] else []
+    uncertain += anchor_doubts(check, len(chain_bodies))
+    uncertain += transitional_signs(chain_bodies, below, check, sacrum, shape, spacing)
+    lumbar_type = count_lumbar_type([soft_shares(v) for _, v in above], labels)
+    if lumbar_type > MAX_LUMBAR_TYPE:
+        check.warnings.append(lumbar_type_warning(lumbar_type))
+    if uncertain:
+        return _withhold_all(check, uncertain)
+    if not cross["agree"]:
+        check.warnings.append(disagreement_warning(cross))
+    _name_across_gaps(check)
+    return check
+
+
+def levels_above_s1(n, gaps):
+    """Per body of a chain of ``n`` bodies above S1 (top to bottom), how many levels above S1 it is
+    (1: directly above, L5), the bodies missing in each gap (``find_gaps``, chain indices) counted."""
+    steps = np.ones(n, int)  # step i: from body i down to the next point of the chain
+    for gap in gaps:
+        steps[gap.above] += gap.missing
+    return [int(v) for v in np.cumsum(steps[::-1])[::-1]]
+
+
+def _verse_name(number):
+    return vertebra_name(int(number)) if 1 <= number <= VERSE_L5 else "?"
+
+
+def _class_of(number, labels):
+    """The level bundle's class index of VerSe ``number`` (0: the bundle has no such class)."""
+    name = _verse_name(number)
+    return labels.index(name) if name in labels[1:] else 0
+
+
+def cross_check(chain_bodies, votes, check, labels, s1_like):
+    """The column's names beside those counted from S1: where they differ, by how many levels (``offset``: the
+    column's class minus the count's), the bodies that look thoracic (soft votes mostly T11/T12) and what the
+    column called a body that is S1."""
+    column = [labels[b.name_index] if b.name_index else None for b in chain_bodies]
+    counted = check.chain[:-1]
+    differ = [i for i, (c, n) in enumerate(zip(column, counted)) if c and c != n and check.names[i]]
+    thoracic = [i for i, n in enumerate(labels) if n.startswith("T")]
+    looks_thoracic = [counted[i] for i, v in enumerate(votes) if soft_shares(v)[thoracic].sum() >= THORACIC_SHARE]
+    return {"column": column, "sacrum": counted, "agree": not differ,
+            "differ": [{"column": column[i], "sacrum": counted[i]} for i in differ],
+            "offset": int(chain_bodies[differ[0]].name_index - check.names[differ[0]]) if differ else 0,
+            "thoracic_looking": looks_thoracic,
+            "s1_called_by_column": [labels[b.name_index] for b in s1_like if b.name_index]}  # fmt: skip
+
+
+def _differences(cross):
+    return ", ".join(f"{d['column']} from the column, {d['sacrum']} from S1" for d in cross["differ"][:3])
+
+
+def disagreement_reason(cross):
+    """Why the names are withheld when the counts disagree and the column is anchored at its top by a thoracic-looking
+    body: the two counts meet in another number of lumbar-type bodies than five."""
+    kind = ("six lumbar-type bodies above S1 (a sixth lumbar vertebra or a lumbarised S1)" if cross["offset"] > 0 else
+            "four lumbar-type bodies above S1 (a sacralised L5, or the S1 found is L5)")  # fmt: skip
+    return (f"the names counted up from S1 and the level model's own from the top of the column (anchored by "
+            f"{cross['thoracic_looking'][-1]}, which looks thoracic) differ ({_differences(cross)}): {kind}, or a body "
+            "missed")  # fmt: skip
+
+
+def disagreement_warning(cross):
+    """The warning when the counts disagree but the column's names rest on the bodies' positions alone."""
+    offset = cross["offset"]
+    off = f"{abs(offset)} level{'s' if abs(offset) > 1 else ''} {'lower' if offset > 0 else 'higher'}"
+    return (f"the level model's own names were {off} than the count from S1 ({_differences(cross)}); they rest on the "
+            "bodies' positions in the picture alone (no thoracic-looking body in view), so the names counted from S1 "
+            "are given")  # fmt: skip
+
+
+def anchor_doubts(check, n):
+    """Reasons to doubt that the S1 found is S1: the level model found and named a body there; or a gap right above
+    it (below a chain of ``n`` bodies) whose count the column's own name of the lowest body does not confirm."""
+    doubts = []
+    called = check.cross_check["s1_called_by_column"]
+    if called:
+        doubts.append(f"the level model found a vertebral body where S1 was found and named it {called[0]}: S1, or a "
+                      "lumbar body (a lumbosacral transitional vertebra?)")  # fmt: skip
+    gap = next((g for g in check.gaps if g.above == n - 1), None)
+    column = check.cross_check["column"][n - 1] if n else None
+    if gap is not None and column != check.chain[n - 1]:
+        doubts.append(f"a gap of about {gap.missing} body(ies) between the lowest body found and S1 "
+                      f"({gap.distance_mm:.0f} mm between their centres, {gap.expected_mm:.0f} mm between the others), "
+                      f"and the level model's own name for that body ({column or 'none'}) does not confirm the count "
+                      f"across it ({check.chain[n - 1]}): a body missed above S1, or the S1 found lies lower "
+                      "(S2)")  # fmt: skip
+    return doubts
+
+
+def transitional_signs(chain_bodies, below, check, sacrum, shape, spacing):
+    """Signs of a lumbosacral transitional vertebra (module docstring), as reasons; measurements into the evidence."""
+    from SpineAILib.workflows.lumbar.discs import endplate_gap_mm
+
+    signs = []
+    facts = check.evidence["sacrum"]
+    on_s1 = bool(chain_bodies) and not any(g.above == len(chain_bodies) - 1 for g in check.gaps)
+    if on_s1:
+        lowest = chain_bodies[-1]
+        gap = endplate_gap_mm(lowest.index, sacrum.index, shape, spacing)
+        facts["lowest_body_to_s1_mm"] = round(gap, 1)
+        if gap < FUSED_GAP_MM:
+            signs.append(f"the lowest body ({check.chain[-2]} counted from S1) is fused to S1 or almost touches it "
+                         f"({gap:.1f} mm between their endplates): a sacralised L5 (lumbosacral transitional "
+                         "vertebra)?")  # fmt: skip
+    if on_s1 and len(chain_bodies) >= 2:
+        ratio = chain_bodies[-1].height_mm / chain_bodies[-2].height_mm
+        facts["lowest_body_height_ratio"] = round(ratio, 2)
+        if ratio < SMALL_L5_RATIO:
+            signs.append(f"the body on S1 is {ratio:.2f} times as high as the one above it: a sacralised L5 "
+                         "(lumbosacral transitional vertebra) or a collapsed body?")  # fmt: skip
+    if below:
+        signs.append(f"a vertebra-like body lies below S1 ({sum(b.volume_ml for b in below):.0f} ml): S1 may be a "
+                     "lumbarised segment with a disc below it, or the S1 found a lumbar body")  # fmt: skip
+    return signs
+
+
+def _withhold_all(check, uncertain):
+    """Every name withheld (S1's too) with the reasons."""
+    check.reasons = [f"{UNCERTAIN}: {u}" for u in uncertain]
+    check.withheld = [i for i in range(len(check.bodies)) if i not in check.left_out]
+    check.names = [0] * len(check.bodies)
+    check.s1_withheld = True
+    check.warnings.append(f"level names withheld ({'; '.join(check.reasons)}): check the levels on the image, "
+                          "counting from the sacrum (and against the last rib-bearing vertebra or a whole-spine "
+                          "localiser)")  # fmt: skip
+    return check
+
+
+def _name_across_gaps(check):
+    """Names above a gap are counted across it from S1 (with a warning) when it holds a whole number of bodies; above
+    a gap that does not, they are withheld with the reason."""
+    label = check.chain
+    for gap in sorted(check.gaps, key=lambda g: -g.above):  # from S1 upwards
+        ratio = gap.distance_mm / gap.expected_mm
+        where = (f"a gap of about {gap.missing} body(ies) between {label[gap.above]} and {label[gap.below]} (counted "
+                 f"from S1; {gap.distance_mm:.0f} mm between their centres along the column, {gap.expected_mm:.0f} mm "
+                 "between the others)")  # fmt: skip
+        if abs(ratio - np.rint(ratio)) > WHOLE_STEPS_TOLERANCE:
+            reason = (f"{where}: {ratio:.1f} spacings, so {gap.missing} or {gap.missing + 1} bodies may be missing "
+                      "there; the names above it are withheld")  # fmt: skip
+            check.reasons.append(reason)
+            check.withheld = [i for i in range(gap.above + 1) if i not in check.left_out]
+            for i in range(gap.above + 1):
+                check.names[i] = 0
+            check.renamed = [i for i in check.renamed if check.names[i]]
+            check.warnings.append(f"level names withheld above a gap: {reason}")
+            return
+        check.renamed = check.renamed or [i for i in range(gap.above + 1) if check.names[i]]  # the lowest gap's
+        check.warnings.append(f"{where}: the names above it were counted across the gap from S1; a vertebra may be "
+                              "missing from the segmentation there, check it")  # fmt: skip
 
 
 # -- the model's own probabilities, recorded while predict.predict_labels runs ------------

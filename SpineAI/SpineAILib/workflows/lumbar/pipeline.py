@@ -13,10 +13,11 @@ from SpineAILib.errors import InputError
 from SpineAILib.images import VolumeImage
 from SpineAILib.terminology import vertebra_number
 from SpineAILib.workflows.lumbar.grid import SagittalLayout, plane_size
-from SpineAILib.workflows.lumbar.naming import ANCHOR_COLUMN, check_names, recording_runner, soft_votes
-from SpineAILib.workflows.lumbar.postprocess import clean_levels
+from SpineAILib.workflows.lumbar.naming import ANCHOR_COLUMN, ANCHOR_SACRUM, check_names, recording_runner, soft_votes
+from SpineAILib.workflows.lumbar.postprocess import clean_levels, measure_body
 from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
 from SpineAILib.workflows.lumbar.refine import refine_bodies
+from SpineAILib.workflows.lumbar.sacrum import S1_VALUE, find_sacrum, sacrum_from_mask
 
 # The model runs on sagittal slices at least this far apart; thinner ones in between are
 # interpolated (levels.predict.predict_labels): 1 mm slices hardly differ from their neighbours.
@@ -87,9 +88,14 @@ def check_field_of_view(image):
     return layout
 
 
-def segment_vertebrae(image, bundle, progress=None, refiner=None):
-    """Run the bundle's level model on ``image``, clean the result up in 3-D and, with a
-    ``refiner`` bundle (levels.refine), redraw the named bodies' outlines at 1 mm."""
+def segment_vertebrae(image, bundle, progress=None, refiner=None, sacrum=None, sacrum_mask=None):
+    """Run the bundle's level model on ``image``, clean the result up in 3-D, find S1 and name the
+    bodies (counted up from S1 when it is found, naming.check_names) and, with a ``refiner`` bundle
+    (levels.refine), redraw the named bodies' outlines at 1 mm.
+
+    ``sacrum``: the sacrum bundle (sacrum.load_sacrum); ``sacrum_mask``: a ready S1 mask on the
+    image's own grid instead (a reviewed label). With neither, the names come from the column.
+    """
     import time
 
     meta = bundle.metadata
@@ -117,29 +123,45 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
     t0 = time.perf_counter()
     dropped = []
     cleaned, bodies, notes = clean_levels(classes, layout.spacing, len(names), dropped=dropped)
+    del classes, cleaned  # the named map is rebuilt from the bodies (apply_naming)
     model_size = (plane_size(canonical.shape[1], layout.spacing[1], spacing)[0],
                   plane_size(canonical.shape[2], layout.spacing[2], spacing)[0])  # fmt: skip
     soft = soft_votes(recorder.batches, run_slices, model_size, canonical.shape, bodies, len(names), offset)
     recorder.batches.clear()
+    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+
+    s1 = None
+    if sacrum is not None or sacrum_mask is not None:
+        t0 = time.perf_counter()
+        if sacrum_mask is not None:
+            s1 = sacrum_from_mask(layout.to_canonical(np.asarray(sacrum_mask)) > 0, layout.spacing, bodies)
+        else:
+            s1 = find_sacrum(sacrum, canonical, layout.spacing, bodies, slices, meta, step)
+        timings["sacrum_s"] = round(time.perf_counter() - t0, 3)
+    del slices
+
+    t0 = time.perf_counter()
     check = check_names(bodies, soft if soft is not None else [b.votes for b in bodies], canonical.shape,
-                        layout.spacing, names, dropped)  # fmt: skip
+                        layout.spacing, names, dropped, sacrum=s1)  # fmt: skip
     if soft is None:
         check.evidence["votes"] = "hard votes (the model's probabilities were not at hand)"
-    timings["postprocess_s"] = round(time.perf_counter() - t0, 3)
+    column_names = [names[b.name_index] for b in bodies]  # the column's names before the checks
+    body_list = describe_bodies(check, s1, names, layout, canonical.shape)
+    cleaned, bodies, withheld, left_out = apply_naming(check, layout, names, canonical.shape)
+    notes += left_out
+    timings["naming_s"] = round(time.perf_counter() - t0, 3)
     if refiner is not None:
         t0 = time.perf_counter()
         cleaned, bodies, refine_notes = refine_bodies(cleaned, bodies, canonical, layout.spacing, refiner)
         notes += refine_notes
         timings["refine_s"] = round(time.perf_counter() - t0, 3)
-    column_names = [names[b.name_index] for b in bodies]  # the column's names before the checks
-    body_list = []  # every body top to bottom: the column's name, the name given (None: withheld), centre
-    for body, name_index, column_name in zip(bodies, check.names, column_names):
-        kji = np.array(np.unravel_index(body.index, canonical.shape), float).mean(axis=1)
-        centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
-        body_list.append({"column_name": column_name, "name": names[name_index] if name_index else None,
-                          "centre_ras": [round(float(v), 2) for v in centre[:3]]})  # fmt: skip
-    cleaned, bodies, withheld = apply_naming(cleaned, bodies, check, layout, names, canonical.shape)
     t0 = time.perf_counter()
+    s1_body = None
+    if s1 is not None and s1.found and not check.s1_withheld:
+        s1_body = add_s1(cleaned, s1, len(names), layout.spacing)
+        names, values = names + ["S1"], values + [S1_VALUE]
+    elif s1 is not None and s1.found:
+        withheld.append(describe_withheld(s1.index, None, s1.volume_ml, layout, canonical.shape, check, "S1"))
     lut = np.array(values, np.uint8)
     labelmap = VolumeImage(
         voxels=layout.from_canonical(lut[cleaned]),
@@ -149,14 +171,12 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
         is_labelmap=True,
     )
     vertebrae = []
-    for body in sorted(bodies, key=lambda b: b.row_mm):
-        kji = np.array(np.unravel_index(body.index, canonical.shape), float).mean(axis=1)
-        centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+    for body in sorted(bodies + ([s1_body] if s1_body else []), key=lambda b: b.row_mm):
         vertebrae.append({
             "name": names[body.name_index],
             "label": int(values[body.name_index]),
             "volume_ml": round(body.volume_ml, 2),
-            "centre_ras": [round(float(v), 2) for v in centre[:3]],
+            "centre_ras": centre_ras(body.index, layout, canonical.shape),
         })  # fmt: skip
     timings["labelmap_s"] = round(time.perf_counter() - t0, 3)
     naming = {
@@ -167,32 +187,87 @@ def segment_vertebrae(image, bundle, progress=None, refiner=None):
         "withheld": withheld,
         "column_names": column_names,
         "bodies": body_list,
-        "named_across_gap": [column_names[i] for i in check.renamed],
-        "gaps": [{"between": [column_names[g.above], column_names[g.below]], "distance_mm": round(g.distance_mm, 1),
+        "named_across_gap": [check.chain[i] for i in check.renamed],
+        "gaps": [{"between": [check.chain[g.above], check.chain[g.below]], "distance_mm": round(g.distance_mm, 1),
                   "expected_mm": round(g.expected_mm, 1), "missing": g.missing} for g in check.gaps],
+        "cross_check": check.cross_check,
+        "sacrum": sacrum_summary(s1, layout, canonical.shape),
         "evidence": check.evidence,
     }  # fmt: skip
     return LevelResult(labelmap, vertebrae, notes, timings, naming)
 
 
-def apply_naming(cleaned, bodies, check, layout, names, shape):
-    """The checked names on the class map: withheld bodies leave it (described instead), renamed ones change class.
+def centre_ras(index, layout, shape):
+    """RAS centre (mm, rounded) of the canonical voxels ``index`` (flat)."""
+    kji = np.array(np.unravel_index(index, shape), float).mean(axis=1)
+    centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
+    return [round(float(v), 2) for v in centre[:3]]
 
-    Returns (class map, bodies still named, [{column_name, volume_ml, centre_ras, reason}] withheld).
+
+def describe_bodies(check, s1, names, layout, shape):
+    """Every body named or withheld, top to bottom: the column's name (None: the column gave it none), the name
+    given (None: withheld) and its centre; with S1 last when it is found (its column name: what the column called
+    the body that is S1, if any)."""
+    out = []
+    for i, (body, name_index) in enumerate(zip(check.bodies, check.names)):
+        if i in check.left_out:
+            continue
+        out.append({"column_name": names[body.name_index] if body.name_index else None,
+                    "name": names[name_index] if name_index else None,
+                    "centre_ras": centre_ras(body.index, layout, shape)})  # fmt: skip
+    if s1 is not None and s1.found:
+        called = check.cross_check.get("s1_called_by_column") or [None]
+        out.append({"column_name": called[0], "name": None if check.s1_withheld else "S1",
+                    "centre_ras": centre_ras(s1.index, layout, shape)})  # fmt: skip
+    return out
+
+
+def sacrum_summary(s1, layout, shape):
+    """S1 for the report: found or not (with the reason), its size, centre and the plausibility checks."""
+    if s1 is None:
+        return {"found": False, "reason": "no sacrum model installed"}
+    if not s1.found:
+        return {"found": False, "reason": s1.reason}
+    return {"found": True, "volume_ml": round(s1.volume_ml, 2), "centre_ras": centre_ras(s1.index, layout, shape),
+            "checks": s1.checks}  # fmt: skip
+
+
+def add_s1(cleaned, s1, s1_class, spacing):
+    """S1 onto the class map as class ``s1_class`` where no named body is; its postprocess.Body (None: none left)."""
+    index = s1.index[cleaned.ravel()[s1.index] == 0]
+    if not len(index):
+        return None
+    cleaned.ravel()[index] = s1_class
+    body = measure_body(index, cleaned, cleaned.shape, spacing, s1_class + 1)
+    body.name_index = s1_class
+    return body
+
+
+def describe_withheld(index, column_name, volume_ml, layout, shape, check, counted_name=None):
+    """A withheld body for the report: the column's name (None: it gave none), the name counted from S1 that is
+    withheld (counted from the sacrum), size, centre and the reasons."""
+    entry = {"column_name": column_name, "volume_ml": round(volume_ml, 2),
+             "centre_ras": centre_ras(index, layout, shape), "reason": "; ".join(check.reasons)}  # fmt: skip
+    return {**entry, "counted_name": counted_name} if check.anchor == ANCHOR_SACRUM else entry
+
+
+def apply_naming(check, layout, names, shape):
+    """The checked names on a fresh class map: withheld bodies stay off it (described instead), bodies left out
+    (counted above the model's highest class) too, with a note.
+
+    Returns (class map, bodies named, [{column_name, (counted_name,) volume_ml, centre_ras, reason}] withheld, notes).
     """
-    if not check.withheld and not check.renamed:
-        return cleaned, bodies, []
-    out = np.zeros_like(cleaned)
-    kept, withheld = [], []
-    reason = "; ".join(check.reasons)
-    for body, name_index in zip(bodies, check.names):
+    out = np.zeros(shape, np.uint8)
+    kept, withheld, notes = [], [], []
+    for i, (body, name_index) in enumerate(zip(check.bodies, check.names)):
         if name_index:
             out.ravel()[body.index] = name_index
             body.name_index = name_index
             kept.append(body)
+        elif i in check.left_out:
+            notes.append(f"dropped a {body.volume_ml:.1f} ml body: {check.left_out[i]}")
         else:
-            kji = np.array(np.unravel_index(body.index, shape), float).mean(axis=1)
-            centre = layout.canonical_to_ras @ np.array([kji[2], kji[1], kji[0], 1.0])
-            withheld.append({"column_name": names[body.name_index], "volume_ml": round(body.volume_ml, 2),
-                             "centre_ras": [round(float(v), 2) for v in centre[:3]], "reason": reason})  # fmt: skip
-    return out, kept, withheld
+            column_name = names[body.name_index] if body.name_index else None
+            withheld.append(describe_withheld(body.index, column_name, body.volume_ml, layout, shape, check,
+                                              check.chain[i]))  # fmt: skip
+    return out, kept, withheld, notes

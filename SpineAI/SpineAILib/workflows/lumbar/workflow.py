@@ -1,6 +1,6 @@
 """lumbar-mri: level-labelled vertebral bodies, disc levels and RSNA 2024 severity grades.
 
-Writes ``vertebrae.seg.nrrd`` (T11 ... L5 segments with terminology),
+Writes ``vertebrae.seg.nrrd`` (T11 ... L5 segments, and S1 when the sacrum model finds it, with terminology),
 ``discs.mrk.json`` (points L1/L2 ... L5/S1 in the input's RAS space),
 ``levels.mrk.json`` (one ROI per visible disc level, sized for grading crops),
 ``severity.tsv`` (5 levels x 5 conditions: probabilities, grade or "not assessed"
@@ -9,7 +9,9 @@ trained on patient labels, as report.json's ``results.severity.research_output``
 ``research_note`` say), ``severity_heatmap.nrrd`` (Grad-CAM of the grades on the image),
 ``overlay_sagittal.png`` / ``overlay_3d.png`` and ``scene.mrb``; the summary
 (levels found, disc levels visible / not visible with the reason, body volumes,
-grades) goes into report.json.
+grades) goes into report.json, with ``results.naming``: the anchor the levels were named
+from (``sacrum``: counted up from S1; ``column``: no S1 in view or no sacrum model), the
+column's names beside those counted from S1, and why any name is withheld.
 
 INPUT may be a whole study folder: the levels are found on its sagittal T2/STIR
 series (else T1), and every series grades what it shows (severity.study_input).
@@ -29,6 +31,7 @@ from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.lumbar.discs import ROI_SIZE_MM, disc_levels, estimate_disc_below, roi_axes
 from SpineAILib.workflows.lumbar.pipeline import check_field_of_view, check_modality, segment_vertebrae
 from SpineAILib.workflows.lumbar.refine import load_refiner
+from SpineAILib.workflows.lumbar.sacrum import load_sacrum
 from SpineAILib.workflows.lumbar.severity.study_input import load_study_input
 
 OUTPUTS = {
@@ -42,6 +45,7 @@ OUTPUTS = {
     "scene": "scene.mrb",
 }
 SEVERITY_TASK = "lumbar-mri/severity"
+NO_SACRUM_MODEL = "no sacrum model installed: levels named from the column"
 
 
 def run(job):
@@ -58,6 +62,7 @@ def run(job):
     job.progress(0.05, "loading the level model")
     bundle = load_model(level_path, device=job.device, expected_task="lumbar-mri")
     refiner = load_refiner(job.device)
+    sacrum = load_sacrum(job.device)
     job.results["engine"] = bundle.engine
     job.warnings.extend(bundle.notes)
     if refiner is None:
@@ -65,17 +70,21 @@ def run(job):
                             "(train one with `spineai-train lumbar-refiner`)")  # fmt: skip
     else:
         job.results["outline_refiner"] = {k: refiner.metadata.get(k) for k in ("bundle_id", "version", "sha256")}
+    if sacrum is None:
+        job.warnings.append(f"{NO_SACRUM_MODEL} (train one with `spineai-train lumbar-mri --target sacrum`)")
+    else:
+        job.results["sacrum_model"] = {k: sacrum.metadata.get(k) for k in ("bundle_id", "version", "sha256")}
     job.progress(0.1, "finding and naming vertebral bodies")
     result = segment_vertebrae(job.image, bundle, progress=lambda f: job.progress(0.1 + 0.5 * f, "predicting slices"),
-                               refiner=refiner)  # fmt: skip
+                               refiner=refiner, sacrum=sacrum)  # fmt: skip
     job.timings.update(result.timings)
-    has_sacrum = "S1" in bundle.labels
-    del bundle, refiner  # the networks are done: their memory goes back before grading and the scene
+    s1_note = "was not found" if sacrum is not None else "is not segmented by this model"
+    del bundle, refiner, sacrum  # the networks are done: their memory goes back before grading and the scene
     release_memory()
 
     discs = disc_levels(result.labelmap)
-    if not has_sacrum:  # no sacrum label in the training data: L5/S1 from L5 alone, marked estimated
-        discs = estimate_disc_below(result.labelmap, discs, "L5/S1")
+    if "S1" not in [v["name"] for v in result.vertebrae]:  # no S1 found: L5/S1 from L5 alone, marked estimated
+        discs = estimate_disc_below(result.labelmap, discs, "L5/S1", lower_note=s1_note)
         for disc in discs:
             if disc.get("estimated"):
                 job.warnings.append(f"{disc['level']} is estimated, not measured: {disc['method']}; check its point "
@@ -181,11 +190,12 @@ def run_axial_only(job, severity_path):
 
 
 def withhold_discs(discs, naming):
-    """``discs`` with each not-visible level next to a body whose name was withheld saying why (naming.check_names).
+    """``discs`` with each not-visible level next to a body whose name was withheld (by the column's name or the one
+    counted from S1) saying why (naming.check_names).
 
     Those levels reach the severity rows as "disc level not visible: level names withheld: …".
     """
-    withheld = {w["column_name"] for w in naming.get("withheld", [])}
+    withheld = {w.get(key) for w in naming.get("withheld", []) for key in ("column_name", "counted_name")} - {None}
     if not withheld:
         return discs
     reason = "; ".join(naming.get("reasons", [])) or "level names withheld"
@@ -204,13 +214,15 @@ def summarise(result, discs):
     visible = [d["level"] for d in discs if d["visible"]]
     naming = result.naming
     if lumbar:
-        message = f"{len(lumbar)} lumbar vertebra(e) found ({', '.join(lumbar)}); disc levels visible: {', '.join(visible) or 'none'}"
+        message = (f"{len(lumbar)} lumbar vertebra(e) found ({', '.join(lumbar)}); disc levels visible: "
+                   f"{', '.join(visible) or 'none'}; {anchor_phrase(naming)}")  # fmt: skip
     else:
         message = "no lumbar levels found"
     if naming.get("withheld"):
         count = len(naming["withheld"])
         message = (f"{count} vertebral bod{'y' if count == 1 else 'ies'} found but not named: "
-                   f"{'; '.join(naming['reasons'])}" + (f"; named: {', '.join(found)}" if found else ""))  # fmt: skip
+                   f"{'; '.join(naming['reasons'])}" + (f"; named: {', '.join(found)}" if found else "")
+                   + f"; {anchor_phrase(naming)}")  # fmt: skip
     return {
         "message": message,
         "levels_found": found,
@@ -222,10 +234,19 @@ def summarise(result, discs):
         "estimated_disc_levels": [d["level"] for d in discs if d.get("estimated")],
         "level_box_mm": {"left_right": ROI_SIZE_MM[0], "anterior_posterior": ROI_SIZE_MM[1], "along_spine": ROI_SIZE_MM[2]},
         "notes": result.notes,
-        # which anchor named the levels, whether any name is withheld and why, and the evidence checked
-        "naming": {k: naming.get(k) for k in ("anchor", "status", "reasons", "withheld", "named_across_gap", "gaps",
-                                              "column_names", "evidence")},  # fmt: skip
+        # which anchor named the levels (sacrum, column), whether any name is withheld and why, the warnings,
+        # the column's names beside those counted from S1, S1 itself and the evidence checked
+        "naming": {k: naming.get(k) for k in ("anchor", "status", "reasons", "warnings", "withheld", "named_across_gap",
+                                              "gaps", "column_names", "cross_check", "sacrum", "evidence")},  # fmt: skip
     }
+
+
+def anchor_phrase(naming):
+    """How the levels were named, for the status line: 'levels counted up from S1' or from the column and why."""
+    if naming.get("anchor") == "sacrum":
+        return "levels counted up from S1 (the sacrum)"
+    sacrum = naming.get("sacrum") or {}
+    return f"levels named from the column ({sacrum.get('reason') or 'no sacrum in view'})"
 
 
 def _disc_summary(disc):
