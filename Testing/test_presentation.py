@@ -133,3 +133,25 @@ def test_research_model_grades_are_greyed_under_the_note_and_real_data_ones_are_
     assert not any(c["research"] for c in cells)
     html = to_html(view)
     assert "not trained on patient labels" not in html and GRADE_COLOURS["Severe"] in html
+
+
+def _naming_run(folder, naming):
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"task": "lumbar-mri", "results": {"message": "m", "naming": naming}}))
+    return present(folder)
+
+
+def test_level_names_say_what_they_rest_on(tmp_path):
+    counted = _naming_run(tmp_path / "a", {"anchor": "sacrum", "status": "named", "reasons": [],
+                                           "cross_check": {"agree": False, "differ": [{"column": "L4", "sacrum": "L5"}]}})
+    assert counted["naming"]["text"] == "Levels counted up from S1 (the sacrum)"
+    assert counted["naming"]["cross_check"] == "the level model's own top-down names differ: L4 (column) / L5 (from S1)"
+    assert "Levels counted up from S1" in to_html(counted) and "L4 (column) / L5 (from S1)" in to_html(counted)
+    reason = "level count uncertain: six lumbar-type bodies above S1"
+    withheld = _naming_run(tmp_path / "b", {"anchor": "sacrum", "status": "withheld", "reasons": [reason]})
+    assert withheld["naming"]["text"].endswith(f"names withheld: {reason}")
+    column = _naming_run(tmp_path / "c", {"anchor": "column", "status": "named",
+                                          "sacrum": {"found": False, "reason": "no sacrum model installed"}})
+    assert column["naming"]["text"] == "Levels named from the column, top down: S1 not used (no sacrum model installed)"
+    assert column["naming"]["cross_check"] == ""
+    assert _naming_run(tmp_path / "d", None)["naming"] is None  # other tasks: nothing shown

@@ -239,6 +239,32 @@ def measurements(results):
     return out
 
 
+def level_naming(results):
+    """How a lumbar-mri run named its levels (report.json results.naming), in words, or None.
+
+    {"anchor", "status", "text", "cross_check"}: the anchor (``sacrum``: counted up from S1;
+    ``column``: from the level model's own run of names), whether any name is withheld and why,
+    and what the other count said — so a reader sees what the names rest on."""
+    naming = results.get("naming")
+    if not isinstance(naming, dict) or not naming.get("anchor"):
+        return None
+    anchor, status = str(naming["anchor"]), str(naming.get("status") or "named")
+    sacrum = naming.get("sacrum") if isinstance(naming.get("sacrum"), dict) else {}
+    if anchor == "sacrum":
+        text = "Levels counted up from S1 (the sacrum)"
+    else:
+        text = f"Levels named from the column, top down: S1 not used ({sacrum.get('reason') or 'not in view'})"
+    if status != "named":
+        text += f"; names {status}: " + "; ".join(str(r) for r in naming.get("reasons") or [])
+    cross = naming.get("cross_check") if isinstance(naming.get("cross_check"), dict) else {}
+    check = ""
+    if cross:
+        check = ("the level model's own top-down names agree" if cross.get("agree") else
+                 "the level model's own top-down names differ: " + ", ".join(
+                     f"{d.get('column')} (column) / {d.get('sacrum')} (from S1)" for d in cross.get("differ") or []))  # fmt: skip
+    return {"anchor": anchor, "status": status, "text": text, "cross_check": check}
+
+
 # -- everything at once ---------------------------------------------------------------------------
 
 
@@ -264,6 +290,7 @@ def present(folder):
         "grid": grid, "fractures": fractures, "calls": calls,
         "heatmap": heatmap_legend(folder, task, results, grid, fractures, calls),
         "measurements": measurements(results),
+        "naming": level_naming(results),
     }
 
 
@@ -277,6 +304,10 @@ def to_html(view):
         items = "".join(f"<li>{e(w)}</li>" for w in view["warnings"])
         parts.append(f"<div style='background:#5d4037;color:#ffe0b2;padding:4px'><b>"
                      f"{len(view['warnings'])} warning{'s' if len(view['warnings']) > 1 else ''}</b><ul>{items}</ul></div>")
+    naming = view.get("naming")
+    if naming:
+        check = f" ({e(naming['cross_check'])})" if naming.get("cross_check") else ""
+        parts.append(f"<p><b>Level names</b>: {e(naming['text'])}{check}</p>")
     grid = view.get("grid")
     if grid:
         if grid.get("research_note"):

@@ -205,6 +205,8 @@ def write_metrics(bundle_path, summary, data_text):
         ("dice_mean_test", summary["dice_mean"]),
         *[(f"dice_{name}_test", v) for name, v in summary["dice_per_level"].items()],
         ("level_identification_accuracy_test", summary["level_identification_accuracy"]),
+        ("level_accuracy_test", summary["level_accuracy"]),
+        ("dice_L1_L5_mean_test", summary["dice_L1_L5_mean"]),
         ("disc_point_error_mean_mm_test", summary["disc_error_mean_mm"]),
         ("disc_point_error_max_mm_test", summary["disc_error_max_mm"]),
         ("disc_points_within_3mm_test", summary["disc_points_within_3mm"]),
@@ -213,6 +215,16 @@ def write_metrics(bundle_path, summary, data_text):
     tensors = load_file(str(Path(bundle_path) / WEIGHTS_FILE))
     save_bundle(bundle_path, meta, tensors, overwrite=True)
     return Path(bundle_path) / METADATA_FILE
+
+
+def load_sacrum_option(option, device):
+    """The sacrum bundle ``--sacrum`` names: 'installed' (None when none is), 'none', or a folder."""
+    from SpineAILib.workflows.lumbar.sacrum import load_sacrum, sacrum_bundle_path
+
+    if option == "none":
+        return None
+    path = sacrum_bundle_path() if option == "installed" else Path(option)
+    return None if path is None else load_sacrum(device, path)
 
 
 def main(argv=None):
@@ -232,6 +244,7 @@ def main(argv=None):
         write_thresholds(refiner_bundle_path() if args.refiner == "installed" else Path(args.refiner),
                          {"zone_margin_mm": args.set_refiner})  # fmt: skip
     refiner = None if args.refiner == "none" else load_refiner(args.device, None if args.refiner == "installed" else Path(args.refiner))
+    sacrum = load_sacrum_option(args.sacrum, args.device)
     cases = mri_lumbar.split_cases(args.data, args.part)
     if not cases:
         raise SystemExit(f"no {args.part} cases found in {args.data}")
@@ -240,7 +253,7 @@ def main(argv=None):
     if args.sweep_refiner:
         for margin in (float(v) for v in args.sweep_refiner.split(",")):
             refiner.metadata["thresholds"] = dict(refiner.metadata.get("thresholds") or {}, zone_margin_mm=margin)
-            s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
+            s = summarise([evaluate_case(case, bundle, refiner, sacrum) for case in cases])
             print(f"refiner zone margin {margin:g} mm: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
                   f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
                   f"{s['disc_error_max_mm']:.2f} mm", flush=True)
@@ -248,7 +261,7 @@ def main(argv=None):
     if args.sweep_background_offset:
         for offset in (float(v) for v in args.sweep_background_offset.split(",")):
             bundle.metadata["thresholds"] = dict(bundle.thresholds, background_logit_offset=offset)
-            s = summarise([evaluate_case(case, bundle, refiner) for case in cases])
+            s = summarise([evaluate_case(case, bundle, refiner, sacrum) for case in cases])
             print(f"offset {offset:4.2f}: Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}), named "
                   f"{s['levels_named_correctly']}, disc error mean {s['disc_error_mean_mm']:.2f} max "
                   f"{s['disc_error_max_mm']:.2f} mm, found {s['disc_points_found']}/{s['disc_points_expected']}", flush=True)
@@ -256,8 +269,11 @@ def main(argv=None):
     data_text = (f"{args.part} split of mri_lumbar ({len(cases)} cases: {', '.join(c.case_id for c in cases)}; "
                  "SpineAITraining/splits/mri_lumbar_split.json), input grid 1 mm, full pipeline with 3-D clean-up, "
                  + (f"outlines redrawn by {refiner.metadata['bundle_id']} {refiner.metadata['version']}" if refiner
-                    else "outlines of the level model (no refiner)"))  # fmt: skip
-    results = [evaluate_case(case, bundle, refiner) for case in tqdm(cases, desc=f"evaluating {args.part}", file=sys.stderr)]
+                    else "outlines of the level model (no refiner)")
+                 + (f", names counted from S1 found by {sacrum.metadata['bundle_id']} {sacrum.metadata['version']}"
+                    if sacrum is not None else ", names from the column (no sacrum model)")
+                 + "; S1 and L5/S1 truth: the team's rule-made S1 labels (SpineAITraining/labels/mri_lumbar_s1)")  # fmt: skip
+    results = [evaluate_case(case, bundle, refiner, sacrum) for case in tqdm(cases, desc=f"evaluating {args.part}", file=sys.stderr)]
     summary = summarise(results)
     machine = describe_machine()
     print(json.dumps(summary, indent=2))
@@ -269,6 +285,8 @@ def main(argv=None):
     if args.write_metadata:  # the whole pipeline's numbers go to the last model in it
         target = refiner.path if refiner is not None else args.bundle
         print(f"metrics written to {write_metrics(target, summary, data_text)}", file=sys.stderr)
+        if sacrum is not None:
+            print(f"metrics written to {write_metrics(sacrum.path, summary, data_text)}", file=sys.stderr)
     return 0
 
 

@@ -44,6 +44,7 @@ class Target:
     """What a run learns: the level model (T11-L5 by level) or the sacrum model (S1 body), same network and data."""
 
     name: str
+    task: str  # the bundle's task: the level model is lumbar-mri's own, the sacrum model a sub-model of it
     bundle_id: str
     version: str
     class_names: tuple
@@ -51,11 +52,11 @@ class Target:
     found: str  # validation: what "every labelled class Dice >= 0.5" means for this model
 
 
-LEVELS = Target("levels", "lumbar-mri-vertebrae", "1.0.0", CLASS_NAMES,
+LEVELS = Target("levels", "lumbar-mri", "lumbar-mri-vertebrae", "1.0.0", CLASS_NAMES,
                 "2-D UNet on sagittal MRI slices: vertebral bodies T11, T12, L1-L5 named by level", "levels named")  # fmt: skip
 # The sacrum model learns S1 from labels this team made by rule and reviewed (SpineAITraining/lumbar/sacrum_labels.py):
 # the level names are counted up from it (SpineAILib.workflows.lumbar.naming).
-SACRUM = Target("sacrum", "lumbar-mri-sacrum", "1.0.0", ("background", "S1"),
+SACRUM = Target("sacrum", "lumbar-mri/sacrum", "lumbar-mri-sacrum", "1.0.0", ("background", "S1"),
                 "2-D UNet on sagittal MRI slices: the first sacral body (S1), the anchor the lumbar levels are counted from",
                 "S1 found")  # fmt: skip
 TARGETS = {t.name: t for t in (LEVELS, SACRUM)}
@@ -354,7 +355,7 @@ def _main(args, argv, dist):
     if args.init_from:
         from SpineAILib.models.bundle import load_bundle
 
-        start_bundle = load_bundle(args.init_from, device="cpu", expected_task="lumbar-mri")
+        start_bundle = load_bundle(args.init_from, device="cpu", expected_task=target.task)
         if list(start_bundle.labels) != list(target.class_names):
             raise InputError(f"--init-from {args.init_from}: its labels {start_bundle.labels} are not this model's "
                              f"{target.class_names}")  # fmt: skip
@@ -442,7 +443,7 @@ def _main(args, argv, dist):
         args.out,
         bundle_id=target.bundle_id,
         version=target.version,
-        task="lumbar-mri",
+        task=target.task,
         network=spec,
         input={
             "channels": 1,

@@ -79,7 +79,7 @@ def test_tiny_sacrum_training_run_writes_a_loadable_bundle(tmp_path):
     assert main(["--target", "sacrum", "--data", str(LUMBAR_DATA), "--out", str(out), "--train-cases", "vb3_02,vb2_02",
                  "--val-cases", "vb3_01", "--samples-per-epoch", "4", "--batch-size", "2", "--channels", "4,8,16,32,64",
                  "--epochs", "1", "--device", "cpu", "--quiet", "--no-tensorboard"]) == 0  # fmt: skip
-    meta = load_bundle(out, device="cpu", expected_task="lumbar-mri").metadata
+    meta = load_bundle(out, device="cpu", expected_task="lumbar-mri/sacrum").metadata
     assert meta["bundle_id"] == "lumbar-mri-sacrum" and meta["labels"] == ["background", "S1"]
     assert meta["network"]["args"]["out_channels"] == 2
     assert {m["name"] for m in meta["metrics"]} >= {"dice_mean_validation", "s1_found_validation"}

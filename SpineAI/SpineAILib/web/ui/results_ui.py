@@ -36,6 +36,12 @@ class ResultsUI:
                 html.Div(f"⚠ {{{{ {v}.warnings.length }}}} warning{{{{ {v}.warnings.length > 1 ? 's' : '' }}}}",
                          classes="font-weight-bold")
                 html.Div("{{ w }}", v_for=f"(w, i) in {v}.warnings", key="i", classes="spineai-warning mt-1")
+            # what the lumbar level names rest on: counted up from S1, or the column's own run (presentation.level_naming)
+            with html.Div(v_if=(f"{v}.naming",), id="spineai-level-naming", classes="mt-1 text-body-2",
+                          style="white-space: normal"):
+                html.B("Level names: ")
+                html.Span(f"{{{{ {v}.naming.text }}}}")
+                html.Span(f" ({{{{ {v}.naming.cross_check }}}})", v_if=(f"{v}.naming.cross_check",))
             self._grid(v)
             self._fractures(v)
             with html.Div(v_if=(f"{v}.calls && {v}.calls.length",), id="spineai-calls", classes="mt-2 text-caption"):

@@ -30,7 +30,7 @@ from SpineAILib.workflows.lumbar.predict import predict_labels, prepare
 
 BUNDLE_ID = "lumbar-mri-sacrum"
 BUNDLE_DIR_NAME = "lumbar-mri-sacrum"
-SUB_TASK = "lumbar-mri/sacrum"  # a catalogue entry may file it as a sub-model; its metadata says lumbar-mri
+SUB_TASK = "lumbar-mri/sacrum"  # its task (spineai-train lumbar-mri --target sacrum); plain lumbar-mri is accepted too
 TASKS = ("lumbar-mri", SUB_TASK)
 LABELS = ["background", "S1"]
 S1_VALUE = vertebra_number("S1")  # VerSe 26
@@ -115,7 +115,7 @@ def load_sacrum(device, path=None):
     meta = bundle.metadata
     if meta.get("task") not in TASKS or list(meta.get("labels", [])) != LABELS:
         raise BundleError(f"model bundle {path} is no sacrum model: task {meta.get('task')!r}, labels "
-                          f"{meta.get('labels')} (expected task lumbar-mri, labels {LABELS})")  # fmt: skip
+                          f"{meta.get('labels')} (expected task {SUB_TASK}, labels {LABELS})")  # fmt: skip
     return bundle
 
 
