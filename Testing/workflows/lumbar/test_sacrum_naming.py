@@ -194,16 +194,16 @@ def _case(case_id):
     return layout, layout.to_canonical(np.asarray(image.voxels)), truth
 
 
-def _run(bundle, layout, image, truth, s1_mask, row_offset=0):
-    """segment_vertebrae on a canonical (cropped) image with ``s1_mask`` as the S1 found; (result, true value of
-    each vertebra given)."""
+def _run(bundle, layout, image, truth, s1_mask, row_offset=0, sacrum=None):
+    """segment_vertebrae on a canonical (cropped) image with ``s1_mask`` as the S1 found (or, with ``sacrum``, the
+    S1 that sacrum bundle finds); (result, true value of each vertebra given)."""
     from SpineAILib.images import VolumeImage
     from SpineAILib.workflows.lumbar.pipeline import segment_vertebrae
 
     affine = layout.canonical_to_ras.copy()
     affine[:3, 3] += row_offset * affine[:3, 1]
     volume = VolumeImage(voxels=np.ascontiguousarray(image), ijk_to_ras=affine, modality="MR")
-    result = segment_vertebrae(volume, bundle, sacrum_mask=s1_mask)
+    result = segment_vertebrae(volume, bundle, sacrum_mask=s1_mask, sacrum=sacrum)
     inverse = np.linalg.inv(affine)
     true = []
     for v in result.vertebrae:
@@ -377,3 +377,41 @@ def test_a_sacrum_bundle_runs_on_the_level_models_slices(tmp_path, level_bundle)
         assert any(w.startswith("S1 not found") for w in naming["warnings"])
     with pytest.raises(Exception, match="no sacrum model"):
         load_sacrum("cpu", level_bundle.path)  # the level bundle is not an S1 model
+
+
+@pytest.fixture(scope="module")
+def sacrum_bundle():
+    from SpineAILib.workflows.lumbar.sacrum import load_sacrum, sacrum_bundle_path
+
+    if sacrum_bundle_path() is None:
+        pytest.skip("no sacrum bundle installed (SpineAI/Resources/Models.json: lumbar-mri/sacrum)")
+    return load_sacrum("cpu")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case_id, start, names", [
+    ("vb2_13", "T10", ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]),  # held-out T2, T10 cut at the disc above it
+    ("vb3_13", "L2", ["L2", "L3", "L4", "L5", "S1"]),  # held-out T1: the column alone names these one level too high
+])
+def test_the_installed_sacrum_model_finds_s1_and_names_the_view_from_it(level_bundle, sacrum_bundle, case_id, start,
+                                                                          names):
+    """The whole path users run: the shipped sacrum model finds S1 on held-out cases cut at the top; the names are
+    counted up from it, right."""
+    from SpineAITraining.lumbar.stress_test import body_rows, crop
+
+    layout, image, truth = _case(case_id)
+    rows, _ = body_rows(truth, layout.spacing)
+    cropped, labels, offset = crop(image, truth, layout.spacing, rows, start, "below")
+    result, true = _run(level_bundle, layout, cropped, labels, None, offset, sacrum=sacrum_bundle)
+    naming = result.naming
+    assert naming["anchor"] == ANCHOR_SACRUM and naming["status"] == "named", naming["reasons"]
+    assert [v["name"] for v in result.vertebrae] == names
+    from SpineAILib.terminology import vertebra_number
+
+    assert true[:-1] == [vertebra_number(n) for n in names[:-1]], true
+    # The model's S1 and the rule-made S1 label differ in outline: its centre lies within 5 mm of that label
+    affine = layout.canonical_to_ras.copy()
+    affine[:3, 3] += offset * affine[:3, 1]
+    centre_kji = (np.linalg.inv(affine) @ np.r_[result.vertebrae[-1]["centre_ras"], 1.0])[:3][::-1]
+    distance = np.linalg.norm((np.argwhere(labels == 26) - centre_kji) * np.asarray(layout.spacing), axis=1)
+    assert distance.min() <= 5.0
