@@ -94,3 +94,12 @@ def shift_from(arrays, k0, shift_px, fill):
         elif di < 0:
             block[:, :, di:] = value
         array[k0:] = block
+
+
+def outside_reconstruction_circle(shape, spacing, radius_factor):
+    """(J, I) mask of the axial pixels outside the scanner's reconstruction circle: a disc centred in the
+    slice, ``radius_factor`` times half the smaller in-plane extent (``spacing`` in I, J, K order)."""
+    jj = (np.arange(shape[1]) - (shape[1] - 1) / 2) * spacing[1]
+    ii = (np.arange(shape[2]) - (shape[2] - 1) / 2) * spacing[0]
+    radius = min(shape[1] * spacing[1], shape[2] * spacing[0]) / 2 * radius_factor
+    return (jj[:, None] ** 2 + ii[None, :] ** 2) > radius**2

@@ -648,10 +648,7 @@ def make_spine_ct(seed, field_of_view="random", spacing=None, size_mm=None, vari
     padding = outside = None
     if artefacts and rng.random() < 0.5:
         padding = float(_choice(rng, (-2000.0, -3024.0, -1024.0), (0.6, 0.2, 0.2)))
-        jj = (np.arange(shape[1]) - (shape[1] - 1) / 2) * sp[1]
-        ii = (np.arange(shape[2]) - (shape[2] - 1) / 2) * sp[0]
-        radius = min(shape[1] * sp[1], shape[2] * sp[0]) / 2 * float(rng.uniform(0.95, 1.1))
-        outside = (jj[:, None] ** 2 + ii[None, :] ** 2) > radius ** 2
+        outside = A.outside_reconstruction_circle(shape, sp, float(rng.uniform(0.95, 1.1)))
         if outside.any():
             out[:, outside] = padding
             vertebrae[:, outside] = 0  # nothing is reconstructed there, so nothing is labelled

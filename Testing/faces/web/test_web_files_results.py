@@ -157,6 +157,10 @@ def test_browse_series_check_run_results_and_clear(tmp_path):
         box = page.locator(".spineai-warning", has_text=longest[:40]).first
         assert box.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && getComputedStyle(e).whiteSpace !== 'nowrap'")
         assert box.bounding_box()["height"] > 20, "a long warning wraps onto several lines"
+        # what the level names rest on: no sacrum in view, so the column's own run, with the reason
+        assert report["results"]["naming"]["anchor"] == "column"
+        naming = wait_for_text(page, "spineai-level-naming", "t.includes('Level names')")
+        assert "Levels named from the column, top down: S1 not used" in naming, naming
         grid = wait_for_text(page, "spineai-grade-grid", "t.includes('Canal')")
         assert "L5/S1" in grid and "not assessed" in grid, grid  # the sacrum is out of view: L5/S1 collapsed
         # the shipped grader was trained on synthetic studies: its grades are shown as a research output
