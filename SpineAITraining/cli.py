@@ -4,7 +4,8 @@ Subcommands:
   spineai-train convert CHECKPOINT.pt --metadata META.json --out BUNDLE
   spineai-train export-onnx BUNDLE...   (model.onnx next to model.safetensors, compared first)
   spineai-train TASK ...     (lp-ultrasound, lumbar-mri, cervical-ct, and the sub-models
-                             lumbar-severity, lumbar-refiner, lp-ultrasound-localiser, cervical-fracture)
+                             lumbar-severity, lumbar-refiner, lp-ultrasound-localiser, cervical-fracture;
+                             spine-ct: the whole-spine CT vertebra model, issue 13)
 
 A task's trainer is the module TRAINER_MODULES names (in its domain package:
 SpineAITraining.ultrasound, .lumbar, .cervical) with ``main(argv)``; until it exists
@@ -22,7 +23,8 @@ from pathlib import Path
 from SpineAILib.models.schema import TASKS  # light: torch and monai load only when a command runs
 
 # Every trainer: one per `spineai run` task, plus the sub-models a task uses.
-TRAINERS = TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser", "cervical-fracture")
+# spine-ct: the whole-spine CT vertebra model (issue 13), trained before its workflow exists.
+TRAINERS = TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser", "cervical-fracture", "spine-ct")
 TRAINER_MODULES = {
     "lp-ultrasound": "SpineAITraining.ultrasound.train_classifier",
     "lp-ultrasound-localiser": "SpineAITraining.ultrasound.train_localiser",
@@ -31,6 +33,7 @@ TRAINER_MODULES = {
     "lumbar-severity": "SpineAITraining.lumbar.train_severity",
     "cervical-ct": "SpineAITraining.cervical.train_segmentation",
     "cervical-fracture": "SpineAITraining.cervical.train_fracture",
+    "spine-ct": "SpineAITraining.spine_ct.train_vertebrae",
 }
 
 
