@@ -237,7 +237,7 @@ def test_models_lists_every_catalogue_bundle_installed():
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
     assert [m["bundle_id"] for m in listed] == [m["bundle_id"] for m in catalogue["models"]]
-    assert len(listed) == 7
+    assert len(listed) == 8
     for entry in listed:  # each on disk, with the version its metadata.json carries
         meta = json.loads((Path(entry["location"]) / "metadata.json").read_text())
         assert meta["bundle_id"] == entry["bundle_id"] and meta["version"] == entry["version"], entry

@@ -112,6 +112,9 @@ THORACIC_SHARE = 0.5  # a body whose soft votes are mostly T11/T12 looks thoraci
 # Lowest body to S1, endplate to endplate, along the line joining their centres: touching, no disc between them
 # (measured 1.2-15.8 mm; T2 cases 1.2-5.5 except two, T1 3.5-15.8).
 FUSED_GAP_MM = 0.5
+# ...judged only where rows along the spine are at most this far apart: with thicker ones (an axial series resliced,
+# 4 mm apart) a 5-10 mm disc spans one or two rows and the two outlines may meet without any fusion.
+FUSED_MAX_ROW_MM = 2.0
 SMALL_L5_RATIO = 0.7  # the body on S1's height over the one above it (measured 1.05-1.32; test 0.87-1.29)
 VERSE_L5 = vertebra_number("L5")
 
@@ -484,7 +487,9 @@ def transitional_signs(chain_bodies, below, check, sacrum, shape, spacing):
         lowest = chain_bodies[-1]
         gap = endplate_gap_mm(lowest.index, sacrum.index, shape, spacing)
         facts["lowest_body_to_s1_mm"] = round(gap, 1)
-        if gap < FUSED_GAP_MM:
+        if spacing[1] > FUSED_MAX_ROW_MM:
+            facts["fusion_not_judged"] = f"rows {spacing[1]:.1f} mm apart along the spine: a disc is not resolved"
+        elif gap < FUSED_GAP_MM:
             signs.append(f"the lowest body ({check.chain[-2]} counted from S1) is fused to S1 or almost touches it "
                          f"({gap:.1f} mm between their endplates): a sacralised L5 (lumbosacral transitional "
                          "vertebra)?")  # fmt: skip
