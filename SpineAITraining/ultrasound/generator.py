@@ -363,7 +363,7 @@ class _Renderer:
 
     def to_screen(self, v, cord, csf, bad):
         """Beam space -> canvas (scan conversion for fans), grey map/colour, margin overlays."""
-        g, m = self.g, self.m
+        g = self.g
         H, W = g.size
         y0, x0, h, w = g.viewport
         img = cv2.remap(v, g.map_x, g.map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
