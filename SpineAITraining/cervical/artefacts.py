@@ -103,3 +103,17 @@ def outside_reconstruction_circle(shape, spacing, radius_factor):
     ii = (np.arange(shape[2]) - (shape[2] - 1) / 2) * spacing[0]
     radius = min(shape[1] * spacing[1], shape[2] * spacing[0]) / 2 * radius_factor
     return (jj[:, None] ** 2 + ii[None, :] ** 2) > radius**2
+
+
+def slice_profile(values, shape, n_sub, margin, sigma_fine):
+    """The output slices from ``n_sub``-times finer ones (``margin`` extra fine slices at each end): a Gaussian slice
+    sensitivity profile of ``sigma_fine`` fine slices around each slice's centre (the slice thickness)."""
+    offsets = np.arange(-margin, margin + 1)
+    weights = np.exp(-0.5 * (offsets / max(sigma_fine, 1e-3)) ** 2)
+    weights /= weights.sum()
+    out = np.zeros(shape, np.float32)
+    stop = n_sub * (shape[0] - 1) + 1
+    for offset, weight in zip(offsets, weights):
+        start = margin + offset
+        out += np.float32(weight) * values[start:start + stop:n_sub]
+    return out

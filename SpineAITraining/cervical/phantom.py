@@ -398,15 +398,8 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
     values += A.smooth_texture(rng, fine_shape, cell=2) * texture_amp[canvas.tissue]
     blur_mm = float(rng.uniform(0.25, 0.6))
     values = A.blur_in_plane(values, blur_mm / min(sp[0], sp[1]))
-    sigma_k = thickness / 2.3548 / fine_mm  # slice profile, in fine slices
-    offsets = np.arange(-margin, margin + 1)
-    weights = np.exp(-0.5 * (offsets / max(sigma_k, 1e-3)) ** 2)
-    weights /= weights.sum()
-    out = np.zeros(shape, np.float32)
+    out = A.slice_profile(values, shape, n_sub, margin, thickness / 2.3548 / fine_mm)  # sigma in fine slices
     stop = n_sub * (shape[0] - 1) + 1
-    for offset, weight in zip(offsets, weights):
-        start = margin + offset
-        out += np.float32(weight) * values[start:start + stop:n_sub]
     del values
     centre = slice(margin, margin + stop, n_sub)
     labels = np.ascontiguousarray(canvas.label[centre])

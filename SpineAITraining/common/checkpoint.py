@@ -47,6 +47,33 @@ def resume(path, model, optimiser, args, verbose=True):
     return epoch, step, epochs, json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
 
 
+def start_or_resume(spec, args, work, device, log):
+    """A seeded network from ``spec`` with its AdamW optimiser, resumed from ``work/last.pt`` with ``--resume``.
+
+    Returns (model, optimiser, checkpoint path, (epochs, epoch, step, history, best, best_state, trained seconds)) for
+    the trainers whose checkpoints record the seconds trained (``cervical.cases.end_epoch``). A larger ``--epochs``
+    extends a resumed run unless a time budget planned it.
+    """
+    import torch
+
+    from SpineAILib.models.networks import build_network
+    from SpineAITraining.common.seeding import seed_everything
+
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    model = build_network(spec["name"], **spec["args"]).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    progress = (args.epochs, 0, 0, [], None, None, 0.0)
+    checkpoint = work / "last.pt"
+    if args.resume and checkpoint.is_file():
+        state = load_state(checkpoint, model, optimiser)
+        epochs = max(int(state["epochs"]), args.epochs) if args.time_budget is None else int(state["epochs"])
+        progress = (epochs, int(state["epoch"]), int(state["step"]), json.loads(state["history"]),
+                    json.loads(state["best"]), state["best_model"], float(state["seconds"]))  # fmt: skip
+        log(f"resumed after epoch {progress[1]} from {checkpoint}")
+    return model, optimiser, checkpoint, progress
+
+
 def save_tensors(work, model, optimizer, state):
     """model + optimizer tensors to safetensors, the rest to JSON (never pickles)."""
     from safetensors.torch import save_file

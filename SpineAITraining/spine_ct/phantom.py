@@ -618,7 +618,7 @@ def make_spine_ct(seed, field_of_view="random", spacing=None, size_mm=None, vari
         blurred = blurred + np.float32(edge) * (blurred - wide)
     values = blurred
     del blurred
-    out = _slice_profile(values, shape, n_sub, margin, thickness / 2.3548 / fine_mm)
+    out = A.slice_profile(values, shape, n_sub, margin, thickness / 2.3548 / fine_mm)
     centre = slice(margin, margin + n_sub * (shape[0] - 1) + 1, n_sub)
     vertebrae = np.ascontiguousarray(canvas.vertebra[centre])
     ribs = np.ascontiguousarray(canvas.rib[centre])
@@ -679,19 +679,6 @@ def make_spine_ct(seed, field_of_view="random", spacing=None, size_mm=None, vari
                             is_labelmap=True, metadata={**meta, "label_names": rib_names})
     timings["total"] = time.perf_counter() - t0  # kept out of the truth, which is a pure function of the arguments
     return SpineCTCase(ct, vert_image, rib_image, truth, {k: round(t, 3) for k, t in timings.items()})
-
-
-def _slice_profile(values, shape, n_sub, margin, sigma_fine):
-    """The output slices: a Gaussian slice sensitivity profile over the fine slices around each centre."""
-    offsets = np.arange(-margin, margin + 1)
-    weights = np.exp(-0.5 * (offsets / max(sigma_fine, 1e-3)) ** 2)
-    weights /= weights.sum()
-    out = np.zeros(shape, np.float32)
-    stop = n_sub * (shape[0] - 1) + 1
-    for offset, weight in zip(offsets, weights):
-        start = margin + offset
-        out += np.float32(weight) * values[start:start + stop:n_sub]
-    return out
 
 
 def _arm_streaks(rng, out, arms_in):

@@ -51,7 +51,7 @@ import torch  # this module is imported only when its command runs
 
 from SpineAITraining.cervical.cases import end_epoch
 from SpineAITraining.cervical.train_segmentation import INTENSITY, sample_patch
-from SpineAITraining.common.checkpoint import load_state
+from SpineAITraining.common.checkpoint import start_or_resume
 from SpineAITraining.common.loop import ce_dice_loss, learning_rate, optimiser_step
 from SpineAITraining.common.seeding import seed_everything
 from SpineAITraining.spine_ct.cases import (
@@ -283,7 +283,6 @@ def main(argv=None):
     args = parse_args(argv)
     from SpineAILib.errors import InputError
     from SpineAILib.models.device import choose_device
-    from SpineAILib.models.networks import build_network
     from SpineAITraining.common.export import export_bundle
 
     def log(message):
@@ -307,18 +306,8 @@ def main(argv=None):
     patch = tuple(int(v) for v in args.patch.split(","))
     train = [pad_for_patch(case, patch) for case in train]
     spec = network_spec(tuple(int(c) for c in args.channels.split(",")))
-    work.mkdir(parents=True, exist_ok=True)
-    seed_everything(args.seed)
-    model = build_network(spec["name"], **spec["args"]).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    epochs, epoch, step, history, best, best_state, trained_seconds = args.epochs, 0, 0, [], None, None, 0.0
-    checkpoint = work / "last.pt"
-    if args.resume and checkpoint.is_file():
-        state = load_state(checkpoint, model, optimiser)
-        epoch, step, trained_seconds = int(state["epoch"]), int(state["step"]), float(state["seconds"])
-        epochs = max(int(state["epochs"]), args.epochs) if args.time_budget is None else int(state["epochs"])
-        history, best, best_state = json.loads(state["history"]), json.loads(state["best"]), state["best_model"]
-        log(f"resumed after epoch {epoch} from {checkpoint}")
+    model, optimiser, checkpoint, progress = start_or_resume(spec, args, work, device, log)
+    epochs, epoch, step, history, best, best_state, trained_seconds = progress
 
     first_epoch, t_chunk = epoch, time.perf_counter()
     while epoch < epochs and not chunk_done(args, epoch - first_epoch, time.perf_counter() - t_chunk):
