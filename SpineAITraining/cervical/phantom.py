@@ -485,7 +485,7 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
     boxes = _boxes(zone, labels, LABEL_NAMES)
 
     meta = {
-        "generator": "SpineAITraining.cervical.phantom", "seed": _jsonable_seed(seed),
+        "generator": "SpineAITraining.cervical.phantom", "seed": jsonable_seed(seed),
         "orientation": orientation, "shape_kji": list(shape), "spacing_ijk": [round(v, 4) for v in sp],
         "slice_thickness": round(thickness, 4), "fov_mm": [round(shape[2] * sp[0], 1), round(shape[1] * sp[1], 1)],
         "coverage": coverage, "levels_in_view": in_view, "levels_complete": complete,
@@ -508,7 +508,7 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
     return CervicalCase(ct, label_image, fractured, boxes, meta, zone_image, {k: round(v, 3) for k, v in timings.items()})
 
 
-def _jsonable_seed(seed):
+def jsonable_seed(seed):
     if isinstance(seed, (int, np.integer)):
         return int(seed)
     if isinstance(seed, (list, tuple)):

@@ -51,6 +51,7 @@ from SpineAILib.images import VolumeImage
 
 from SpineAITraining.cervical import artefacts as A
 from SpineAITraining.cervical.anatomy import frame
+from SpineAITraining.cervical.phantom import jsonable_seed
 from SpineAITraining.cervical.sdf import (
     FAR,
     Block,
@@ -663,7 +664,7 @@ def make_spine_ct(seed, field_of_view="random", spacing=None, size_mm=None, vari
     # 7. Truth.
     truth = _truth(spine, body, v, kind, vertebrae, ribs, rib_truth, bone_hu, to_ras, matrix, sp, thickness, outside,
                    notes, pose, z_lo, z_hi, marks, streak_field)
-    truth.update(seed=_jsonable_seed(seed), artefacts=applied, padding_value=padding,
+    truth.update(seed=jsonable_seed(seed), artefacts=applied, padding_value=padding,
                  metal_in_view=[m[0] for m in metal_in_view],
                  kernel={"name": v["kernel"], "blur_mm": round(blur_mm, 3)}, noise_hu=round(noise_hu, 2),
                  soft_hu={T.NAMES[c]: round(float(soft_hu[c]), 1) for c in range(len(T.NAMES))},
@@ -820,14 +821,6 @@ def _truth(spine, body, v, kind, vertebrae, ribs, rib_truth, bone_hu, to_ras, ma
         "label_ranges": {"vertebrae": "VerSe: C1-C7 1-7, T1-T12 8-19, L1-L5 20-24, L6 25, sacrum 26, T13 28",
                          "ribs": "100 + VerSe number of the rib's vertebra (left), 200 + (right)"},
     }
-
-
-def _jsonable_seed(seed):
-    if isinstance(seed, (int, np.integer)):
-        return int(seed)
-    if isinstance(seed, (list, tuple)):
-        return [int(s) for s in seed]
-    return str(seed)
 
 
 __all__ = ["FIELDS_OF_VIEW", "VARIANT_KEYS", "SpineCTCase", "make_spine_ct"]
