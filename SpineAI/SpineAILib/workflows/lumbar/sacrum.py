@@ -195,9 +195,9 @@ def implausible(sacrum, column, shape, spacing):
     '' when it can."""
     body = sacrum.body
     if body.volume_ml < MIN_S1_ML or body.height_mm < MIN_S1_HEIGHT_MM or body.area_mm2 < MIN_S1_AREA_MM2:
-        return (f"the S1 found is too small for a vertebral body ({body.volume_ml:.1f} ml, {body.height_mm:.0f} mm "
-                f"high, largest sagittal section {body.area_mm2:.0f} mm2; at least {MIN_S1_ML:.0f} ml, "
-                f"{MIN_S1_HEIGHT_MM:.0f} mm, {MIN_S1_AREA_MM2:.0f} mm2)")  # fmt: skip
+        return (f"what the sacrum model marked is too small for a vertebral body ({body.volume_ml:.1f} ml, "
+                f"{body.height_mm:.0f} mm high, largest sagittal section {body.area_mm2:.0f} mm2; at least "
+                f"{MIN_S1_ML:.0f} ml, {MIN_S1_HEIGHT_MM:.0f} mm, {MIN_S1_AREA_MM2:.0f} mm2)")  # fmt: skip
     if not column:
         return ""
     centres = body_centres_mm(column, shape, spacing)
@@ -211,11 +211,12 @@ def implausible(sacrum, column, shape, spacing):
     sacrum.checks.update({"below_lowest_body_spacings": round(below, 2), "lateral_offset_mm": round(lateral, 1),
                           "spacings_from_lowest_body": round(steps, 2)})  # fmt: skip
     if below < BELOW_MIN_STEPS:
-        return (f"the S1 found is not below the lowest vertebral body ({below:.2f} body spacings down the column; "
-                f"S1 lies about one below L5)")  # fmt: skip
+        return (f"what the sacrum model marked is not below the lowest vertebral body ({below:.2f} body spacings "
+                "down the column; S1 lies about one below L5)")  # fmt: skip
     if lateral > MAX_LATERAL_MM:
-        return f"the S1 found lies {lateral:.0f} mm to the side of the lowest vertebral body: off the column"
+        return (f"what the sacrum model marked lies {lateral:.0f} mm to the side of the lowest vertebral body: off the "
+                "column")  # fmt: skip
     if steps > MAX_STEPS:
-        return (f"the S1 found lies {steps:.1f} body spacings from the lowest vertebral body: too far below it to "
-                "count the levels from")  # fmt: skip
+        return (f"what the sacrum model marked lies {steps:.1f} body spacings from the lowest vertebral body: too far "
+                "below it to count the levels from")  # fmt: skip
     return ""
