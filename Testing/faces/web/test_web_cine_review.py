@@ -93,7 +93,8 @@ def test_ultrasound_review_in_browser(tmp_path):
         best = review.best[0]
         _wait_for_frame(page, best)
         assert text_of(page, "spineai-cine-frame").startswith(f"frame {best + 1} / 30")
-        assert text_of(page, "spineai-review-message").startswith(f"best frame 1 of {len(review.best)}")
+        # the frame may already be the best one (playback paused there): wait for the message, not only the frame
+        wait_for_text(page, "spineai-review-message", f"t.startsWith('best frame 1 of {len(review.best)}')")
         cursor = page.eval_on_selector("#spineai-timeline-cursor", "el => parseFloat(el.style.left)")
         assert cursor == pytest.approx(review.cursor_fraction(best) * 100, abs=0.1)
         if best != shown:
