@@ -105,6 +105,18 @@ def outside_reconstruction_circle(shape, spacing, radius_factor):
     return (jj[:, None] ** 2 + ii[None, :] ** 2) > radius**2
 
 
+def pad_outside(volume, label_maps, outside, padding):
+    """Fill the axial pixels ``outside`` the reconstruction circle with ``padding`` in ``volume`` (K, J, I) and clear
+    them in every label map (nothing is reconstructed there, so nothing is labelled); the artefact record, or None
+    when no pixel lies outside."""
+    if not outside.any():
+        return None
+    volume[:, outside] = padding
+    for label_map in label_maps:
+        label_map[:, outside] = 0
+    return {"kind": "padding outside the reconstruction circle", "value": padding}
+
+
 def slice_profile(values, shape, n_sub, margin, sigma_fine):
     """The output slices from ``n_sub``-times finer ones (``margin`` extra fine slices at each end): a Gaussian slice
     sensitivity profile of ``sigma_fine`` fine slices around each slice's centre (the slice thickness)."""

@@ -459,11 +459,9 @@ def make_case(seed, *, spacing=None, levels=None, fracture_rate=0.3, artefacts=T
     if artefacts and orientation == "axial" and rng.random() < 0.5:
         padding = float(rng.choice([-2000.0, -3024.0, -1024.0], p=[0.6, 0.2, 0.2]))
         outside = A.outside_reconstruction_circle(shape, sp, float(rng.uniform(0.92, 1.1)))
-        if outside.any():
-            out[:, outside] = padding
-            labels[:, outside] = 0  # nothing is reconstructed there, so nothing is labelled
-            zone[:, outside] = 0
-            applied.append({"kind": "padding outside the reconstruction circle", "value": padding})
+        record = A.pad_outside(out, (labels, zone), outside, padding)
+        if record:
+            applied.append(record)
         else:
             padding = None
     voxels = np.clip(np.rint(out), -3024, 3071).astype(np.int16)

@@ -52,28 +52,16 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def truth_with_sacrum(case, truth):
-    """The case's label map with the team's S1 label merged in as VerSe 26 (when there is one)."""
-    from SpineAILib.io import load
-    from SpineAITraining.lumbar.sacrum_labels import S1, label_path
-
-    path = label_path(case.case_id)
-    if not path.is_file():
-        return truth, False
-    voxels = np.asarray(truth.voxels).copy()
-    voxels[(np.asarray(load(path).voxels) > 0) & (voxels == 0)] = S1
-    return type(truth)(voxels=voxels, ijk_to_ras=truth.ijk_to_ras, modality=truth.modality, is_labelmap=True), True
-
-
 def evaluate_case(case, bundle, refiner=None, sacrum=None):
     from SpineAILib.io import load
     from SpineAILib.terminology import vertebra_name
     from SpineAILib.workflows.lumbar.discs import disc_levels, estimate_disc_below
     from SpineAILib.workflows.lumbar.pipeline import segment_vertebrae
-    from SpineAITraining.lumbar.sacrum_labels import S1
+    from SpineAITraining.lumbar.sacrum_labels import S1, with_s1
 
     image, truth = load(case.image), load(case.labels)
-    truth, has_s1 = truth_with_sacrum(case, truth)
+    voxels, has_s1 = with_s1(case.case_id, truth)  # S1 truth: the team's rule-made label
+    truth = type(truth)(voxels=voxels, ijk_to_ras=truth.ijk_to_ras, modality=truth.modality, is_labelmap=True)
     t0 = time.perf_counter()
     result = segment_vertebrae(image, bundle, refiner=refiner, **({"sacrum": sacrum} if sacrum is not None else {}))
     seconds = time.perf_counter() - t0
@@ -135,8 +123,8 @@ def summarise(cases):
         "disc_error_mean_mm": float(np.mean(errors)) if errors else None,
         "disc_error_median_mm": float(np.median(errors)) if errors else None,
         "disc_error_max_mm": float(np.max(errors)) if errors else None,
-        "l5_s1_error_mm": [round(c["disc_error_mm"][k], 1) if c["disc_error_mm"].get(k) is not None else None
-                           for c in cases for k in ("L5/S1",) if k in c["disc_error_mm"]],
+        "l5_s1_error_mm": [None if c["disc_error_mm"]["L5/S1"] is None else round(c["disc_error_mm"]["L5/S1"], 1)
+                           for c in cases if "L5/S1" in c["disc_error_mm"]],
         "l5_s1_estimated": sum("L5/S1" in c.get("discs_estimated", []) for c in cases),
         "disc_points_within_3mm": (sum(e <= DISC_TOLERANCE_MM for e in errors) / expected) if expected else None,
         "seconds_per_case": float(np.mean([c["seconds"] for c in cases])),

@@ -60,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAITraining.lumbar.sacrum_labels import S1  # VerSe 26
+
 KINDS = ("fov", "curve", "missing", "contrast", "resolution")
 STARTS = ("T9", "T10", "T11", "T12", "L1", "L2")
 ENDS = ("L4", "L5", "below")
@@ -69,7 +71,6 @@ CUT_MM = 2.0  # the cut lies this far into the disc above the first body / below
 PRESENT_SHARE = 0.6
 BLANK = ("L2", "L3")
 OUTCOMES = ("right", "wrong", "withheld", "incomplete")
-S1 = 26  # VerSe
 BELOW_S1 = 27  # an estimated level under S1 (S2...): no name is right there
 S1_TOLERANCE_MM = 5.0
 THICK_MM = (3.0, 4.0, 5.0)
@@ -522,20 +523,16 @@ def case_arrays(case, s1_folder=None):
     from SpineAILib.io import load
     from SpineAILib.workflows.lumbar.grid import SagittalLayout
 
-    from SpineAITraining.lumbar.sacrum_labels import LABELS_DIR, label_path
+    from SpineAITraining.lumbar.sacrum_labels import LABELS_DIR, with_s1
 
     image, labels = load(case.image), load(case.labels)
     layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
     canonical = layout.to_canonical(np.asarray(image.voxels))
-    truth = layout.to_canonical(np.asarray(labels.voxels)).astype(np.uint8)
-    truth[~np.isin(truth, list(case.labelled_values))] = 0
-    s1_path = label_path(case.case_id, s1_folder or LABELS_DIR)
-    if s1_path.is_file():
-        s1 = load(s1_path)
-        if s1.voxels.shape != image.voxels.shape or not np.allclose(s1.ijk_to_ras, image.ijk_to_ras, atol=1e-3):
-            raise SystemExit(f"{s1_path} is not on the grid of {case.image}")
-        truth[(layout.to_canonical(np.asarray(s1.voxels)) > 0) & (truth == 0)] = S1
-    return layout, canonical, truth
+    levels = np.asarray(labels.voxels)
+    levels = type(labels)(voxels=np.where(np.isin(levels, list(case.labelled_values)), levels, 0),
+                          ijk_to_ras=labels.ijk_to_ras, is_labelmap=True)  # fmt: skip
+    truth, _ = with_s1(case.case_id, levels, s1_folder or LABELS_DIR)
+    return layout, canonical, layout.to_canonical(truth).astype(np.uint8)
 
 
 def run_case(case, bundle, kinds, only=None, sacrum=None, s1_folder=None):

@@ -650,11 +650,9 @@ def make_spine_ct(seed, field_of_view="random", spacing=None, size_mm=None, vari
     if artefacts and rng.random() < 0.5:
         padding = float(_choice(rng, (-2000.0, -3024.0, -1024.0), (0.6, 0.2, 0.2)))
         outside = A.outside_reconstruction_circle(shape, sp, float(rng.uniform(0.95, 1.1)))
-        if outside.any():
-            out[:, outside] = padding
-            vertebrae[:, outside] = 0  # nothing is reconstructed there, so nothing is labelled
-            ribs[:, outside] = 0
-            applied.append({"kind": "padding outside the reconstruction circle", "value": padding})
+        record = A.pad_outside(out, (vertebrae, ribs), outside, padding)
+        if record:
+            applied.append(record)
         else:
             padding = outside = None
     voxels = np.clip(np.rint(out), -3024, 3071).astype(np.int16)

@@ -203,14 +203,20 @@ def _case(case_id):
     from SpineAILib.io import load
     from SpineAILib.workflows.lumbar.grid import SagittalLayout
 
-    from SpineAITraining.lumbar.sacrum_labels import label_path
+    from SpineAITraining.lumbar.sacrum_labels import with_s1
 
     image = load(require(LUMBAR_DATA / f"{case_id}.nii.gz"))
-    labels, s1 = load(LUMBAR_DATA / f"{case_id}_labels.nii.gz"), load(require(label_path(case_id)))
+    truth, has_s1 = with_s1(case_id, load(LUMBAR_DATA / f"{case_id}_labels.nii.gz"))
+    assert has_s1, f"no S1 label for {case_id}"
     layout = SagittalLayout.of(image.voxels.shape, image.ijk_to_ras)
-    truth = layout.to_canonical(np.asarray(labels.voxels)).astype(np.uint8)
-    truth[(layout.to_canonical(np.asarray(s1.voxels)) > 0) & (truth == 0)] = 26
-    return layout, layout.to_canonical(np.asarray(image.voxels)), truth
+    return layout, layout.to_canonical(np.asarray(image.voxels)), layout.to_canonical(truth).astype(np.uint8)
+
+
+def _crop_affine(layout, row_offset):
+    """The canonical grid's IJK->RAS for an image whose first ``row_offset`` rows were cut off."""
+    affine = layout.canonical_to_ras.copy()
+    affine[:3, 3] += row_offset * affine[:3, 1]
+    return affine
 
 
 def _run(bundle, layout, image, truth, s1_mask, row_offset=0, sacrum=None):
@@ -219,8 +225,7 @@ def _run(bundle, layout, image, truth, s1_mask, row_offset=0, sacrum=None):
     from SpineAILib.images import VolumeImage
     from SpineAILib.workflows.lumbar.pipeline import segment_vertebrae
 
-    affine = layout.canonical_to_ras.copy()
-    affine[:3, 3] += row_offset * affine[:3, 1]
+    affine = _crop_affine(layout, row_offset)
     volume = VolumeImage(voxels=np.ascontiguousarray(image), ijk_to_ras=affine, modality="MR")
     result = segment_vertebrae(volume, bundle, sacrum_mask=s1_mask, sacrum=sacrum)
     inverse = np.linalg.inv(affine)
@@ -229,6 +234,20 @@ def _run(bundle, layout, image, truth, s1_mask, row_offset=0, sacrum=None):
         kji = np.rint((inverse @ np.r_[v["centre_ras"], 1.0])[:3][::-1]).astype(int)
         true.append(int(truth[tuple(kji)]))
     return result, true
+
+
+def _crop_run(bundle, case_id, start, sacrum=None):
+    """A held-out case cut in the disc above ``start``, the sacrum kept in view, run with its S1 label as the S1 found
+    (or with the ``sacrum`` bundle finding it): (result, true value of each vertebra given, layout, cropped truth,
+    rows cut off the top)."""
+    from SpineAITraining.lumbar.stress_test import body_rows, crop
+
+    layout, image, truth = _case(case_id)
+    rows, _ = body_rows(truth, layout.spacing)
+    cropped, labels, offset = crop(image, truth, layout.spacing, rows, start, "below")
+    s1_mask = None if sacrum is not None else labels == 26
+    result, true = _run(bundle, layout, cropped, labels, s1_mask, offset, sacrum=sacrum)
+    return result, true, layout, labels, offset
 
 
 def _names_right(result, true):
@@ -240,12 +259,7 @@ def _names_right(result, true):
 @pytest.mark.realdata
 def test_field_of_view_from_t10_with_the_sacrum_is_named_from_s1(level_bundle):
     """Held-out vb2_13 cut in the disc above T10 (estimated from T11), the sacrum left in view."""
-    from SpineAITraining.lumbar.stress_test import body_rows, crop
-
-    layout, image, truth = _case("vb2_13")
-    rows, _ = body_rows(truth, layout.spacing)
-    cropped, labels, offset = crop(image, truth, layout.spacing, rows, "T10", "below")
-    result, true = _run(level_bundle, layout, cropped, labels, labels == 26, offset)
+    result, true, *_ = _crop_run(level_bundle, "vb2_13", "T10")
     naming = result.naming
     assert naming["anchor"] == ANCHOR_SACRUM and naming["status"] == "named", naming["reasons"]
     assert _names_right(result, true) and true[-1] == 26 and {20, 21, 22, 23, 24} <= set(true), true
@@ -256,12 +270,7 @@ def test_field_of_view_from_t10_with_the_sacrum_is_named_from_s1(level_bundle):
 @pytest.mark.realdata
 def test_field_of_view_from_l2_with_the_sacrum_is_named_from_s1(level_bundle):
     """Held-out vb2_10 (T2) cut in the disc above L2, the whole sacrum in view below: L2-L5 counted up from S1."""
-    from SpineAITraining.lumbar.stress_test import body_rows, crop
-
-    layout, image, truth = _case("vb2_10")
-    rows, _ = body_rows(truth, layout.spacing)
-    cropped, labels, offset = crop(image, truth, layout.spacing, rows, "L2", "below")
-    result, true = _run(level_bundle, layout, cropped, labels, labels == 26, offset)
+    result, true, *_ = _crop_run(level_bundle, "vb2_10", "L2")
     naming = result.naming
     assert naming["anchor"] == ANCHOR_SACRUM and naming["status"] == "named", naming["reasons"]
     assert [v["name"] for v in result.vertebrae] == ["L2", "L3", "L4", "L5", "S1"] and _names_right(result, true)
@@ -273,12 +282,7 @@ def test_field_of_view_from_l2_ending_in_s1_that_the_column_contradicts_is_withh
     """Held-out vb3_13 (T1) cut above L2; its image ends inside S1. The column alone names the bodies L1-L4 (one
     level off), the count from S1 L2-L5 (right), but nothing of the sacrum below the S1 found confirms it: the
     names are withheld with the reason rather than trusted either way."""
-    from SpineAITraining.lumbar.stress_test import body_rows, crop
-
-    layout, image, truth = _case("vb3_13")
-    rows, _ = body_rows(truth, layout.spacing)
-    cropped, labels, offset = crop(image, truth, layout.spacing, rows, "L2", "below")
-    result, _ = _run(level_bundle, layout, cropped, labels, labels == 26, offset)
+    result, *_ = _crop_run(level_bundle, "vb3_13", "L2")
     naming = result.naming
     assert naming["anchor"] == ANCHOR_SACRUM and naming["status"] == "withheld"
     assert naming["column_names"] == ["L1", "L2", "L3", "L4"]
@@ -431,21 +435,15 @@ def test_the_installed_sacrum_model_finds_s1_and_names_the_view_from_it(level_bu
                                                                           names):
     """The whole path users run: the shipped sacrum model finds S1 on held-out cases cut at the top; the names are
     counted up from it, right."""
-    from SpineAITraining.lumbar.stress_test import body_rows, crop
+    from SpineAILib.terminology import vertebra_number
 
-    layout, image, truth = _case(case_id)
-    rows, _ = body_rows(truth, layout.spacing)
-    cropped, labels, offset = crop(image, truth, layout.spacing, rows, start, "below")
-    result, true = _run(level_bundle, layout, cropped, labels, None, offset, sacrum=sacrum_bundle)
+    result, true, layout, labels, offset = _crop_run(level_bundle, case_id, start, sacrum=sacrum_bundle)
     naming = result.naming
     assert naming["anchor"] == ANCHOR_SACRUM and naming["status"] == "named", naming["reasons"]
     assert [v["name"] for v in result.vertebrae] == names
-    from SpineAILib.terminology import vertebra_number
-
     assert true[:-1] == [vertebra_number(n) for n in names[:-1]], true
     # The model's S1 and the rule-made S1 label differ in outline: its centre lies within 5 mm of that label
-    affine = layout.canonical_to_ras.copy()
-    affine[:3, 3] += offset * affine[:3, 1]
+    affine = _crop_affine(layout, offset)
     centre_kji = (np.linalg.inv(affine) @ np.r_[result.vertebrae[-1]["centre_ras"], 1.0])[:3][::-1]
     distance = np.linalg.norm((np.argwhere(labels == 26) - centre_kji) * np.asarray(layout.spacing), axis=1)
     assert distance.min() <= 5.0

@@ -519,38 +519,38 @@ def _withhold_all(check, uncertain):
 
 def _name_across_gaps(check):
     """Names above a gap are counted across it from S1 (with a warning) when it holds a whole number of bodies; above
-    a gap that does not, they are withheld with the reason."""
+    a gap that does not, and above the lowest of several gaps, they are withheld with the reason."""
+    if not check.gaps:
+        return
     label = check.chain
     if len(check.gaps) > 1:  # counted across one gap only (see S1_CUT_BY_IMAGE_MM's note: added after the test look)
         lowest = max(check.gaps, key=lambda g: g.above)
-        reason = (f"{len(check.gaps)} gaps in the column between {label[0]} and S1 (the lowest between "
-                  f"{label[lowest.above]} and {label[lowest.below]}): bodies were missed in more than one place, so "
-                  "the names above the lowest gap are withheld")  # fmt: skip
-        check.reasons.append(reason)
-        check.withheld = [i for i in range(lowest.above + 1) if i not in check.left_out]
-        for i in range(lowest.above + 1):
-            check.names[i] = 0
-        check.renamed = []
-        check.warnings.append(f"level names withheld above a gap: {reason}")
+        _withhold_above(check, lowest, f"{len(check.gaps)} gaps in the column between {label[0]} and S1 (the lowest "
+                        f"between {label[lowest.above]} and {label[lowest.below]}): bodies were missed in more than "
+                        "one place, so the names above the lowest gap are withheld")  # fmt: skip
         return
-    for gap in sorted(check.gaps, key=lambda g: -g.above):  # from S1 upwards
-        ratio = gap.distance_mm / gap.expected_mm
-        where = (f"a gap of about {gap.missing} body(ies) between {label[gap.above]} and {label[gap.below]} (counted "
-                 f"from S1; {gap.distance_mm:.0f} mm between their centres along the column, {gap.expected_mm:.0f} mm "
-                 "between the others)")  # fmt: skip
-        if abs(ratio - np.rint(ratio)) > WHOLE_STEPS_TOLERANCE:
-            reason = (f"{where}: {ratio:.1f} spacings, so {gap.missing} or {gap.missing + 1} bodies may be missing "
-                      "there; the names above it are withheld")  # fmt: skip
-            check.reasons.append(reason)
-            check.withheld = [i for i in range(gap.above + 1) if i not in check.left_out]
-            for i in range(gap.above + 1):
-                check.names[i] = 0
-            check.renamed = [i for i in check.renamed if check.names[i]]
-            check.warnings.append(f"level names withheld above a gap: {reason}")
-            return
-        check.renamed = check.renamed or [i for i in range(gap.above + 1) if check.names[i]]  # the lowest gap's
-        check.warnings.append(f"{where}: the names above it were counted across the gap from S1; a vertebra may be "
-                              "missing from the segmentation there, check it")  # fmt: skip
+    gap = check.gaps[0]
+    ratio = gap.distance_mm / gap.expected_mm
+    where = (f"a gap of about {gap.missing} body(ies) between {label[gap.above]} and {label[gap.below]} (counted "
+             f"from S1; {gap.distance_mm:.0f} mm between their centres along the column, {gap.expected_mm:.0f} mm "
+             "between the others)")  # fmt: skip
+    if abs(ratio - np.rint(ratio)) > WHOLE_STEPS_TOLERANCE:
+        _withhold_above(check, gap, f"{where}: {ratio:.1f} spacings, so {gap.missing} or {gap.missing + 1} bodies may "
+                        "be missing there; the names above it are withheld")  # fmt: skip
+        return
+    check.renamed = [i for i in range(gap.above + 1) if check.names[i]]
+    check.warnings.append(f"{where}: the names above it were counted across the gap from S1; a vertebra may be "
+                          "missing from the segmentation there, check it")  # fmt: skip
+
+
+def _withhold_above(check, gap, reason):
+    """Every name above ``gap`` (chain indices up to its upper body) withheld with ``reason``."""
+    check.reasons.append(reason)
+    check.withheld = [i for i in range(gap.above + 1) if i not in check.left_out]
+    for i in range(gap.above + 1):
+        check.names[i] = 0
+    check.renamed = [i for i in check.renamed if check.names[i]]
+    check.warnings.append(f"level names withheld above a gap: {reason}")
 
 
 # -- the model's own probabilities, recorded while predict.predict_labels runs ------------
