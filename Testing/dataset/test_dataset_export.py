@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, one_line_error, require
+from conftest import REPO, one_line_error
 from dataset_helpers import (
     PLANTED, PLANTED_FOLDER, cine_run_folder, leaks, mri_run_folder, phantom_cine, planted_cine_dicom, planted_mri_series,
 )  # fmt: skip
@@ -371,16 +371,3 @@ def test_a_cervical_run_table_with_vertebrae_out_of_view_exports_only_the_calls_
     values = dict(zip(header.split(","), row.split(",")))
     assert (values["patient_overall"], values["C5"], values["C3"], values["C7"]) == ("1", "1", "0", "0"), values
     assert values["C1"] not in ("0", "1") and values["C2"] not in ("0", "1"), values  # no call made: no label
-
-
-@pytest.mark.realdata
-def test_a_cervical_run_that_found_nothing_says_what_to_do(shared_data, tmp_path):
-    """A run on a CT without cervical vertebrae: its scene cannot be exported as it is (there is no
-    annotation in it), and the one line says how to make it training data."""
-    from SpineAILib.cli import main
-
-    ct = require(shared_data / "ct_thoracolumbar" / "ct.nii.gz")
-    assert main(["run", "cervical-ct", str(ct), "--out", str(tmp_path / "run")]) == 0
-    code = main(["dataset", "export", str(tmp_path / "run" / "scene.mrb"), "--task", "cervical-ct",
-                 "--out", str(tmp_path / "ds"), "--key-file", str(tmp_path / "k")])
-    assert code == 2 and not (tmp_path / "ds").exists()

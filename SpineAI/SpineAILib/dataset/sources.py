@@ -298,27 +298,36 @@ def _severity_rows(rows):
 # What the cervical-ct workflow writes in its call column: a call, or why there is none.
 _CALL_WORDS = {FRACTURE_CALL: 1, NO_FRACTURE_CALL: 0}
 _NO_CALL_WORDS = (NOT_IN_VIEW, NOT_ASSESSED)
+_CALL_COLUMNS = ("call", "fracture", "fractured")  # a run's table, older tables, an annotation case's
+_FRACTURE_ROWS = (*CERVICAL_VERTEBRAE, "patient_overall")
 
 
 def _fracture_calls(rows, where):
-    """{C1..C7, patient_overall: 0/1} from a table with a vertebra column and a call/fracture column.
+    """{C1..C7, patient_overall: 1, 0 or None} from a table with a vertebra column and a call column.
 
-    A vertebra the run did not see ("not in view", "not assessed") carries no call: it is left out,
-    so it is neither a fracture nor a healthy vertebra in the export. None when no row carries a call."""
+    A row the run made no call on ("not in view", "not assessed", empty) is None: no label, neither a
+    fracture nor a healthy vertebra (an empty cell in fractures.csv). So a run that found no cervical
+    vertebra exports its image with no fracture label, ready to be annotated. Any other value, a name
+    that is not C1..C7 or patient_overall, or a vertebra named twice is refused with one line."""
+    column = next((c for c in _CALL_COLUMNS if rows and c in rows[0]), None)
+    if column is None or "vertebra" not in rows[0]:
+        raise InputError(f"{where}: no fracture calls (vertebra and call columns)")
     out = {}
     for r in rows:
-        name = str(r.get("vertebra", "")).strip()
-        value = next((r[c] for c in ("call", "fracture", "fractured") if c in r), None)
-        text = str(value).strip().lower() if value is not None else ""
-        if name not in CERVICAL_VERTEBRAE + ("patient_overall",) or text in ("", *_NO_CALL_WORDS):
-            continue
-        out[name] = _CALL_WORDS[text] if text in _CALL_WORDS else _flag(value, f"{where} {name}")
-    if not out:
-        if rows and all("vertebra" in r for r in rows):
-            return None  # a table of vertebrae none of which was in view: no fracture labels
-        raise InputError(f"{where}: no fracture calls (vertebra and call columns)")
-    if "patient_overall" not in out:
-        out["patient_overall"] = int(any(out.values()))
+        name = str(r.get("vertebra") or "").strip()
+        if name not in _FRACTURE_ROWS:
+            raise InputError(f"{where}: a row names vertebra {name[:40]!r}, not one of {', '.join(_FRACTURE_ROWS)}")
+        if name in out:
+            raise InputError(f"{where}: vertebra {name} has two rows")
+        value = r.get(column)
+        text = str(value if value is not None else "").strip().lower()
+        if text in ("", *_NO_CALL_WORDS):
+            out[name] = None
+        else:
+            out[name] = _CALL_WORDS[text] if text in _CALL_WORDS else _flag(str(value)[:40], f"{where} {name}")
+    if out.get("patient_overall") is None:  # unknown is not negative: 0 only when all seven were called 0
+        calls = [out.get(k) for k in CERVICAL_VERTEBRAE]
+        out["patient_overall"] = 1 if 1 in calls else (0 if all(c == 0 for c in calls) else None)
     return out
 
 
@@ -416,11 +425,8 @@ def _volume_from_scene(ctx, path, task):
         rows = [{k: v[i] for k, v in columns.items()} for i in range(n)]
         if "grade" in columns and "condition" in columns:
             annotation.severity = _severity_rows(rows)
-        elif "vertebra" in columns:
+        elif "vertebra" in columns and any(c in columns for c in _CALL_COLUMNS):
             annotation.fractures = _fracture_calls([{k: str(v) for k, v in r.items()} for r in rows], f"{path.name} table")
     if annotation.labels is None and not annotation.points and annotation.fractures is None and not annotation.severity:
-        if task == "cervical-ct" and any("vertebra" in table_to_columns(t) for t in ctx.nodes("vtkMRMLTableNode")):
-            raise InputError(f"{path}: the run found no cervical vertebra, so there is nothing to export yet; open it "
-                             "as an annotation case, draw the vertebrae (or mark the fractures), then export that case")
         raise InputError(f"{path}: no annotation in this scene (segmentation, disc points, severity or fracture table)")
     return annotation
