@@ -43,6 +43,17 @@ def build_parser():
                    help="also write dicom/: DICOM SEG, SR and secondary captures in the source's study (DICOM input only)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("measure", help="vertebral body heights, Genant grades and L1 bone density from a vertebra "
+                                          "label map one already has (e.g. TotalSegmentator's) on its CT")
+    p.add_argument("ct", help="the CT (DICOM folder or file, NIfTI/NRRD), in Hounsfield units")
+    p.add_argument("segmentation", help="vertebra label map on the CT's voxel grid (NIfTI/NRRD)")
+    p.add_argument("--out", required=True, help="output folder (must be new or empty unless --force)")
+    p.add_argument("--numbering", choices=("verse", "totalsegmentator"), default="verse",
+                   help="what the label values mean: VerSe numbers (C1=1 ... L5=24, S1=26; default) or "
+                        "TotalSegmentator v2 classes (S1=26, L5=27 ... C1=50; other classes left out)")
+    p.add_argument("--force", action="store_true", help="replace results already in --out")
+    p.set_defaults(func=cmd_measure)
+
     p = sub.add_parser("send", help="send a folder of DICOM files (a run's dicom/) to a PACS or Orthanc (C-STORE)")
     p.add_argument("folder", help="folder of DICOM files, e.g. RESULTS/dicom")
     p.add_argument("--to", required=True, metavar="HOST:PORT", help="the DICOM server, e.g. 127.0.0.1:4242")
@@ -163,6 +174,16 @@ def cmd_run(args):
     )
     for role, name in report.get("outputs", {}).items():
         print(f"{role}: {name}")
+    return 0
+
+
+def cmd_measure(args):
+    from SpineAILib.measure_vertebrae import measure_segmentation, summary_lines
+
+    report = measure_segmentation(args.ct, args.segmentation, args.out, numbering=args.numbering, force=args.force,
+                                  progress=_progress)  # fmt: skip
+    for line in summary_lines(report):
+        print(line)
     return 0
 
 
