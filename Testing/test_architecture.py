@@ -15,7 +15,8 @@ WORKFLOWS = ("ultrasound", "lumbar", "cervical")
 # Modules every part may build on; they never reach up into workflows, tasks or the faces.
 CORE = ("errors", "vocabulary", "images", "io", "scene", "models", "outputs", "render", "terminology",
         "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results", "pacs",
-        "presentation", "browse", "workspace", "measure", "vertebral_bodies", "measure_vertebrae")
+        "presentation", "browse", "workspace", "measure", "vertebral_bodies", "measure_vertebrae",
+        "ct_grid", "ct_checks")
 FACES = ("cli", "web", "desktop", "demo")
 
 

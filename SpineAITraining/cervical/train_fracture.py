@@ -152,7 +152,7 @@ def youden_threshold(y, p):
 def vertebra_crops(case, segmentation=None):
     """Cached-crop arrays for one case: where the segmentation bundle finds and names the vertebrae (the
     workflow's crops), or without one at the labelled vertebrae."""
-    from SpineAILib.workflows.cervical.grid import Layout
+    from SpineAILib.ct_grid import Layout
 
     layout = Layout.of(case.ct.voxels.shape, case.ct.ijk_to_ras)
     ct_view = layout.view(case.ct.voxels)
@@ -447,7 +447,7 @@ def main(argv=None):
         bundle_id=BUNDLE_ID, version=VERSION, task=FRACTURE_TASK, network=spec,
         input={"channels": 2, "size": [CROP_SIZE] * 3, "spacing": [CROP_SPACING] * 3, "intensity": INTENSITY,
                "channels_meaning": ["CT in the bone window", "mask of the vertebra asked about"],
-               "layout": "canonical axes inferior, posterior, left (SpineAILib.workflows.cervical.grid.Layout), centred on the vertebra"},
+               "layout": "canonical axes inferior, posterior, left (SpineAILib.ct_grid.Layout), centred on the vertebra"},
         labels=["fractured"], data=source["data"] + (f"; {extra['data']}" if extra else ""), seed=args.seed,
         split={"method": "seeded shuffle by case", "seed": args.split_seed, **split},
         thresholds=thresholds, command=command,

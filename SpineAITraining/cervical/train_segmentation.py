@@ -1,6 +1,6 @@
 """`spineai-train cervical-ct`: the 3-D UNet that finds and names cervical vertebrae on CT.
 
-A MONAI UNet on the CT resampled to 2 mm (SpineAILib.workflows.cervical.grid: canonical
+A MONAI UNet on the CT resampled to 2 mm (SpineAILib.ct_grid: canonical
 inferior/posterior/left axes, Hounsfield units windowed), classes background, C1-C7, T1.
 Trained on patches around the spine with rotations, scaling, flips, intensity and noise
 changes; validated through the inference path's clean-up (postprocess.clean) on held-out
@@ -85,7 +85,7 @@ def class_lut():
 
 def prepare(case, target=TARGET_SPACING):
     """A case on the model grid: {'hu': float16 (canonical), 'labels': uint8 class indices, 'spacing'}."""
-    from SpineAILib.workflows.cervical.grid import Layout, ModelGrid, resample_nearest, to_model_grid
+    from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_grid
 
     layout = Layout.of(case.ct.voxels.shape, case.ct.ijk_to_ras)
     grid = ModelGrid.of(layout, target)
@@ -286,7 +286,7 @@ def main(argv=None):
     meta = dict(
         bundle_id=BUNDLE_ID, version=VERSION, task=SEGMENTATION_TASK, network=spec,
         input={"channels": 1, "patch_size": list(PATCH), "roi_size": list(ROI), "spacing": [TARGET_SPACING] * 3,
-               "layout": "canonical axes inferior, posterior, left (SpineAILib.workflows.cervical.grid.Layout), block-averaged "
+               "layout": "canonical axes inferior, posterior, left (SpineAILib.ct_grid.Layout), block-averaged "
                          "then linear to the model grid (align-corners off)",
                "intensity": INTENSITY},
         labels=CLASS_NAMES, data=source["data"], seed=args.seed,

@@ -8,8 +8,8 @@ phantoms adds cases to each set and never moves one from a set to another, so a 
 or a second machine extends the same split.
 
 Each case is drawn with the phantom's own "random" field of view and a spacing drawn from
-0.5 to 5 mm (``make_spine_ct``), then resampled to the model grid with the cervical grid code
-(SpineAILib.workflows.cervical.grid: canonical inferior/posterior/left axes, block average +
+0.5 to 5 mm (``make_spine_ct``), then resampled to the model grid with the shared CT grid code
+(SpineAILib.ct_grid: canonical inferior/posterior/left axes, block average +
 linear for HU, nearest for labels), exactly as inference prepares a CT. The prepared arrays
 go to ``CACHE/{case_id}.{key}.npz`` (SpineAITraining.cervical.cases.cached) keyed by the
 grid, the class table and a hash of the phantom's source files, so a resumed run or a second
@@ -130,7 +130,7 @@ def class_labels(verse, truth):
 
 def on_model_grid(ct, labels, spacing):
     """(HU float32, labels as given, grid spacing) of a CT and its label map on the model grid."""
-    from SpineAILib.workflows.cervical.grid import Layout, ModelGrid, resample_nearest, to_model_grid
+    from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_grid
 
     layout = Layout.of(ct.voxels.shape, ct.ijk_to_ras)
     grid = ModelGrid.of(layout, spacing)

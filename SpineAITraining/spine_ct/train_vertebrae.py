@@ -2,7 +2,7 @@
 
 A MONAI UNet on the CT resampled to a fixed isotropic grid (default 3 mm; the canonical
 inferior/posterior/left axes and the HU window of the cervical model,
-SpineAILib.workflows.cervical.grid and SpineAITraining.cervical.train_segmentation), classes
+SpineAILib.ct_grid and SpineAITraining.cervical.train_segmentation), classes
 background, C1-C7, T1-T12, L1-L5 and S1 (the sacrum, VerSe 26): 25 vertebrae.
 
     spineai-train spine-ct --phantoms N --out BUNDLE [--epochs E] [--time-budget S] [--seed 0]
@@ -366,7 +366,7 @@ def _metadata(args, argv, spec, split, ranges, device, best, history, epoch, pre
     return dict(
         bundle_id=BUNDLE_ID, version=VERSION, task=task_name(), network=spec,
         input={"channels": 1, "patch_size": list(patch), "roi_size": list(ROI), "spacing": [args.spacing] * 3,
-               "layout": "canonical axes inferior, posterior, left (SpineAILib.workflows.cervical.grid.Layout), block-averaged "
+               "layout": "canonical axes inferior, posterior, left (SpineAILib.ct_grid.Layout), block-averaged "
                          "then linear to the model grid (align-corners off)",
                "intensity": INTENSITY},
         labels=CLASS_NAMES, seed=args.seed,

@@ -44,8 +44,8 @@ def concerns(task, image):
 def narrowest_body_mm(image, samples=16):
     """The narrowest left-right width in mm of the body (soft tissue, the largest connected part
     of each axial slice, the table left out) over up to ``samples`` axial slices."""
+    from SpineAILib.ct_grid import Layout
     from SpineAILib.morphology import connected_components
-    from SpineAILib.workflows.cervical.grid import Layout
 
     layout = Layout.of(image.voxels.shape, image.ijk_to_ras)
     canonical = layout.view(image.voxels)  # axes: superior-inferior, anterior-posterior, left-right

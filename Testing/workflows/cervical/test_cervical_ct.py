@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import one_line_error, require
 
+from SpineAILib.ct_checks import check_ct
+from SpineAILib.ct_grid import Layout, ModelGrid, resample_linear, to_model_grid
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE as CERVICAL
 from SpineAILib.workflows.cervical import PATIENT_ROW
-from SpineAILib.workflows.cervical.checks import check_ct
-from SpineAILib.workflows.cervical.grid import Layout, ModelGrid, resample_linear, to_model_grid
 from SpineAILib.workflows.cervical.postprocess import MAX_NECK_WIDTH_MM, Vertebra, check_anatomy, name_column
 from SpineAILib.images import VolumeImage
 

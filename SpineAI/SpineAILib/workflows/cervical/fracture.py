@@ -12,10 +12,10 @@ painted back where the crop was cut. Shared by the workflow and the trainer.
 
 import numpy as np
 
+from SpineAILib.ct_grid import linear_along, resample_linear, resample_nearest
 from SpineAILib.images import VolumeImage
 from SpineAILib.vocabulary import CERVICAL_VERTEBRAE
 from SpineAILib.workflows.cervical import FRACTURE_BUNDLE_DIR, FRACTURE_TASK
-from SpineAILib.workflows.cervical.grid import linear_along, resample_linear, resample_nearest
 
 MAX_HEATMAP_VOXELS = 1 << 27  # larger inputs get the heat map on the model grid (512 MiB of float32 otherwise)
 

@@ -1,6 +1,6 @@
 """CT in, named vertebrae out: the segmentation bundle's whole inference path.
 
-Resample to the bundle's grid (grid.py), window the Hounsfield units, run the 3-D UNet
+Resample to the bundle's grid (SpineAILib.ct_grid), window the Hounsfield units, run the 3-D UNet
 with sliding-window inference over the body's bounding box (MONAI's gaussian blending,
 in numpy: SpineAILib.models.engine.sliding_window), name the vertebrae
 (postprocess.py), and bring the result back onto the input's own grid: per named
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from SpineAILib.ct_grid import Layout, ModelGrid, linear_along, to_model_grid
 from SpineAILib.images import VolumeImage, check_allocation
 from SpineAILib.terminology import vertebra_number
-from SpineAILib.workflows.cervical.grid import Layout, ModelGrid, linear_along, to_model_grid
 from SpineAILib.workflows.cervical.postprocess import BODY_HU, clean
 
 DIVISOR = 16  # the UNet halves the grid up to four times

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from SpineAILib.ct_checks import check_ct
 from SpineAILib.vocabulary import (
     CERVICAL_CT,
     CERVICAL_VERTEBRAE,
@@ -25,7 +26,6 @@ from SpineAILib.vocabulary import (
 )
 from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.cervical import FRACTURE_TASK, PATIENT_ROW, SEGMENTATION_TASK
-from SpineAILib.workflows.cervical.checks import check_ct
 
 OUTPUTS = {
     "segmentation": "vertebrae.seg.nrrd",

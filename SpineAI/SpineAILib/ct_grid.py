@@ -1,9 +1,10 @@
-"""Any CT volume -> a canonical view (inferior, posterior, left) and the model's coarse grid.
+"""Any CT volume -> a canonical view (inferior, posterior, left) and a model's coarse grid.
 
-The canonical array is a permutation and flips of the input's own axes (a numpy view,
+The shared canonical CT grid of the CT workflows (cervical-ct, spine-ct) and their training
+code. The canonical array is a permutation and flips of the input's own axes (a numpy view,
 never a copy), so every input voxel has an exact canonical index and results go back
 onto the input grid exactly; an oblique acquisition is taken along its nearest axes
-(the network is trained with rotations). The model grid covers the same field of view
+(the networks are trained with rotations). The model grid covers the same field of view
 at about the bundle's spacing (voxel edges coincide: align-corners off). Going down,
 thin slices are block-averaged first (no aliased noise) and interpolated linearly after;
 both run slab by slab over the region asked for, so a large volume never exists as
