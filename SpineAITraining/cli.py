@@ -23,8 +23,10 @@ from pathlib import Path
 from SpineAILib.models.schema import TASKS  # light: torch and monai load only when a command runs
 
 # Every trainer: one per `spineai run` task, plus the sub-models a task uses.
-# spine-ct: the whole-spine CT vertebra model (issue 13), trained before its workflow exists.
-TRAINERS = TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser", "cervical-fracture", "spine-ct")
+# spine-ct: the workflow is rule-based; this trains the experimental whole-spine CT vertebra network
+# (issue 13), which no workflow uses yet.
+TRAINERS = tuple(dict.fromkeys(TASKS + ("lumbar-severity", "lumbar-refiner", "lp-ultrasound-localiser",
+                                        "cervical-fracture", "spine-ct")))
 TRAINER_MODULES = {
     "lp-ultrasound": "SpineAITraining.ultrasound.train_classifier",
     "lp-ultrasound-localiser": "SpineAITraining.ultrasound.train_localiser",

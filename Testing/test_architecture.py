@@ -11,7 +11,7 @@ import ast
 from conftest import REPO
 
 PACKAGES = {"SpineAILib": REPO / "SpineAI" / "SpineAILib", "SpineAITraining": REPO / "SpineAITraining"}
-WORKFLOWS = ("ultrasound", "lumbar", "cervical")
+WORKFLOWS = ("ultrasound", "lumbar", "cervical", "spine_ct")
 # Modules every part may build on; they never reach up into workflows, tasks or the faces.
 CORE = ("errors", "vocabulary", "images", "io", "scene", "models", "outputs", "render", "terminology",
         "morphology", "colourmaps", "explain", "archive", "runtime", "navigation", "results", "pacs",

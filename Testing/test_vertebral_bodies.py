@@ -291,3 +291,14 @@ def test_real_ct_lumbar_heights_grades_and_l1_density(real_rows):
     density = l1_bone_density(real_rows)
     assert 50.0 <= density["hu_mean"] <= 350.0 and density["flag"] in ("low", "indeterminate", "normal")
     assert rows["S1"]["anterior_height_mm"] is None and rows["S1"]["volume_ml"] > 0
+
+
+def test_a_normally_wedged_l5_is_not_read_as_a_crush():
+    # L5 in lordosis: front 33 mm, middle 29 mm, posterior wall 22 mm, L4's posterior 28 mm: a healthy L5
+    healthy = genant(33.0, 29.0, 22.0, 28.0, ["L4"], posterior_normally_short=True)
+    assert healthy["grade"] == 0
+    # the same heights on another level are graded against the neighbours (a crush of the posterior wall)
+    assert genant(33.0, 29.0, 22.0, 28.0, ["T12"])["grade"] == 1
+    # a real L5 compression still grades: its front and middle against the neighbours' posterior height
+    crushed = genant(17.0, 18.0, 21.0, 28.0, ["L4"], posterior_normally_short=True)
+    assert crushed["grade"] == 2 and crushed["morphology"] != "crush"

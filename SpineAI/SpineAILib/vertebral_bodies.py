@@ -51,7 +51,9 @@ Method, per vertebra:
 5. **Genant grade** (semi-quantitative, ``GENANT_SOURCE``) from the height loss
    1 - min(anterior, middle) / own posterior height, and 1 - min(anterior, middle, posterior) /
    the neighbours' mean posterior height where neighbours were measured (a crush lowers the
-   posterior wall too); the larger loss grades, and ``genant_reference`` says which.
+   posterior wall too); the larger loss grades, and ``genant_reference`` says which. L5's posterior
+   wall is normally lower than its front and than L4's (lordosis): it is not compared with the
+   neighbours' (``POSTERIOR_NORMALLY_SHORT``), its anterior and middle heights still are.
 6. **L1 bone density** (``l1_bone_density``): L1's mean core attenuation against Pickhardt et
    al.'s thresholds (``PICKHARDT_SOURCE``), with the contrast caveat.
 
@@ -102,6 +104,9 @@ GENANT_THRESHOLDS = ((0.40, 3), (0.25, 2), (0.20, 1))  # (lowest height loss, gr
 CRUSH_LOSS = 0.20  # posterior height this much below the neighbours': the whole body is lower (crush)
 BICONCAVE_MARGIN = 0.05  # middle this much below the anterior height: biconcave (else both are down: wedge)
 GENANT_LEVELS = frozenset([*range(8, 25), 25, 28])  # T1-T12, L1-L5, L6, T13
+# L5 (and an L6) sits on the sacrum in lordosis: its posterior wall is normally lower than its front and
+# than L4's, so a healthy L5 compared posterior-to-neighbours would read as a crush.
+POSTERIOR_NORMALLY_SHORT = frozenset([24, 25])
 
 # Opportunistic low bone density at L1, trabecular attenuation on CT (Pickhardt et al. 2013,
 # DXA as reference): <= 160 HU about 90 % sensitive for osteoporosis, <= 110 HU about 90 % specific.
@@ -168,7 +173,8 @@ def measure_vertebral_bodies(ct, labelmap):
     return rows
 
 
-def genant(anterior, middle, posterior, neighbour_posterior=None, neighbours=(), resolution_mm=0.0):
+def genant(anterior, middle, posterior, neighbour_posterior=None, neighbours=(), resolution_mm=0.0,
+           posterior_normally_short=False):
     """Genant grade from three heights (mm): {grade, morphology, reference, height_loss, losses,
     grade_range, borderline}.
 
@@ -179,35 +185,39 @@ def genant(anterior, middle, posterior, neighbour_posterior=None, neighbours=(),
     else biconcave when the middle is 5 % or more below the anterior height, else wedge.
     ``grade_range``: the grades the heights give when each may be off by half of ``resolution_mm``
     (the voxel size along the body's axis); ``borderline`` when they differ (the grade is within
-    the image's resolution of another).
+    the image's resolution of another). ``posterior_normally_short`` (L5, whose posterior wall is
+    normally lower than its front and than L4's): its posterior height is not compared with the
+    neighbours' (a healthy L5 would read as a crush); its anterior and middle heights still are.
     """
-    own, by_neighbours = _losses(anterior, middle, posterior, neighbour_posterior)
+    own, by_neighbours = _losses(anterior, middle, posterior, neighbour_posterior, posterior_normally_short)
     loss, reference = own, "own posterior height"
     if by_neighbours is not None and _grade_of(by_neighbours) > _grade_of(own):
         loss, reference = by_neighbours, f"neighbours' mean posterior height ({', '.join(neighbours)})"
     grade = _grade_of(loss)
     morphology = None
     if grade:
-        crush = neighbour_posterior is not None and 1.0 - posterior / neighbour_posterior >= CRUSH_LOSS
+        crush = (neighbour_posterior is not None and not posterior_normally_short
+                 and 1.0 - posterior / neighbour_posterior >= CRUSH_LOSS)
         morphology = "crush" if crush and reference != "own posterior height" else (
             "biconcave" if middle < (1.0 - BICONCAVE_MARGIN) * anterior else "wedge")
     half = resolution_mm / 2.0
     # lowest loss: the low heights a half voxel higher, the references a half voxel lower; and the reverse
     best = _losses(anterior + half, middle + half, posterior - half,
-                   None if neighbour_posterior is None else neighbour_posterior - half)
+                   None if neighbour_posterior is None else neighbour_posterior - half, posterior_normally_short)
     worst = _losses(anterior - half, middle - half, posterior + half,
-                    None if neighbour_posterior is None else neighbour_posterior + half)
+                    None if neighbour_posterior is None else neighbour_posterior + half, posterior_normally_short)
     grade_range = [max(_grade_of(x) for x in best if x is not None), max(_grade_of(x) for x in worst if x is not None)]
     return {"grade": grade, "morphology": morphology, "reference": reference, "height_loss": loss,
             "losses": {"own": own, "neighbours": by_neighbours}, "grade_range": grade_range,
             "borderline": grade_range[0] != grade_range[1]}
 
 
-def _losses(anterior, middle, posterior, neighbour_posterior):
+def _losses(anterior, middle, posterior, neighbour_posterior, posterior_normally_short=False):
     own = 1.0 - min(anterior, middle) / posterior
     if neighbour_posterior is None:
         return own, None
-    return own, 1.0 - min(anterior, middle, posterior) / neighbour_posterior
+    lowest = min(anterior, middle) if posterior_normally_short else min(anterior, middle, posterior)
+    return own, 1.0 - lowest / neighbour_posterior
 
 
 def l1_bone_density(vertebrae):
@@ -604,7 +614,8 @@ def _grade_all(rows):
                       if v is not None and v in GENANT_LEVELS and by_value[v]["posterior_height_mm"] is not None]
         reference = np.mean([n["posterior_height_mm"] for n in neighbours]) if neighbours else None
         result = genant(row["anterior_height_mm"], row["middle_height_mm"], row["posterior_height_mm"],
-                        reference, [n["name"] for n in neighbours], row["axis_resolution_mm"])  # fmt: skip
+                        reference, [n["name"] for n in neighbours], row["axis_resolution_mm"],
+                        posterior_normally_short=row["label"] in POSTERIOR_NORMALLY_SHORT)  # fmt: skip
         row.update(genant_grade=result["grade"], genant_morphology=result["morphology"],
                    genant_reference=result["reference"], height_loss_percent=_round(100.0 * result["height_loss"], 1),
                    height_loss_own=_round(result["losses"]["own"], 3),

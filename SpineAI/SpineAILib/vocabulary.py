@@ -8,7 +8,8 @@ case format, the bundle schema and the workflows can never disagree. Imports not
 LP_ULTRASOUND = "lp-ultrasound"
 LUMBAR_MRI = "lumbar-mri"
 CERVICAL_CT = "cervical-ct"
-TASKS = (LP_ULTRASOUND, LUMBAR_MRI, CERVICAL_CT)
+SPINE_CT = "spine-ct"
+TASKS = (LP_ULTRASOUND, LUMBAR_MRI, CERVICAL_CT, SPINE_CT)
 
 # -- devices a run may ask for
 DEVICES = ("auto", "cpu", "cuda")

@@ -27,6 +27,10 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
 
     progress = progress or _no_progress
     workflow = get_workflow(task)
+    if model and not workflow.uses_model:
+        from SpineAILib.errors import InputError
+
+        raise InputError(f"{task} uses no model bundle: leave out --model")
     out_dir = check_output_folder(out_dir, force)
     input_path = Path(input_path).absolute()  # the run folder names its input so that it can be exported later
     if dicom:
@@ -46,7 +50,7 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
             source = find_source(input_path, image)
             t_source = time.perf_counter() - t_source
         t_load = time.perf_counter() - t0
-        bundle_path = resolve_bundle(task, model)
+        bundle_path = resolve_bundle(task, model) if workflow.uses_model else None
 
         with staged_output_folder(out_dir, force) as staging:
             job = Job(workflow, image, input_path, staging, bundle_path, device, progress)
@@ -73,11 +77,12 @@ def run_task(task, input_path, out_dir, *, model=None, device="auto", force=Fals
 def build_report(job):
     from SpineAILib.models.bundle import read_metadata
 
-    meta = read_metadata(job.bundle_path)
+    meta = read_metadata(job.bundle_path) if job.bundle_path is not None else {}
     return {
         "task": job.workflow.name,
         "spineai_version": __version__,
-        "model": {"bundle_id": meta.get("bundle_id"), "version": meta.get("version"), "path": str(job.bundle_path)},
+        "model": ({"bundle_id": meta.get("bundle_id"), "version": meta.get("version"), "path": str(job.bundle_path)}
+                  if job.bundle_path is not None else None),
         "device": job.device,
         "input": {"path": str(job.input_path), **job.image.summary()},
         "outputs": job.outputs,

@@ -53,6 +53,7 @@ class Workflow:
     description: str
     run: Callable  # run(job): writes the results into job.out_dir, fills job.outputs/results/warnings
     load_input: Callable = load_any  # load_input(path, series=None) -> the image run(job) gets
+    uses_model: bool = True  # False: no bundle is resolved or loaded (job.bundle_path is None)
 
     def check_input(self, image):
         """Refuse an input the workflow cannot read, saying what it is and what is needed."""

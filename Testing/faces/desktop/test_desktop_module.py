@@ -212,7 +212,8 @@ def test_models_catalogue_is_valid():
     assert CATALOGUE_PATH == MODULE / "Resources" / "Models.json"
     data = validate_catalogue(json.loads(CATALOGUE_PATH.read_text()), "Models.json")
     assert data["format_version"] == 1
-    assert set(data["tasks"]) == {"lp-ultrasound", "lumbar-mri", "cervical-ct"}
+    assert set(data["tasks"]) == {"lp-ultrasound", "lumbar-mri", "cervical-ct", "spine-ct"}
+    assert data["tasks"]["spine-ct"]["default_bundle"] is None  # rule-based: no bundle
 
 
 def test_annotate_section_is_wired(tree, annotate_tree, ui_widgets):

@@ -13,8 +13,6 @@ that says "no cervical vertebrae found" (nothing named, every fracture row not i
 
 import time
 
-import numpy as np
-
 from SpineAILib.ct_checks import check_ct
 from SpineAILib.vocabulary import (
     CERVICAL_CT,
@@ -179,39 +177,17 @@ def table_columns(rows):
 
 
 def write_scene(job, result, fractures):
-    from SpineAILib.render import render_views
-    from SpineAILib.scene.context import SceneContext
-    from SpineAILib.scene.segmentations import add_segmentation_from_labelmap
-    from SpineAILib.scene.storage import save_node
-    from SpineAILib.scene.volumes import add_volume
-    from SpineAILib.workflows.scene_outputs import save_scene, save_table_and_heatmap
+    from SpineAILib.workflows.scene_outputs import ct_with_vertebrae, overlays_and_scene, save_table_and_heatmap
 
-    out = job.out_dir
     t0 = time.perf_counter()
-    ctx = SceneContext.headless()
-    volume = add_volume(ctx, job.image, name=job.image.description or "CT")
-    segmentation = None
-    if result.vertebrae:
-        segmentation = add_segmentation_from_labelmap(ctx, result.labelmap, reference_node=volume, name="Vertebrae")
-        save_node(segmentation, out / OUTPUTS["segmentation"])
-        job.outputs["segmentation"] = OUTPUTS["segmentation"]
+    ctx, volume, segmentation = ct_with_vertebrae(job, result.labelmap if result.vertebrae else None,
+                                                  OUTPUTS["segmentation"])  # fmt: skip
     if fractures is not None:
         save_table_and_heatmap(ctx, job, volume, "Fractures", table_columns(fractures["rows"]), fractures["heat"],
                                {"table": ("fractures", OUTPUTS["fractures"]), "heatmap": ("heatmap", OUTPUTS["heatmap"])})  # fmt: skip
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
-
-    job.progress(0.85, "rendering overlays")
-    t0 = time.perf_counter()
     cervical = [v["centre_ras"] for v in result.vertebrae if v["name"] in CERVICAL_VERTEBRAE] or [v["centre_ras"] for v in result.vertebrae]
-    centre = np.mean(cervical, axis=0) if cervical else None
-    views = ("sagittal", "coronal", "3d") if segmentation is not None else ("sagittal", "coronal")
-    pictures = render_views(ctx, volume, out, segmentation_node=segmentation, views=views, prefix="overlay",
-                            center_ras=centre)  # fmt: skip
-    for view, path in pictures.items():
-        job.outputs[f"overlay_{view}"] = path.name
-    job.timings["render_s"] = round(time.perf_counter() - t0, 3)
-    job.progress(0.95, "saving the scene")
-    save_scene(ctx, job, OUTPUTS["scene"])
+    overlays_and_scene(ctx, job, volume, segmentation, cervical, OUTPUTS["scene"])
 
 
 WORKFLOW = Workflow(CERVICAL_CT, "Cervical spine CT", "volume", ("CT", ""),

@@ -1,0 +1,130 @@
+"""CT in, the column's vertebrae out: column and discs, the sacrum anchor, names, labels on the input grid.
+
+Used by the workflow, the benchmark and the evaluation script, so their figures are those
+of what users run. No model: see column.py for why Hounsfield units are enough.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_grid
+from SpineAILib.images import VolumeImage, check_allocation
+from SpineAILib.workflows.spine_ct.anchors import find_sacrum
+from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
+from SpineAILib.workflows.spine_ct.naming import name_levels
+from SpineAILib.workflows.spine_ct.vertebrae import label_levels
+
+GRID_MM = 3.0  # the column, its discs and the labels are found on a grid of about this spacing
+UNNAMED_BASE = 100  # label values of unnamed vertebrae: 101, 102, ... top to bottom (no VerSe number)
+MIN_PARTIAL_MM = 6.0  # a level cut by the image edge is kept if this much of it is in view
+
+
+@dataclass
+class SpineSegmentation:
+    labelmap: VolumeImage  # on the input grid; VerSe numbers for named vertebrae, UNNAMED_BASE + i otherwise
+    vertebrae: list  # dicts: name, label, volume_ml, centre_ras, cut_by_field_of_view (top to bottom)
+    naming: dict  # anchor, warnings, notes, sacrum reason, discs found
+    names: dict  # label value -> segment name
+    timings: dict
+    warnings: list
+
+
+def level_heights(column, spacing, n_levels):
+    """Disc-to-disc height (mm) of each level; NaN for the partial ones above the first and below the last disc."""
+    heights = np.full(n_levels, np.nan)
+    for level in range(1, n_levels - 1):
+        heights[level] = (column.discs[level] - column.discs[level - 1]) * spacing[0]
+    return heights
+
+
+def _levels_to_label(naming, column, spacing, n_levels):
+    """(first, last) level indices (top to bottom) that get a label: every level in view, down to S1
+    when the sacrum named the levels (the sacrum below S1 is not a vertebra); the piece above the first
+    disc only if MIN_PARTIAL_MM of it is in view."""
+    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
+    first = 1 if column.discs and (column.discs[0] - known[0]) * spacing[0] < MIN_PARTIAL_MM else 0
+    last = max(naming.verse) if naming.anchor == "sacrum" else n_levels - 1
+    return first, last
+
+
+def segment_spine(image, layout=None):
+    timings = {}
+    t0 = time.perf_counter()
+    layout = layout or Layout.of(image.voxels.shape, image.ijk_to_ras)
+    grid = ModelGrid.of(layout, GRID_MM)
+    hu = to_model_grid(layout.view(image.voxels), grid)
+    spacing = grid.spacing
+    timings["resample_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    column = find_column(hu, spacing)
+    timings["column_s"] = round(time.perf_counter() - t0, 3)
+    warnings = []
+    empty = VolumeImage(np.zeros(image.voxels.shape, np.uint8), image.ijk_to_ras.copy(), modality=image.modality,
+                        description="Vertebrae", source=image.source, is_labelmap=True)  # fmt: skip
+    if not column.present.any() or not column.discs:
+        reason = "no spinal column found" if not column.present.any() else "no intervertebral disc found along the column"
+        return SpineSegmentation(empty, [], {"anchor": None, "reason": reason, "discs": 0}, {}, timings, [reason])
+
+    t0 = time.perf_counter()
+    sacrum = find_sacrum(hu, spacing, column)
+    if sacrum.found:  # the canal narrows towards the sacrum and its track strays (iliac bones): from L4/L5 down
+        column = hold_track_below(column, column.discs[max(0, sacrum.disc - 1)])  # S1 lies under L5
+    n_levels = len(column.discs) + 1
+    naming = name_levels(n_levels, sacrum, level_heights(column, spacing, n_levels), spacing[0])
+    first, last = _levels_to_label(naming, column, spacing, n_levels)
+    coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
+    timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
+
+    # label values: VerSe numbers for named levels, UNNAMED_BASE + running number otherwise
+    values, names = {}, {}
+    for offset, level in enumerate(range(first, last + 1), start=1):
+        if level in naming.verse:
+            values[offset] = naming.verse[level]
+            names[naming.verse[level]] = naming.names[level]
+        else:
+            number = UNNAMED_BASE + offset
+            values[offset] = number
+            names[number] = f"vertebra {offset}"
+    lut = np.zeros(256, np.uint8)
+    for offset, value in values.items():
+        lut[offset] = value
+
+    t0 = time.perf_counter()
+    check_allocation(image.voxels.shape, np.uint8, what="the vertebra label map")
+    out = np.zeros(image.voxels.shape, np.uint8)
+    positions = [grid.model_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
+    layout.view(out)[...] = lut[resample_nearest(coarse, positions)]
+    labelmap = VolumeImage(out, image.ijk_to_ras.copy(), modality=image.modality, description="Vertebrae",
+                           source=image.source, is_labelmap=True)  # fmt: skip
+    timings["upsample_s"] = round(time.perf_counter() - t0, 3)
+
+    vertebrae = _describe(labelmap, names, coarse, values, layout, grid)
+    warnings.extend(naming.warnings)
+    summary = {"anchor": naming.anchor, "reason": sacrum.reason, "discs": len(column.discs),
+               "transitional_suspected": bool(sacrum.transitional), "notes": naming.notes,
+               "levels_not_named": sum(1 for level in range(first, last + 1) if level not in naming.verse)}  # fmt: skip
+    return SpineSegmentation(labelmap, vertebrae, summary, names, timings, warnings)
+
+
+def _describe(labelmap, names, coarse, values, layout, grid):
+    """Per labelled vertebra (top to bottom): name, label, volume (input grid), centre (RAS, from the
+    coarse grid), and whether it reaches the edge of the image (cut by the field of view)."""
+    counts = np.bincount(labelmap.voxels.ravel(), minlength=256)
+    voxel_ml = float(np.prod(labelmap.spacing)) / 1000.0
+    edge = set()
+    for axis in range(3):
+        for index in (0, -1):
+            edge.update(int(v) for v in np.unique(np.take(coarse, index, axis=axis)) if v)
+    out = []
+    for offset in sorted(values):
+        value = values[offset]
+        if not counts[value]:
+            continue
+        c = np.argwhere(coarse == offset).mean(axis=0)
+        centre = layout.ras([grid.canonical_index(a, c[a]) for a in range(3)])
+        out.append({"name": names[value], "label": int(value), "volume_ml": round(int(counts[value]) * voxel_ml, 2),
+                    "centre_ras": [round(float(v), 2) for v in centre], "cut_by_field_of_view": offset in edge})  # fmt: skip
+    return out

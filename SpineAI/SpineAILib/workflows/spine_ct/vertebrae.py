@@ -1,0 +1,162 @@
+"""The column's vertebrae as labels: one slab per level between the disc planes, bone in it around the column.
+
+On the canonical coarse grid ([inferior, posterior, left]). Each disc found along the column
+(column.py) is a plane through its middle at the tilt it was measured with; a voxel's level is
+the number of disc planes above it. A vertebra is the bone in its slab within reach of the
+column: cortical density anywhere (arch and processes around and behind the canal), and in
+the body box in front of the canal also trabecular density, the shell closed over small gaps
+and its darker (osteoporotic) middle filled slice by slice. The sacrum's first segment (S1) is
+the slab below the lumbosacral disc, SACRUM_DEPTH_MM deep and SACRUM_SIDE_MM to either side.
+"""
+
+import numpy as np
+
+from SpineAILib.workflows.spine_ct.column import BODY_STRIP_MM
+
+BONE_HU = 150.0  # cortical bone, and dense trabecular bone
+TRABECULAR_HU = 100.0  # inside the body box, an osteoporotic body's middle still counts as bone
+FRONT_MARGIN_MM = 8.0  # the body box reaches this far in front of the measured body depth
+MAX_FRONT_MM = 60.0
+BACK_MM = 65.0  # the spinous process tip, behind the canal centre
+SIDE_MM = 45.0  # transverse processes (lumbar ones are the longest)
+BODY_SIDE_MM = 30.0
+CANAL_CLEAR_MM = 5.0  # the body box stops this far in front of the canal centre (the canal is never body)
+SACRUM_DEPTH_MM = 40.0  # S1's segment of the sacrum, below the lumbosacral disc
+SACRUM_SIDE_MM = 35.0  # ... and its alae, this far to either side of the canal (the iliac bones lie beyond)
+NEAR_CANAL_MM = 25.0  # a piece of bone belongs to the vertebra if it comes this close to the canal centre
+MIN_VOXELS = 8
+SEED_MARGIN_MM = 6.0  # a level's seeds lie this far from both its disc planes ...
+SEED_FRONT_MM, SEED_SIDE_MM = (8.0, 30.0), 12.0  # ... in the middle of the body, in front of the canal
+GROW_STEPS = 25  # voxels a level's bone may grow from its seeds (75 mm on a 3 mm grid)
+
+
+def _track_at(column, k):
+    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
+    nearest = known[np.argmin(np.abs(known - k))]
+    return column.track[nearest]
+
+
+def level_map(shape, spacing, column):
+    """(Z, Y, X) int: how many disc planes lie above each voxel (0 above the first disc)."""
+    nz, ny, _ = shape
+    out = np.zeros((nz, ny), np.int16)
+    k = np.arange(nz)[:, None]
+    y = np.arange(ny)[None, :]
+    mid = 0.5 * sum(BODY_STRIP_MM) / spacing[1]
+    for disc, tilt in zip(column.discs, column.tilts):
+        y_canal = _track_at(column, int(round(disc)))[0]
+        d = (y_canal - y) - mid  # voxels in front of the strip's middle
+        plane = disc + np.tan(tilt) * d * spacing[1] / spacing[0]
+        out += (k > plane).astype(np.int16)
+    return np.broadcast_to(out[:, :, None], shape)
+
+
+def bone_mask(hu, spacing, column):
+    """Bone near the column (see the module docstring), slice by slice."""
+    import cv2
+
+    nz, ny, nx = hu.shape
+    mask = np.zeros(hu.shape, bool)
+    if not np.isfinite(column.track[:, 0]).any():
+        return mask
+    depth_mm = float(np.nanmedian(column.depth)) if np.isfinite(column.depth).any() else 35.0
+    closing = np.ones((3, 3), np.uint8)
+    for k in range(nz):
+        y, x = _track_at(column, k)
+        local = column.depth[k] if np.isfinite(column.depth[k]) else depth_mm
+        front = min(MAX_FRONT_MM, local + FRONT_MARGIN_MM + BODY_STRIP_MM[0])
+        y0, y1 = int(max(0, np.floor(y - front / spacing[1]))), int(min(ny, np.ceil(y + BACK_MM / spacing[1]) + 1))
+        x0, x1 = int(max(0, np.floor(x - SIDE_MM / spacing[2]))), int(min(nx, np.ceil(x + SIDE_MM / spacing[2]) + 1))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        window = hu[k, y0:y1, x0:x1]
+        bone = window > BONE_HU
+        ys = np.arange(y0, y1)[:, None]
+        xs = np.arange(x0, x1)[None, :]
+        body_box = (ys < y - CANAL_CLEAR_MM / spacing[1]) & (np.abs(xs - x) * spacing[2] <= BODY_SIDE_MM)
+        bone |= body_box & (window > TRABECULAR_HU)
+        shell = cv2.morphologyEx((bone & body_box).astype(np.uint8), cv2.MORPH_CLOSE, closing)
+        flood = np.pad(shell, 1)
+        cv2.floodFill(flood, None, (0, 0), 1)
+        holes = flood[1:-1, 1:-1] == 0
+        mask[k, y0:y1, x0:x1] = bone | ((holes | (shell > 0)) & body_box)
+    return mask
+
+
+def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
+    """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom).
+    With ``sacrum_disc`` (the lumbosacral disc's index), the level below it is S1: cut SACRUM_DEPTH_MM
+    under that disc and SACRUM_SIDE_MM to either side of the canal."""
+    from SpineAILib.morphology import connected_components
+
+    levels = level_map(hu.shape, spacing, column)
+    bone = bone_mask(hu, spacing, column)
+    canal = np.array([_track_at(column, k) for k in range(hu.shape[0])])
+    if sacrum_disc is not None:  # S1: its segment of the sacrum, not the iliac bones joined to it
+        floor = int(np.ceil(column.discs[sacrum_disc] + SACRUM_DEPTH_MM / spacing[0]))
+        bone[floor:] = False
+        x = np.arange(hu.shape[2])[None, None, :]
+        wide = np.abs(x - canal[:, 1][:, None, None]) * spacing[2] > SACRUM_SIDE_MM
+        bone &= ~((levels == sacrum_disc + 1) & wide)
+    # distance of every voxel to the canal centre of its slice (mm, within the slice)
+    yy = (np.arange(hu.shape[1])[None, :, None] - canal[:, 0][:, None, None]) * spacing[1]
+    xx = (np.arange(hu.shape[2])[None, None, :] - canal[:, 1][:, None, None]) * spacing[2]
+    near = np.hypot(yy, xx) <= NEAR_CANAL_MM
+    # seeds: bone in the middle of each level's slab (SEED_MARGIN_MM clear of both disc planes)
+    margin = max(1, int(round(SEED_MARGIN_MM / spacing[0])))
+    seeds = np.zeros(hu.shape, np.uint8)
+    middle = (-yy >= SEED_FRONT_MM[0]) & (-yy <= SEED_FRONT_MM[1]) & (np.abs(xx) <= SEED_SIDE_MM)  # the body's middle
+    s1_level = None if sacrum_disc is None else sacrum_disc + 1
+    for value, level in enumerate(range(first, last + 1), start=1):
+        inside = levels == level
+        m = 2 * margin if level == s1_level else margin  # S1 is wedged under L5: its seeds stay deeper
+        core = inside & _shift_z(inside, m) & _shift_z(inside, -m)
+        seeds[core & bone & middle] = value
+    # grow them through the bone: a voxel joins the level whose bone reaches it first, so a body ends
+    # at its own endplates (the disc between is not bone) wherever the measured disc plane lies
+    grown = grow_labels(seeds, bone, GROW_STEPS)
+    out = np.zeros(hu.shape, np.uint8)
+    for value in range(1, last - first + 2):
+        piece = grown == value
+        if not piece.any():
+            continue
+        components, sizes = connected_components(piece)
+        keep = np.zeros(len(sizes) + 1, bool)
+        keep[np.unique(components[near & piece])] = True
+        keep[0] = False
+        keep[1:][sizes < MIN_VOXELS] = False
+        out[keep[components]] = value
+    return out
+
+
+def _shift_z(mask, shift):
+    """``mask`` moved ``shift`` slices along axis 0; the slices moved in repeat the edge slice (no plane
+    lies beyond the image, so a level cut by the image keeps its seeds up to the edge)."""
+    out = np.empty_like(mask)
+    if shift > 0:
+        out[shift:] = mask[:-shift]
+        out[:shift] = mask[:1]
+    else:
+        out[:shift] = mask[-shift:]
+        out[shift:] = mask[-1:]
+    return out
+
+
+def grow_labels(seeds, allowed, steps):
+    """Seeded region growing: each step, unlabelled ``allowed`` voxels touching (6-neighbourhood) a label
+    take it (the larger label where two meet)."""
+    out = seeds.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        for axis in range(3):
+            for shift in (1, -1):
+                moved = np.roll(out, shift, axis=axis)
+                edge = [slice(None)] * 3
+                edge[axis] = slice(0, 1) if shift == 1 else slice(-1, None)
+                moved[tuple(edge)] = 0
+                np.maximum(grown, moved, out=grown)
+        fresh = (out == 0) & allowed & (grown > 0)
+        if not fresh.any():
+            break
+        out[fresh] = grown[fresh]
+    return out

@@ -1,0 +1,144 @@
+"""Measure the rule-based spine-ct workflow on fresh whole-spine phantoms and on the real CT.
+
+    python -m SpineAITraining.spine_ct.evaluate_rules --phantoms 30 [--first-seed 300000] [--real DIR] [--out FILE]
+
+Phantoms: ``make_spine_ct(seed)`` for seeds first-seed ... first-seed + n - 1 (random field of view,
+spacing and variants); seeds from 300000 on were never looked at while the rules were written.
+Per case, each vertebra the workflow labels is matched to the phantom's truth label it overlaps
+best (Dice); a named vertebra is right when its name is that label's. Reported: cases named all
+right / with a wrong name / not named, per region (cervical, thoracic, lumbar, sacrum) names right
+and wrong and mean Dice, L1 trabecular HU against the planted value, and Genant grades against the
+planted compressions. The real CT (``--real``: ct_thoracolumbar with TotalSegmentator's labels) is
+scored the same way against that reference, which is a model's output, not a manual truth.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REGIONS = (("cervical", range(1, 8)), ("thoracic", (*range(8, 20), 28)), ("lumbar", range(20, 26)), ("sacrum", (26,)))
+TOTALSEGMENTATOR = {26: 26, **{27 + i: 24 - i for i in range(5)}, **{32 + i: 19 - i for i in range(12)},
+                    **{44 + i: 7 - i for i in range(7)}}  # fmt: skip
+
+
+def region_of(number):
+    return next((name for name, numbers in REGIONS if number in numbers), "other")
+
+
+def score(result, truth_labels):
+    """Per labelled vertebra: name, truth number it overlaps best, Dice with it, named right?"""
+    from SpineAILib.terminology import VERTEBRAE
+
+    ours = result.labelmap.voxels
+    rows = []
+    for v in result.vertebrae:
+        mask = ours == v["label"]
+        overlap = np.bincount(truth_labels[mask].ravel(), minlength=256)
+        overlap[0] = 0
+        if not overlap.any():
+            rows.append({"name": v["name"], "truth": None, "dice": 0.0, "named": v["label"] < 100, "right": False})
+            continue
+        candidates = np.nonzero(overlap)[0]
+        sizes = np.bincount(truth_labels.ravel(), minlength=256)
+        dice = {int(t): 2.0 * overlap[t] / (mask.sum() + sizes[t]) for t in candidates}
+        best = max(dice, key=dice.get)
+        named = v["label"] < 100
+        rows.append({"name": v["name"], "truth": VERTEBRAE.get(best, str(best)), "truth_number": best,
+                     "dice": round(dice[best], 3), "named": named, "right": named and v["label"] == best})  # fmt: skip
+    return rows
+
+
+def evaluate_phantom(seed):
+    from SpineAILib.vertebral_bodies import measure_vertebral_bodies
+    from SpineAITraining.spine_ct.phantom import make_spine_ct
+    from SpineAILib.workflows.spine_ct.segment import segment_spine
+
+    case = make_spine_ct(seed)
+    t0 = time.perf_counter()
+    result = segment_spine(case.ct)
+    seconds = time.perf_counter() - t0
+    rows = score(result, np.asarray(case.vertebrae.voxels))
+    measured = measure_vertebral_bodies(case.ct, result.labelmap) if any(r["named"] for r in rows) else []
+    truth = case.truth
+    planted = {c["level"] if isinstance(c, dict) else c[0]: c for c in truth.get("compressions", [])}
+    grades = [{"name": m["name"], "grade": m.get("genant_grade"), "planted": planted.get(m["name"])}
+              for m in measured if m.get("genant_grade") is not None]  # fmt: skip
+    l1 = next((m for m in measured if m["name"] == "L1" and m.get("hu_mean") is not None), None)
+    return {"case": f"phantom {seed}", "field_of_view": truth["field_of_view"], "transitional": truth["transitional"],
+            "sacrum_in_view": truth["anchors_in_view"]["sacrum"], "anchor": result.naming.get("anchor"),
+            "reason": result.naming.get("reason"), "rows": rows, "grades": grades,
+            "l1_hu": None if l1 is None else {"measured": l1["hu_mean"], "planted": truth.get("l1_trabecular_hu")},
+            "seconds": round(seconds, 2)}  # fmt: skip
+
+
+def evaluate_real(folder):
+    from SpineAILib.io import load
+    from SpineAILib.vertebral_bodies import l1_bone_density, measure_vertebral_bodies
+    from SpineAILib.workflows.spine_ct.segment import segment_spine
+
+    ct = load(Path(folder) / "ct.nii.gz")
+    reference = np.asarray(load(Path(folder) / "ct_model_labels_totalsegmentator.nii.gz").voxels)
+    lut = np.zeros(256, np.uint8)
+    for ts, verse in TOTALSEGMENTATOR.items():
+        lut[ts] = verse
+    t0 = time.perf_counter()
+    result = segment_spine(ct)
+    seconds = time.perf_counter() - t0
+    rows = score(result, lut[reference])
+    measured = measure_vertebral_bodies(ct, result.labelmap)
+    return {"case": "real ct_thoracolumbar/ct.nii.gz", "anchor": result.naming.get("anchor"), "rows": rows,
+            "grades": [{"name": m["name"], "grade": m.get("genant_grade")} for m in measured],
+            "l1": l1_bone_density(measured), "seconds": round(seconds, 2),
+            "reference": "TotalSegmentator's output (a model's labels, not a manual truth)"}  # fmt: skip
+
+
+def summary(cases):
+    out = {"cases": len(cases), "named_all_right": 0, "named_with_a_wrong_name": 0, "not_named": 0, "regions": {}}
+    for case in cases:
+        named = [r for r in case["rows"] if r["named"]]
+        if not named:
+            out["not_named"] += 1
+        elif all(r["right"] for r in named):
+            out["named_all_right"] += 1
+        else:
+            out["named_with_a_wrong_name"] += 1
+        for r in case["rows"]:
+            if r.get("truth_number") is None:
+                continue
+            region = out["regions"].setdefault(region_of(r["truth_number"]), {"right": 0, "wrong": 0, "unnamed": 0, "dice": []})
+            region["right" if r["right"] else ("wrong" if r["named"] else "unnamed")] += 1
+            if r["right"]:
+                region["dice"].append(r["dice"])
+    for region in out["regions"].values():
+        region["dice_mean_named_right"] = round(float(np.mean(region.pop("dice"))), 3) if region.get("dice") else None
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m SpineAITraining.spine_ct.evaluate_rules", description=__doc__.split("\n")[0])
+    parser.add_argument("--phantoms", type=int, default=30)
+    parser.add_argument("--first-seed", type=int, default=300000)
+    parser.add_argument("--real", help="the ct_thoracolumbar folder (real CT and TotalSegmentator's labels)")
+    parser.add_argument("--out", help="write the JSON here")
+    args = parser.parse_args(argv)
+    cases = []
+    for i in range(args.phantoms):
+        case = evaluate_phantom(args.first_seed + i)
+        cases.append(case)
+        names = " ".join(r["name"] if r["right"] or not r["named"] else f"{r['name']}({r['truth']})" for r in case["rows"])
+        print(f"{case['case']} {case['field_of_view']} anchor={case['anchor']}: {names}", file=sys.stderr, flush=True)
+    report = {"phantoms": summary(cases), "cases": cases}
+    if args.real:
+        report["real"] = evaluate_real(args.real)
+    text = json.dumps(report, indent=1, default=str)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(json.dumps({k: v for k, v in report.items() if k != "cases"}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
