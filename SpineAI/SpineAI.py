@@ -323,6 +323,9 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.resultsView.objectName = "resultsView"
         self.resultsView.setMinimumHeight(180)
         self.resultsView.setVisible(False)
+        # a vertebra's name in the vertebral-body table links to its centre (presentation.centre_link)
+        self.resultsView.setOpenLinks(False)
+        self.resultsView.connect("anchorClicked(QUrl)", self.onResultLinkClicked)
         table = self.ui.resultsTableView
         layout = table.parentWidget().layout() if table.parentWidget() else None
         index = layout.indexOf(table) if layout is not None else -1
@@ -342,6 +345,14 @@ class SpineAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.resultsView.setHtml(to_html(present(outDir)))
         self.resultsView.setVisible(True)
+
+    def onResultLinkClicked(self, url):
+        """A vertebra's name in the results box: centre the slice views on it (SpineAILib.presentation)."""
+        from SpineAILib.presentation import centre_from_link
+
+        centre = centre_from_link(url.toString())
+        if centre is not None:
+            slicer.modules.markups.logic().JumpSlicesToLocation(*centre, True)
 
     # --- ultrasound review and heat map (decisions in SpineAILib.workflows.ultrasound.review / results) ---
 

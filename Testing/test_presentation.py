@@ -155,3 +155,121 @@ def test_level_names_say_what_they_rest_on(tmp_path):
     assert column["naming"]["text"] == "Levels named from the column, top down: S1 not used (no sacrum model installed)"
     assert column["naming"]["cross_check"] == ""
     assert _naming_run(tmp_path / "d", None)["naming"] is None  # other tasks: nothing shown
+
+
+# -- spine-ct: the vertebral-body table, the L1 bone-density line, how the levels were named (issue 13 item 3) ----
+
+PICKHARDT = "Pickhardt PJ, Pooler BD, Lauder T, del Rio AM, Bruce RJ, Binkley N. Opportunistic screening ..."
+THRESHOLDS = {"osteoporosis_likely_at_or_below": 110.0, "normal_above": 160.0}
+
+
+def _measured(name, label, heights=(None, None, None), grade=None, morphology=None, hu=None, cut=False, notes=(),
+              centre=(0.0, 0.0, 0.0)):
+    """A row as vertebral_bodies.measure_vertebral_bodies writes it into report.json (the keys the table reads)."""
+    return {"name": name, "label": label, "cut_by_field_of_view": cut, "anterior_height_mm": heights[0],
+            "middle_height_mm": heights[1], "posterior_height_mm": heights[2], "genant_grade": grade,
+            "genant_morphology": morphology, "genant_reference": "own posterior height" if grade is not None else None,
+            "genant_borderline": False, "height_loss_percent": None, "volume_ml": 60.0, "hu_mean": hu,
+            "notes": list(notes), "centre_ras": list(centre)}
+
+
+def _spine_ct_run(folder, results, warnings=()):
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"task": "spine-ct", "warnings": list(warnings), "results": results}))
+    return present(folder)
+
+
+def test_spine_ct_vertebral_bodies_from_the_report(tmp_path):
+    note = "named from the sacrum up, disc by disc; the last rib was not used to check the count"
+    measured = [
+        _measured("T12", 19, cut=True, notes=["cut by the field of view"], centre=(-4.6, 113.7, 413.6)),
+        _measured("L1", 20, (27.6, 34.9, 33.0), grade=0, hu=104.1, centre=(-6.0, 121.6, 386.3),
+                  notes=["Genant grade 0 is borderline: 0-1 with each height half a voxel (1.5 mm) off"]),
+        _measured("L2", 21, (21.0, 27.0, 33.0), grade=2, morphology="wedge", hu=98.0, centre=(-5.4, 133.1, 352.3)),
+        _measured("L3", 22, (30.0, 19.0, 31.0), grade=3, morphology="biconcave", hu=90.0, centre=(-4.7, 140.9, 315.5)),
+    ]
+    results = {
+        "message": "4 vertebra(e) named from the sacrum: T12-L3",
+        "vertebrae": [{"name": m["name"], "label": m["label"], "volume_ml": 60.0, "centre_ras": [1.0, 2.0, 3.0],
+                       "cut_by_field_of_view": m["cut_by_field_of_view"]} for m in measured],
+        "naming": {"anchor": "sacrum", "reason": "sacrum below this disc, joined to both iliac bones", "discs": 5,
+                   "transitional_suspected": False, "notes": [note], "levels_not_named": 0},
+        "measurements": measured,
+        "bone_density": {"vertebra": "L1", "hu_mean": 104.1, "flag": "low", "thresholds_hu": THRESHOLDS,
+                         "source": PICKHARDT, "caveat": "contrast ...",
+                         "text": "L1 trabecular attenuation 104 HU, at or below 110 HU: osteoporosis likely"},
+    }
+    view = _spine_ct_run(tmp_path / "run", results)
+    bodies = view["vertebral_bodies"]
+    rows = {r["name"]: r for r in bodies["rows"]}
+    assert list(rows) == ["T12", "L1", "L2", "L3"]
+    l1 = rows["L1"]
+    assert l1["heights"] == "A/M/P 27.6/34.9/33.0 mm" and l1["hu"] == "104 HU"
+    assert (l1["grade"], l1["grade_text"]) == (0, "0") and "borderline" in l1["notes"]
+    assert l1["centre_ras"] == [-6.0, 121.6, 386.3]  # the measured body's centre, where a click takes the views
+    assert (rows["L2"]["grade_text"], rows["L3"]["grade_text"]) == ("2 wedge", "3 biconcave")
+    # grade 0 neutral, 1-3 increasingly alarming; not graded: the not-assessed grey
+    from SpineAILib.presentation import GENANT_COLOURS, NOT_ASSESSED_COLOUR
+    assert [rows[n]["colour"] for n in ("L1", "L2", "L3")] == [GENANT_COLOURS[0], GENANT_COLOURS[2], GENANT_COLOURS[3]]
+    assert len(set(GENANT_COLOURS.values())) == 4
+    cut = rows["T12"]
+    assert cut["cut"] and "cut by the field of view" in cut["notes"]
+    assert (cut["heights"], cut["grade_text"], cut["hu"], cut["colour"]) == ("—", "—", "—", NOT_ASSESSED_COLOUR)
+    density = bodies["bone_density"]
+    assert density["flag"] == "low" and density["text"].startswith("L1 trabecular attenuation 104 HU")
+    assert density["source"].startswith("Pickhardt") and "110" in density["thresholds"] and "160" in density["thresholds"]
+    assert view["naming"] == {"anchor": "sacrum", "status": "named", "text": "Levels counted up from the sacrum (S1)",
+                              "cross_check": "", "notes": [note]}
+    assert not any(m["text"].endswith("body volume") for m in view["measurements"])  # in the table, not twice
+    html = to_html(view)
+    assert "Levels counted up from the sacrum (S1)" in html and note in html
+    assert "A/M/P 27.6/34.9/33.0 mm" in html and "104 HU" in html and "Pickhardt" in html
+    assert html.index("<th>vertebra</th>") < html.index(">L1</a>") < html.index(">L2</a>")
+    from SpineAILib.presentation import centre_from_link, centre_link
+    assert centre_link(l1) in html and centre_from_link(centre_link(l1)) == (-6.0, 121.6, 386.3)
+    assert centre_from_link("https://example.org") is None
+
+
+def test_spine_ct_without_an_anchor_says_why_the_levels_are_not_named(tmp_path):
+    reason = "no sacrum in view: no disc near the bottom of the column has the sacrum and the iliac bones under it"
+    results = {
+        "message": f"2 vertebra(e) found, not named: {reason}",
+        "vertebrae": [{"name": "vertebra 1", "label": 101, "volume_ml": 18.7, "centre_ras": [7.0, 116.4, -769.3],
+                       "cut_by_field_of_view": True},
+                      {"name": "vertebra 2", "label": 102, "volume_ml": 92.2, "centre_ras": [4.5, 116.5, -788.1],
+                       "cut_by_field_of_view": False}],
+        "naming": {"anchor": None, "reason": reason, "discs": 2, "transitional_suspected": False, "notes": [],
+                   "levels_not_named": 2},
+        "measurements": [],
+        "bone_density": {"vertebra": "L1", "hu_mean": None, "flag": None, "thresholds_hu": THRESHOLDS,
+                         "source": PICKHARDT, "text": "L1 is not labelled in this image: bone density not assessed"},
+    }
+    view = _spine_ct_run(tmp_path / "run", results, warnings=[f"no anatomical anchor in view: levels not named ({reason})"])
+    assert view["naming"]["text"] == f"Levels not named: {reason}"
+    assert view["naming"]["anchor"] is None and view["naming"]["status"] == "not named"
+    rows = view["vertebral_bodies"]["rows"]
+    assert [r["name"] for r in rows] == ["vertebra 1", "vertebra 2"]
+    assert rows[0]["notes"] == "cut by the field of view; not measured: levels not named"
+    assert rows[1]["notes"] == "not measured: levels not named" and rows[1]["centre_ras"] == [4.5, 116.5, -788.1]
+    density = view["vertebral_bodies"]["bone_density"]
+    assert density["flag"] is None and density["text"] == "L1 is not labelled in this image: bone density not assessed"
+    html = to_html(view)
+    assert f"Levels not named: {html_escape(reason)}" in html and "not measured: levels not named" in html
+
+
+def test_spine_ct_naming_warnings(tmp_path):
+    from SpineAILib.presentation import level_naming
+
+    partly = level_naming({"naming": {"anchor": "sacrum", "reason": "r", "discs": 9, "transitional_suspected": True,
+                                      "notes": [], "levels_not_named": 2}}, "spine-ct")
+    assert partly["status"] == "partly named"
+    assert partly["text"].startswith("Levels counted up from the sacrum (S1); 2 vertebrae above left unnamed")
+    assert "transitional vertebra is suspected" in partly["text"]
+    # a spine-ct naming block is recognised without the task too; a lumbar block is left as it was
+    assert level_naming({"naming": {"anchor": None, "reason": "no spinal column found", "discs": 0}}) == {
+        "anchor": None, "status": "not named", "text": "Levels not named: no spinal column found", "cross_check": "",
+        "notes": []}
+    assert level_naming({"naming": {"anchor": None, "status": "named"}}, "lumbar-mri") is None
+    # other tasks: no table
+    lumbar = _naming_run(tmp_path / "lumbar", {"anchor": "sacrum", "status": "named", "reasons": []})
+    assert lumbar["vertebral_bodies"] is None and "<th>vertebra</th>" not in to_html(lumbar)

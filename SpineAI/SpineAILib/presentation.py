@@ -1,6 +1,7 @@
 """A run's results as a reader sees them: every warning in full, a level × condition grade grid,
 the fracture table with each threshold beside its probability, the ultrasound calls, the heat
-map's colour legend and the measurements — decided here, once, from the run's output folder.
+map's colour legend, the measurements and (spine-ct) the vertebral-body table with the L1 bone-density
+line — decided here, once, from the run's output folder.
 
 GUI-free and shared by both front ends: the web app draws ``present(folder)`` (plain JSON) with
 its own widgets; the desktop module shows ``to_html(present(folder))`` in a rich-text box. Reads
@@ -12,9 +13,11 @@ import csv
 import html
 import json
 import math
+import re
 from pathlib import Path
 
-from SpineAILib.vocabulary import SEVERITY_CONDITIONS, SEVERITY_GRADE_NAMES, SEVERITY_RESEARCH_NOTE, ULTRASOUND_LABELS
+from SpineAILib.vocabulary import (SEVERITY_CONDITIONS, SEVERITY_GRADE_NAMES, SEVERITY_RESEARCH_NOTE, SPINE_CT,
+                                  ULTRASOUND_LABELS)
 
 GRADE_COLOURS = {"Normal/Mild": "#2e7d32", "Moderate": "#ef8f00", "Severe": "#c62828"}
 # a research model's grades (not trained on patient labels): the same hues, greyed, so they do not read as a reading
@@ -31,6 +34,11 @@ CONDITION_TITLES = {
 CALL_COLOURS = {"fracture": "#c62828", "no fracture": "#2e7d32"}
 LABEL_TITLES = {"bad_quality": "bad quality", "spinal_cord": "spinal cord", "csf": "CSF"}
 HEATMAP_LOW = 0.2  # below this a heat map is transparent (scene.overlays.style_heatmap_display)
+# Genant grade 0 (normal) neutral, 1-3 (mild, moderate, severe) increasingly alarming; white text on each
+GENANT_COLOURS = {0: "#546e7a", 1: "#b8860b", 2: "#e65100", 3: "#b71c1c"}
+GENANT_TITLES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
+DENSITY_COLOURS = {"low": "#c62828", "indeterminate": "#ef8f00", "normal": "#2e7d32"}
+CUT_TEXT = "cut by the field of view"
 
 
 def _read_tsv(path):
@@ -239,14 +247,19 @@ def measurements(results):
     return out
 
 
-def level_naming(results):
-    """How a lumbar-mri run named its levels (report.json results.naming), in words, or None.
+def level_naming(results, task=""):
+    """How a run named its levels (report.json results.naming), in words, or None.
 
-    {"anchor", "status", "text", "cross_check"}: the anchor (``sacrum``: counted up from S1;
-    ``column``: from the level model's own run of names), whether any name is withheld and why,
-    and what the other count said — so a reader sees what the names rest on."""
+    lumbar-mri: {"anchor", "status", "text", "cross_check"}: the anchor (``sacrum``: counted up from
+    S1; ``column``: from the level model's own run of names), whether any name is withheld and why,
+    and what the other count said — so a reader sees what the names rest on. spine-ct (its naming
+    block has ``discs``, no ``status``): the same keys and ``notes``, see ``spine_ct_naming``."""
     naming = results.get("naming")
-    if not isinstance(naming, dict) or not naming.get("anchor"):
+    if not isinstance(naming, dict):
+        return None
+    if task == SPINE_CT or ("discs" in naming and "status" not in naming):
+        return spine_ct_naming(naming)
+    if not naming.get("anchor"):
         return None
     anchor, status = str(naming["anchor"]), str(naming.get("status") or "named")
     sacrum = naming.get("sacrum") if isinstance(naming.get("sacrum"), dict) else {}
@@ -263,6 +276,155 @@ def level_naming(results):
                  "the level model's own top-down names differ: " + ", ".join(
                      f"{d.get('column')} (column) / {d.get('sacrum')} (from S1)" for d in cross.get("differ") or []))  # fmt: skip
     return {"anchor": anchor, "status": status, "text": text, "cross_check": check}
+
+
+def _plural(n, one, many):
+    return f"{n} {one if n == 1 else many}"
+
+
+def spine_ct_naming(naming):
+    """spine-ct's naming block in words: {"anchor", "status", "text", "cross_check": "", "notes"}.
+
+    Anchor ``sacrum``: "Levels counted up from the sacrum (S1)", with the vertebrae left unnamed above
+    (their reason is among the run's warnings) and a suspected transitional vertebra said; no anchor:
+    "Levels not named: <reason>". ``notes``: what the count cannot exclude (the workflow's notes)."""
+    anchor = naming.get("anchor") or None
+    reason = " ".join(str(naming.get("reason") or "no anatomical anchor in view").split())
+    unnamed = int(_number(naming.get("levels_not_named")) or 0)
+    notes = [" ".join(str(n).split()) for n in naming.get("notes") or [] if str(n).strip()]
+    if anchor == "sacrum":
+        text, status = "Levels counted up from the sacrum (S1)", "named"
+        if unnamed:
+            status = "partly named"
+            text += (f"; {_plural(unnamed, 'vertebra', 'vertebrae')} above left unnamed "
+                     "(the count could not go on safely: see the warnings)")
+    elif anchor:
+        text, status = f"Levels counted from the {anchor}", "named"
+    else:
+        text, status = f"Levels not named: {reason}", "not named"
+    if naming.get("transitional_suspected"):
+        text += "; a lumbosacral transitional vertebra is suspected: the level count is uncertain"
+    return {"anchor": anchor, "status": status, "text": text, "cross_check": "", "notes": notes}
+
+
+# -- spine-ct (and `spineai measure`): vertebral bodies and L1 bone density ---------------------------
+
+
+def _mm(value):
+    value = _number(value)
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _centre(value):
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(_number(v) is not None for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+def _notes_text(notes):
+    if isinstance(notes, str):
+        notes = notes.split(";")
+    return [" ".join(str(n).split()) for n in notes or [] if str(n).strip()]
+
+
+def vertebral_body_row(measured, vertebra=None, named=True):
+    """One vertebra's row: {"name", "heights" ("A/M/P 27.6/34.9/33.0 mm" or "—"), "grade" (0-3 or None),
+    "grade_text" ("0", "2 wedge", "—"), "colour", "hu" ("104 HU" or "—"), "notes", "cut", "centre_ras",
+    "title"}. ``measured``: a ``vertebral_bodies`` row (report.json results.measurements), or None for
+    a vertebra that was not measured; ``vertebra``: its results.vertebrae entry; ``named``: False when
+    the run named no level (then nothing is measured)."""
+    m, v = measured or {}, vertebra or {}
+    name = str(m.get("name") or v.get("name") or "?")
+    cut = bool(m.get("cut_by_field_of_view", v.get("cut_by_field_of_view")))
+    heights = [_number(m.get(f"{k}_height_mm")) for k in ("anterior", "middle", "posterior")]
+    heights_text = "—" if all(h is None for h in heights) else f"A/M/P {'/'.join(_mm(h) for h in heights)} mm"
+    grade = _number(m.get("genant_grade"))
+    grade = None if grade is None else int(grade)
+    morphology = str(m.get("genant_morphology") or "").strip()
+    if grade is None:
+        grade_text, colour = "—", NOT_ASSESSED_COLOUR
+    else:
+        grade_text = f"{grade} {morphology}".strip() if grade else "0"
+        colour = GENANT_COLOURS.get(grade, GENANT_COLOURS[3])
+    hu = _number(m.get("hu_mean"))
+    notes = _notes_text(m.get("notes"))
+    if measured is None:
+        notes.insert(0, "not measured: levels not named" if not named else "not measured")
+    if cut and not any(CUT_TEXT in n for n in notes):
+        notes.insert(0, CUT_TEXT)
+    title = [name]
+    if grade is not None:
+        loss = _number(m.get("height_loss_percent"))
+        title.append(f"Genant grade {grade} ({GENANT_TITLES.get(grade, '?')}"
+                     + (f", {morphology}" if morphology else "") + ")"
+                     + (f", height loss {loss:.0f} %" if loss is not None else "")
+                     + (f" against the {m['genant_reference']}" if m.get("genant_reference") else "")
+                     + (", borderline" if m.get("genant_borderline") else ""))
+    volume = _number(m.get("volume_ml", v.get("volume_ml")))
+    if volume is not None:
+        title.append(f"{volume:g} ml labelled")
+    return {"name": name, "heights": heights_text, "grade": grade, "grade_text": grade_text, "colour": colour,
+            "hu": "—" if hu is None else f"{hu:.0f} HU", "notes": "; ".join(notes), "cut": cut,
+            "centre_ras": _centre(m.get("centre_ras")) or _centre(v.get("centre_ras")), "title": " · ".join(title)}
+
+
+def bone_density_line(density):
+    """report.json results.bone_density -> {"text", "flag", "colour", "thresholds", "source"}, or None."""
+    if not isinstance(density, dict) or not density.get("text"):
+        return None
+    flag = density.get("flag") or None
+    thresholds = density.get("thresholds_hu") if isinstance(density.get("thresholds_hu"), dict) else {}
+    low, normal = _number(thresholds.get("osteoporosis_likely_at_or_below")), _number(thresholds.get("normal_above"))
+    parts = []
+    if low is not None:
+        parts.append(f"≤ {low:.0f} HU osteoporosis likely")
+    if low is not None and normal is not None:
+        parts.append(f"{low:.0f}–{normal:.0f} HU indeterminate")
+    if normal is not None:
+        parts.append(f"> {normal:.0f} HU unlikely")
+    return {"text": " ".join(str(density["text"]).split()), "flag": flag,
+            "colour": DENSITY_COLOURS.get(flag, NOT_ASSESSED_COLOUR),
+            "thresholds": f"{density.get('vertebra') or 'L1'} trabecular HU: " + ", ".join(parts) if parts else "",
+            "source": " ".join(str(density.get("source") or "").split())}
+
+
+def vertebral_bodies(results):
+    """A spine-ct run's vertebrae as a table (report.json results.measurements and .vertebrae), or None.
+
+    {"rows": ``vertebral_body_row`` each, top to bottom; "bone_density": ``bone_density_line``;
+    "legend": the Genant colours}. A vertebra found but not measured (cut, S1, or levels not
+    named) still has its row, saying why; ``centre_ras`` is where a click on the row centres the views."""
+    measured = [m for m in results.get("measurements") or [] if isinstance(m, dict)]
+    density = bone_density_line(results.get("bone_density"))
+    if not measured and density is None:
+        return None
+    found = [v for v in results.get("vertebrae") or [] if isinstance(v, dict)]
+    naming = results.get("naming") if isinstance(results.get("naming"), dict) else {}
+    named = bool(naming.get("anchor")) or bool(measured)
+    by_name = {str(m.get("name")): m for m in measured}
+    rows, seen = [], set()
+    for v in found:
+        name = str(v.get("name"))
+        rows.append(vertebral_body_row(by_name.get(name), v, named))
+        seen.add(name)
+    rows.extend(vertebral_body_row(m) for m in measured if str(m.get("name")) not in seen)
+    legend = [{"grade": g, "text": f"{g} {GENANT_TITLES[g]}", "colour": c} for g, c in GENANT_COLOURS.items()]
+    return {"rows": rows, "bone_density": density, "legend": legend}
+
+
+_CENTRE_LINK = re.compile(r"centre[:=](-?[\d.]+),(-?[\d.]+),(-?[\d.]+)")
+
+
+def centre_link(row):
+    """The link ``to_html`` puts on a vertebral-body row's name ('' without a centre)."""
+    c = row.get("centre_ras")
+    return f"#centre={c[0]:.2f},{c[1]:.2f},{c[2]:.2f}" if c else ""
+
+
+def centre_from_link(link):
+    """(r, a, s) of a link ``centre_link`` made (the desktop module's results box), or None."""
+    match = _CENTRE_LINK.search(str(link))
+    return tuple(float(v) for v in match.groups()) if match else None
 
 
 # -- everything at once ---------------------------------------------------------------------------
@@ -285,12 +447,17 @@ def present(folder):
     if task == "lp-ultrasound" or (folder / "frames.tsv").is_file():
         calls = ultrasound_calls(folder, results) or None
     message = str(results.get("message") or results.get("summary") or "").strip()
+    bodies = vertebral_bodies(results)
+    shown = measurements(results)
+    if bodies:  # the vertebrae's volumes are in the table (on hover); the disc heights stay
+        shown = [m for m in shown if not m["text"].endswith("body volume")]
     return {
         "folder": str(folder), "task": task, "message": message, "warnings": warnings,
         "grid": grid, "fractures": fractures, "calls": calls,
         "heatmap": heatmap_legend(folder, task, results, grid, fractures, calls),
-        "measurements": measurements(results),
-        "naming": level_naming(results),
+        "measurements": shown,
+        "naming": level_naming(results, task),
+        "vertebral_bodies": bodies,
     }
 
 
@@ -308,6 +475,8 @@ def to_html(view):
     if naming:
         check = f" ({e(naming['cross_check'])})" if naming.get("cross_check") else ""
         parts.append(f"<p><b>Level names</b>: {e(naming['text'])}{check}</p>")
+        parts.extend(f"<p><font color='#9e9e9e'>{e(n)}</font></p>" for n in naming.get("notes") or [])
+    parts.extend(_bodies_html(view.get("vertebral_bodies")))
     grid = view.get("grid")
     if grid:
         if grid.get("research_note"):
@@ -341,3 +510,32 @@ def to_html(view):
     if view.get("measurements"):
         parts.append("<p>" + "<br>".join(f"{e(m['name'])}: {e(m['text'])}" for m in view["measurements"]) + "</p>")
     return "\n".join(parts)
+
+
+def _bodies_html(bodies):
+    """The vertebral-body table and the bone-density line as rich text; each name links to its centre
+    (``centre_link``: the desktop module centres the views on a click)."""
+    if not bodies:
+        return []
+    e = html.escape
+    parts = []
+    density = bodies.get("bone_density")
+    if density:
+        parts.append(f"<p><b>Bone density</b>: <font color='{density['colour']}'>{e(density['text'])}</font>"
+                     + (f"<br><font color='#9e9e9e'>{e(density['thresholds'])} — {e(density['source'])}</font>"
+                        if density.get("thresholds") else "") + "</p>")
+    if bodies.get("rows"):
+        head = "".join(f"<th>{t}</th>" for t in ("vertebra", "heights", "Genant", "HU", "notes"))
+        body = "".join(
+            "<tr>"
+            + (f"<td><b><a href='{centre_link(r)}'>{e(r['name'])}</a></b></td>" if centre_link(r)
+               else f"<td><b>{e(r['name'])}</b></td>")
+            + f"<td>{e(r['heights'])}</td>"
+            + f"<td bgcolor='{r['colour']}' align='center' title='{e(r['title'])}'><font color='white'>"
+              f"{e(r['grade_text'])}</font></td>"
+            + f"<td align='right'>{e(r['hu'])}</td><td><font color='#9e9e9e'>{e(r['notes'])}</font></td></tr>"
+            for r in bodies["rows"])
+        parts.append(f"<table border='0' cellspacing='2' cellpadding='3'><tr>{head}</tr>{body}</table>")
+        parts.append("<p>Genant: " + " ".join(f"<font color='{g['colour']}'>■</font> {e(g['text'])}"
+                                              for g in bodies.get("legend") or []) + "</p>")
+    return parts

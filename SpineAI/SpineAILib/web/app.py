@@ -99,6 +99,7 @@ class SpineAIWebApp(TrameApp):
             logic.set_ui(ui)
         parts["views"].clear_clicked.connect(self.loader.clear)
         parts["views"].row_clicked.connect(self.loader.jump_to_row)
+        parts["results"].vertebra_clicked.connect(self.loader.centre_on_vertebra)
         self.ui = self._build_page(layout_manager)
 
     def _build_page(self, layout_manager):

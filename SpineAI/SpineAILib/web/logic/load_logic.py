@@ -290,5 +290,17 @@ class LoadLogic(BaseLogic[LoadState]):
         elif target[0] == "frame" and self.views.cine is not None:
             self.cine.jump_to_frame(target[1])
         elif target[0] == "ras":
-            self.views.centre_slices_on(target[1])
-            self.push(load_message="views centred at R {:.1f} A {:.1f} S {:.1f}".format(*target[1]), load_error=False)
+            self.centre_views_on(target[1])
+
+    def centre_on_vertebra(self, row_index):
+        """A row of the Results' vertebral-body table was clicked: centre the views on that vertebra."""
+        name, centre = self.review.vertebra_centre(row_index)
+        if centre is None:
+            self.push(load_message=f"{name or 'this row'}: no position to centre the views on", load_error=False)
+            return
+        self.centre_views_on(centre, name)
+
+    def centre_views_on(self, ras, what=""):
+        self.views.centre_slices_on(ras)
+        self.push(load_message="views centred at R {:.1f} A {:.1f} S {:.1f}".format(*ras) + (f" ({what})" if what else ""),
+                  load_error=False)

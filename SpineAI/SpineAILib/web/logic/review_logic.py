@@ -1,7 +1,7 @@
 """An ultrasound run's review over the cine (calls of the frame on screen, timeline, Best frame;
 all decided by ``SpineAILib.workflows.ultrasound.review.CineReview``), the heat-map toggle of
 any run's heat map (ultrasound per frame, MRI volume) and the Results section (warnings, grade
-grid, fractures, calls, legend: ``SpineAILib.presentation.present``)."""
+grid, fractures, calls, vertebral bodies, legend: ``SpineAILib.presentation.present``)."""
 
 from SpineAILib import presentation
 from SpineAILib.scene import overlays
@@ -43,6 +43,17 @@ class ReviewLogic(BaseLogic[ReviewState]):
             self.data.heatmap_available = True
             self.apply_heatmap()
         self.set_review(review)
+
+    def vertebra_centre(self, index):
+        """Where row ``index`` of the Results' vertebral-body table centres the views (RAS), or None."""
+        bodies = (self.results.data.result_view or {}).get("vertebral_bodies") or {}
+        rows = bodies.get("rows") or []
+        try:
+            row = rows[int(index)] if 0 <= int(index) < len(rows) else {}
+        except (TypeError, ValueError):
+            row = {}
+        centre = row.get("centre_ras")
+        return (row.get("name", ""), tuple(float(c) for c in centre)) if centre else (row.get("name", ""), None)
 
     def set_review(self, review):
         """Show the per-frame calls, timeline and Best frame for a run on the cine shown now."""

@@ -1,11 +1,13 @@
 """The Results section (under Workflows): the run's warnings in full, the grade grid, the fracture
-table, the ultrasound calls with their thresholds, the heat map's legend and the measurements.
-What it shows is decided by ``SpineAILib.presentation`` (shared with the desktop module); this
-only draws ``result_view``."""
+table, the ultrasound calls with their thresholds, the vertebral-body table (spine-ct) with the L1
+bone-density line, the heat map's legend and the measurements. What it shows is decided by
+``SpineAILib.presentation`` (shared with the desktop module); this only draws ``result_view``.
+A click on a vertebral-body row sends ``vertebra_clicked(row index)``: the views centre on it."""
 
 from dataclasses import dataclass, field
 
 from trame.widgets import html
+from undo_stack import Signal
 
 from SpineAILib.web.typed_state import FlatState
 from SpineAILib.web.ui.panel_ui import heading
@@ -20,6 +22,8 @@ class ResultsState:
 
 
 class ResultsUI:
+    vertebra_clicked = Signal(int)  # a row of the vertebral-body table: centre the views on that vertebra
+
     def __init__(self, server):
         self.typed = FlatState(server.state, ResultsState)
 
@@ -42,6 +46,9 @@ class ResultsUI:
                 html.B("Level names: ")
                 html.Span(f"{{{{ {v}.naming.text }}}}")
                 html.Span(f" ({{{{ {v}.naming.cross_check }}}})", v_if=(f"{v}.naming.cross_check",))
+                html.Div("{{ n }}", v_for=f"(n, i) in ({v}.naming.notes || [])", key="i",
+                         classes="spineai-naming-note text-caption text-medium-emphasis")
+            self._vertebral_bodies(v)
             self._grid(v)
             self._fractures(v)
             with html.Div(v_if=(f"{v}.calls && {v}.calls.length",), id="spineai-calls", classes="mt-2 text-caption"):
@@ -54,6 +61,50 @@ class ResultsUI:
                           classes="mt-2 text-caption"):
                 html.Div("Measurements", classes="text-overline", style="line-height: 1.4")
                 html.Div("{{ m.name }}: {{ m.text }}", v_for=f"(m, i) in {v}.measurements", key="i")
+
+    def _vertebral_bodies(self, v):
+        b = f"{v}.vertebral_bodies"
+        with html.Div(v_if=(b,), classes="mt-2"):
+            d = f"{b}.bone_density"
+            with html.Div(v_if=(d,), id="spineai-bone-density", classes="pa-1 text-caption",
+                          style=(f"{{borderLeft: '4px solid ' + {d}.colour, whiteSpace: 'normal', userSelect: 'text'}}",)):
+                html.B("Bone density: ")
+                html.Span(f"{{{{ {d}.flag }}}}", v_if=(f"{d}.flag",), classes="spineai-bone-density-flag mr-1",
+                          style=(f"{{background: {d}.colour, color: 'white', borderRadius: '3px', padding: '0 4px'}}",))
+                html.Span(f"{{{{ {d}.text }}}}", classes="spineai-bone-density-text",
+                          __properties=[("data_flag", "data-flag")], data_flag=(f"{d}.flag || ''",))
+                html.Div(f"{{{{ {d}.thresholds }}}} — {{{{ {d}.source }}}}", v_if=(f"{d}.thresholds",),
+                         classes="text-medium-emphasis", style="font-size: 10px")
+            with html.Div(v_if=(f"{b}.rows && {b}.rows.length",), classes="mt-1"):
+                html.Div("Vertebral bodies (click a row: the views centre on it)", classes="text-overline",
+                         style="line-height: 1.4")
+                with html.Table(id="spineai-vertebral-bodies",
+                                style="width: 100%; table-layout: fixed; border-spacing: 0 2px; font-size: 11px"):
+                    with html.Thead(), html.Tr(classes="text-medium-emphasis"):
+                        for title, width in (("vertebra", "72px"), ("heights", "auto"), ("Genant", "64px"),
+                                             ("HU", "52px")):
+                            html.Th(title, style=f"width: {width}; text-align: left; font-weight: normal")
+                    with html.Tbody():
+                        with html.Template(v_for=f"(r, i) in {b}.rows", key="i"):
+                            with html.Tr(classes="spineai-vertebra-row", title=("r.title",),
+                                         click=(self.vertebra_clicked, "[i]"),
+                                         __properties=[("data_vertebra", "data-vertebra")], data_vertebra=("r.name",),
+                                         style=("{cursor: r.centre_ras ? 'pointer' : 'default'}",)):
+                                html.Td("{{ r.name }}", classes="font-weight-bold spineai-vertebra-name",
+                                        style="white-space: nowrap; overflow: hidden; text-overflow: ellipsis")
+                                html.Td("{{ r.heights }}", classes="spineai-vertebra-heights")
+                                html.Td("{{ r.grade_text }}", classes="spineai-vertebra-genant",
+                                        style=("{background: r.colour, color: 'white', textAlign: 'center', "
+                                               "borderRadius: '3px', padding: '0 4px'}",))
+                                html.Td("{{ r.hu }}", classes="spineai-vertebra-hu", style="text-align: right; padding-right: 4px")
+                            with html.Tr(v_if=("r.notes",), classes="spineai-vertebra-notes"):
+                                html.Td("{{ r.notes }}", colspan=4, classes="text-medium-emphasis",
+                                        style="white-space: normal; font-size: 10px; padding-left: 12px")
+                with html.Div(classes="d-flex flex-wrap mt-1 text-caption", style="gap: 8px"):
+                    html.Span("Genant:", classes="text-medium-emphasis")
+                    with html.Span(v_for=f"g in {b}.legend", key="g.grade"):
+                        html.Span("\u00a0", style=("{background: g.colour, borderRadius: '2px', padding: '0 5px'}",))
+                        html.Span(" {{ g.text }}")
 
     @staticmethod
     def _grid(v):

@@ -3,7 +3,7 @@
 Writes ``vertebrae.seg.nrrd`` (one segment per vertebra: VerSe numbers and names for named
 ones, ``vertebra N`` for unnamed ones), ``vertebrae.tsv`` (heights, Genant grade, volume,
 trabecular HU per named thoracic/lumbar vertebra: ``vertebral_bodies``), overlays and
-``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor, or why
+``scene.mrb``; Genant grades are withheld (GRADES_WITHHELD); report.json carries the vertebrae, how they were named (the anchor, or why
 none), the L1 bone-density flag with its threshold and source, and every warning.
 
 No network: the column, its discs and the sacrum are found from Hounsfield units
@@ -15,6 +15,7 @@ import time
 
 from SpineAILib.vocabulary import SPINE_CT
 from SpineAILib.workflows.base import Workflow
+from SpineAILib.workflows.spine_ct.segment import UNNAMED_BASE
 
 OUTPUTS = {"segmentation": "vertebrae.seg.nrrd", "table": "vertebrae.tsv", "scene": "scene.mrb"}
 METHOD = ("rule-based, no trained model: spinal canal tracked and discs found from Hounsfield units; levels named "
@@ -37,27 +38,49 @@ def run(job):
 
     job.progress(0.45, "measuring the vertebral bodies")
     t0 = time.perf_counter()
-    named = [v for v in result.vertebrae if v["label"] < 100]
-    rows = measure_vertebral_bodies(job.image, result.labelmap) if named else []
+    named = [v for v in result.vertebrae if v["label"] < UNNAMED_BASE]
+    rows = withhold_grades(measure_vertebral_bodies(job.image, result.labelmap)) if named else []
     density = l1_bone_density(rows)
+    if rows:
+        job.warnings.append(GRADES_WITHHELD)
     job.timings["measure_s"] = round(time.perf_counter() - t0, 3)
     job.results.update(summarise(result, rows, density))
     job.progress(0.6, "writing the segmentation and the table")
     write_outputs(job, result, rows)
 
 
+GRADES_WITHHELD = ("Genant grades withheld: the body outlines come from rules, not from a validated segmentation; on "
+                   "held-out whole-spine phantoms they called compressions that were not there, so heights are shown "
+                   "for reading, not graded (grade a corrected outline with `spineai measure`)")
+
+
+def withhold_grades(rows):
+    """The rows with every Genant field emptied and the reason noted (the heights and HU stay)."""
+    for row in rows:
+        if row.get("genant_grade") is None:
+            continue
+        for key in ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
+                    "height_loss_neighbours", "genant_grade_range"):
+            row[key] = None
+        row["genant_borderline"] = None
+        row["notes"] = [n for n in row["notes"] if not n.startswith("Genant grade")] + ["Genant grade withheld"]
+    return rows
+
+
 def summarise(result, rows, density):
     names = [v["name"] for v in result.vertebrae]
+    named = [v["name"] for v in result.vertebrae if v["label"] < UNNAMED_BASE]
     anchor = result.naming.get("anchor")
     if not names:
         message = f"no vertebrae found ({result.naming.get('reason')})"
-    elif anchor:
-        cut = [v["name"] for v in result.vertebrae if v["cut_by_field_of_view"]]
-        message = (f"{len(names)} vertebra(e) named from the {anchor}: {names[0]}-{names[-1]}"
-                   + (f" ({', '.join(cut)} cut by the field of view)" if cut else ""))
+    elif anchor and named:
+        cut = [v["name"] for v in result.vertebrae if v["cut_by_field_of_view"] and v["label"] < UNNAMED_BASE]
+        message = (f"{len(named)} vertebra(e) named from the {anchor}: {named[0]}-{named[-1]}"
+                   + (f" ({', '.join(cut)} cut by the field of view)" if cut else "")
+                   + (f"; {len(names) - len(named)} more above, not named" if len(names) > len(named) else ""))
     else:
         message = f"{len(names)} vertebra(e) found, not named: {result.naming.get('reason')}"
-    graded = [r for r in rows if r.get("genant_grade")]
+    graded = [r for r in rows if r.get("genant_grade")]  # none while grades are withheld (GRADES_WITHHELD)
     return {
         "message": message,
         "method": METHOD,
