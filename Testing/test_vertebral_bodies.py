@@ -302,3 +302,12 @@ def test_a_normally_wedged_l5_is_not_read_as_a_crush():
     # a real L5 compression still grades: its front and middle against the neighbours' posterior height
     crushed = genant(17.0, 18.0, 21.0, 28.0, ["L4"], posterior_normally_short=True)
     assert crushed["grade"] == 2 and crushed["morphology"] != "crush"
+
+
+def test_a_label_of_a_few_stray_voxels_is_noted_not_measured(box_stack):
+    ct, labels, _ = _phantom()
+    voxels = labels.voxels.copy()
+    voxels[0, 0, 0] = 22  # one voxel labelled L3 (a crafted or corrupted label map): no axes to find
+    rows = _by_name(measure_vertebral_bodies(ct, VolumeImage(voxels, labels.ijk_to_ras, is_labelmap=True)))
+    assert rows["L3"]["anterior_height_mm"] is None and rows["L3"]["notes"] == ["no vertebral body found in the label"]
+    assert rows["L1"]["posterior_height_mm"] is not None

@@ -556,6 +556,9 @@ def _measure_one(value, labels, hu, matrix, box, superior):
     if value in _NO_BODY:
         row["notes"].append(_NO_BODY[value])
         return row
+    if mask.sum() < MIN_BODY_VOXELS:  # a few stray voxels have no shape to find axes in
+        row["notes"].append("no vertebral body found in the label")
+        return row
     body, axes = _isolate_body(mask, matrix, lo, superior, spacing_kji)
     nz = np.argwhere(body)
     if len(nz) < MIN_BODY_VOXELS:

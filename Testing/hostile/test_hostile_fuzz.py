@@ -1,5 +1,6 @@
 """Issue 17, property test: a few hundred seeded, randomly corrupted DICOM, NIfTI, NRRD and zip
-(.mrb) files through `spineai info`, `spineai run` and `spineai dataset export`. Each ends with
+(.mrb) files through `spineai info`, `spineai run`, `spineai dataset export` and, as the label map
+measured on a valid CT, `spineai measure`. Each ends with
 exit 0, or exit 2 and one line; never exit 1, never a traceback, never a file written outside --out."""
 
 import gc
@@ -14,7 +15,8 @@ from hostile_files import cli, dicom_series, scene_bundle
 
 SEED = 17
 PER_KIND = {"slice.dcm": 40, "cine.dcm": 40, "volume.nii": 40, "volume.nii.gz": 25, "volume.nrrd": 40,
-            "scene.mrb": 40}  # fmt: skip
+            "scene.mrb": 40, "labels.nii": 30}  # fmt: skip
+LABEL_GRID = np.diag([2.5, 2.5, 2.5, 1.0])  # 10 voxels of 2.5 mm each way: a CT that passes the CT checks
 
 
 def originals(folder):
@@ -36,7 +38,20 @@ def originals(folder):
                "space directions": np.diag([0.9, 0.8, 2.0]), "space origin": np.zeros(3)}, index_order="C")  # fmt: skip
     files["volume.nrrd"] = folder / "volume.nrrd"
     files["scene.mrb"] = scene_bundle(folder / "scene.mrb")
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[2:5, 3:7, 3:7], labels[6:9, 3:7, 3:7] = 20, 21  # L1 above L2 (VerSe numbers)
+    files["labels.nii"] = save_volume_file(VolumeImage(labels, LABEL_GRID, is_labelmap=True), folder / "labels.nii")
     return files
+
+
+def measured_ct(folder):
+    """The valid CT every corrupted label map is measured on: air around bone-dense blocks, on LABEL_GRID."""
+    from SpineAILib.images import VolumeImage
+    from SpineAILib.io.volumes import save_volume_file
+
+    hu = np.full((10, 10, 10), -1000, np.int16)
+    hu[1:9, 2:8, 2:8] = 200
+    return save_volume_file(VolumeImage(hu, LABEL_GRID, modality="CT"), folder / "ct.nii")
 
 
 def corrupt(data, rng):
@@ -83,6 +98,7 @@ def corrupted(tmp_path_factory):
 
 def test_corrupted_files_end_with_exit_0_or_one_line_exit_2(corrupted, capsys, monkeypatch):
     root, files = corrupted
+    ct = measured_ct(root / "originals")
     private = root / "tmp"
     private.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private))
@@ -93,6 +109,8 @@ def test_corrupted_files_end_with_exit_0_or_one_line_exit_2(corrupted, capsys, m
         out = root / "outs" / f"{n:03d}"
         if path.name.endswith(".mrb"):
             commands = [("dataset", "export", path, "--task", "lumbar-mri", "--out", out, "--key-file", root / "key")]
+        elif path.name.endswith("labels.nii"):
+            commands = [("measure", ct, path, "--out", out)]
         else:
             task = "lp-ultrasound" if "cine" in path.name else "lumbar-mri"
             # no bundle: the whole reader runs, the model never does
