@@ -28,7 +28,6 @@ TOTALSEGMENTATOR_TO_VERSE = {26: 26, **{27 + i: 24 - i for i in range(5)}, **{32
                              **{44 + i: 7 - i for i in range(7)}}  # fmt: skip
 TOTALSEGMENTATOR_CLASSES = 117  # values above this are no TotalSegmentator v2 class
 NUMBERINGS = ("verse", "totalsegmentator")
-MAX_HU_FLOOR = -100.0  # a CT in HU holds fat or air somewhere; an MRI never goes below 0
 OUTPUTS = {"table": "vertebrae.tsv"}
 
 
@@ -60,14 +59,11 @@ def _few(values):
 
 
 def check_ct_and_labels(ct, labels):
-    if ct.modality and ct.modality != "CT":
-        raise InputError(f"the image's modality is {ct.modality}: measurements in Hounsfield units need a CT")
+    from SpineAILib.ct_checks import check_ct
+
     if not isinstance(ct, VolumeImage) or not isinstance(labels, VolumeImage):
         raise InputError("both the CT and the segmentation must be 3-D volumes")
-    sample = np.asarray(ct.voxels[:: max(1, ct.voxels.shape[0] // 24)])
-    if sample.size and float(np.percentile(sample, 0.1)) > MAX_HU_FLOOR:
-        raise InputError("the image does not look like a CT in Hounsfield units (nothing as low as fat, -100, or air, "
-                         "-1000): an MRI, or a CT stored without its rescale intercept; measurements need a CT")
+    check_ct(ct, task="spineai measure", what="a CT (measurements are in Hounsfield units)")
     if not np.issubdtype(labels.voxels.dtype, np.integer):
         whole = np.all(np.equal(np.mod(labels.voxels, 1), 0))
         if not whole:

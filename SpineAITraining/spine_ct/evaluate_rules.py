@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 
 REGIONS = (("cervical", range(1, 8)), ("thoracic", (*range(8, 20), 28)), ("lumbar", range(20, 26)), ("sacrum", (26,)))
-TOTALSEGMENTATOR = {26: 26, **{27 + i: 24 - i for i in range(5)}, **{32 + i: 19 - i for i in range(12)},
-                    **{44 + i: 7 - i for i in range(7)}}  # fmt: skip
 
 
 def region_of(number):
@@ -96,18 +94,16 @@ def evaluate_phantom(seed):
 
 def evaluate_real(folder):
     from SpineAILib.io import load
+    from SpineAILib.measure_vertebrae import to_verse
     from SpineAILib.vertebral_bodies import l1_bone_density, measure_vertebral_bodies
     from SpineAILib.workflows.spine_ct.segment import segment_spine
 
     ct = load(Path(folder) / "ct.nii.gz")
     reference = np.asarray(load(Path(folder) / "ct_model_labels_totalsegmentator.nii.gz").voxels)
-    lut = np.zeros(256, np.uint8)
-    for ts, verse in TOTALSEGMENTATOR.items():
-        lut[ts] = verse
     t0 = time.perf_counter()
     result = segment_spine(ct)
     seconds = time.perf_counter() - t0
-    rows = score(result, lut[reference])
+    rows = score(result, to_verse(reference, "totalsegmentator"))
     measured = measure_vertebral_bodies(ct, result.labelmap)
     return {"case": "real ct_thoracolumbar/ct.nii.gz", "anchor": result.naming.get("anchor"), "rows": rows,
             "grades": [{"name": m["name"], "grade": m.get("genant_grade")} for m in measured],

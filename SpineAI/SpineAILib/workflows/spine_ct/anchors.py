@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from SpineAILib.workflows.spine_ct.column import filled_track
+
 BONE_HU = 150.0
 WIDE_MM = 110.0  # the bone around the column this wide: sacrum with alae and ilia (a lumbar body is ~50 mm)
 PROBE_MM = 30.0  # slices this far below (and above) the lowest disc are looked at
@@ -25,7 +27,7 @@ MIN_BELOW_MM = 30.0  # the image must go on at least this far below the disc (S1
 SEARCH_FRONT_MM, SEARCH_BACK_MM, SEARCH_HALF_WIDTH_MM = 25.0, 10.0, 9.0  # where the column's bone is looked for
 WING_FROM_MM = 30.0  # bone further than this to the side of the column ...
 WING_BAND_MM = 40.0  # ... within this far in front of or behind the canal ...
-WING_AREA_MM2 = (200.0, 900.0)  # ... at least this much on the smaller side and on the larger side  # the body's centre, in front of the canal centre
+WING_AREA_MM2 = (200.0, 900.0)  # ... at least this much on the smaller side and on the larger side
 
 
 @dataclass
@@ -88,14 +90,12 @@ def find_sacrum(hu, spacing, column):
     a transitional L5, or a disc inside the sacrum: uncertain, not found, and said so."""
     if not column.discs:
         return Sacrum(False, None, "no disc found along the column")
-    track = column.track
-    known = np.nonzero(np.isfinite(track[:, 0]))[0]
-    if not len(known):
+    if not np.isfinite(column.track[:, 0]).any():
         return Sacrum(False, None, "no column found")
+    filled = filled_track(column.track)  # the canal's position, held where the track has ended
 
-    def at(k):  # the column's (canal) position at slice k, held where the track has ended
-        nearest = known[np.argmin(np.abs(known - k))]
-        return track[nearest]
+    def at(k):
+        return filled[k]
 
     probe = max(2, int(round(PROBE_MM / spacing[0])))
     lowest = column.discs[-1]

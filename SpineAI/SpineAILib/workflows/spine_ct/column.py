@@ -121,7 +121,7 @@ def trunk_prior(hu, spacing):
     return out
 
 
-def _candidates(score_slice, spacing):
+def _candidates(score_slice):
     import cv2
 
     peaks_mask = (score_slice >= cv2.dilate(score_slice, np.ones((5, 5), np.uint8))) & (score_slice > MIN_SCORE / 2)
@@ -138,7 +138,7 @@ def find_track(hu, spacing):
     score = box_mean(score, (max(1, int(round(SCORE_SMOOTH_MM / spacing[0]))), 0, 0))
     mm = np.array(spacing[1:])
     z_scale = spacing[0] / 3.0
-    cands = [_candidates(s, spacing) for s in score]
+    cands = [_candidates(s) for s in score]
     total, back = [], []
     for k, (points, values) in enumerate(cands):
         if k == 0 or not len(points) or not len(cands[k - 1][0]):
@@ -237,10 +237,10 @@ def _line_means(values, spacing, z, angles, d_lo, d_hi):
     return np.array(out)
 
 
-def body_profile(hu, spacing, track):
-    """(evidence, tilt) per slice: how much a disc fits there: a dark line across the body strip (at the tilt that fits
-    best) between two bright lines (the endplates) DISC_HALF_MM above and below, as a share of them."""
-    values = strip(hu, spacing, track)
+def body_profile(values, spacing):
+    """(evidence, tilt) per slice of the strip ``values``: how much a disc fits there: a dark line across the
+    body (at the tilt that fits best) between two bright lines (the endplates) DISC_HALF_MM above and below,
+    as a share of them."""
     nz = values.shape[0]
     angles = np.radians(np.arange(-MAX_TILT_DEG, MAX_TILT_DEG + 0.1, TILT_STEP_DEG))
     d_lo, d_hi = (int(round(m / spacing[1])) for m in BODY_STRIP_MM)
@@ -264,7 +264,7 @@ def body_profile(hu, spacing, track):
     return out, tilt
 
 
-def _dips(profile, spacing):
+def _dips(profile):
     """(index, strength) of the local maxima of the disc evidence above MIN_DIP."""
     out = []
     for k in range(1, len(profile) - 1):
@@ -277,7 +277,7 @@ def find_discs(profile, spacing, present, depth=None):
     """Disc slice indices (top to bottom): the strongest chain of dips with regular spacing, each
     level (disc to disc) LEVEL_PER_DEPTH times the body's depth there (a vertebra is about as tall
     as it is deep, neck to sacrum: a dip inside a body makes two levels half that)."""
-    dips = [(k, d) for k, d in _dips(profile, spacing) if present[k]]
+    dips = [(k, d) for k, d in _dips(profile) if present[k]]
     if not dips:
         return []
     z = np.array([k for k, _ in dips], float) * spacing[0]
@@ -315,6 +315,16 @@ def find_discs(profile, spacing, present, depth=None):
     return sorted(dips[i][0] for i in chain)
 
 
+def filled_track(track):
+    """(Z, 2) ``track`` with every slice off the column given the position of the nearest slice on it
+    (the upper one on a tie): where the rules look when the canal's track has ended."""
+    known = np.nonzero(np.isfinite(track[:, 0]))[0]
+    if not len(known):
+        return track.copy()
+    nearest = known[np.argmin(np.abs(known[None, :] - np.arange(len(track))[:, None]), axis=1)]
+    return track[nearest]
+
+
 def hold_track_below(column, disc):
     """A copy of ``column`` whose track below slice ``disc`` stays where it was at that disc."""
     import dataclasses
@@ -334,7 +344,8 @@ def find_column(hu, spacing):
     half = max(1, int(round(TRACK_SMOOTH_MM / spacing[0])))
     smooth = np.stack([running_median(np.where(present, track[:, a], np.nan), half) for a in range(2)], 1)
     smooth[~present] = np.nan
-    profile, tilt = body_profile(hu, spacing, smooth)
-    depth = body_depth(strip(hu, spacing, smooth), spacing)
+    values = strip(hu, spacing, smooth)
+    profile, tilt = body_profile(values, spacing)
+    depth = body_depth(values, spacing)
     discs = find_discs(profile, spacing, present, depth)
     return Column(smooth, score, present, profile, discs, [float(tilt[k]) for k in discs], depth)

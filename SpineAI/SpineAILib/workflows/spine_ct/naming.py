@@ -2,7 +2,7 @@
 
 With the sacrum found (anchors.find_sacrum), the level below the lumbosacral disc is S1 and
 the levels above it are L5, L4, ... counted up disc by disc, as long as each level is about as
-tall as the ones already counted below it: a level much taller than them (MAX_STEP_RATIO, or
+tall as the ones already counted below it: a level much taller than them (STEP_RATIO, or
 over MAX_LEVEL_MM) is likely two vertebrae with the disc between them missed, a much shorter
 one a body split in two; every name above it would be off by one, so naming stops there and
 says why. Without an anchor the levels are segmented but not named (``vertebra 1..n``, top to

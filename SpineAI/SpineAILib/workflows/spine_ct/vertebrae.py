@@ -11,7 +11,7 @@ the slab below the lumbosacral disc, SACRUM_DEPTH_MM deep and SACRUM_SIDE_MM to 
 
 import numpy as np
 
-from SpineAILib.workflows.spine_ct.column import BODY_STRIP_MM
+from SpineAILib.workflows.spine_ct.column import BODY_STRIP_MM, filled_track
 
 BONE_HU = 150.0  # cortical bone, and dense trabecular bone
 TRABECULAR_HU = 100.0  # inside the body box, an osteoporotic body's middle still counts as bone
@@ -30,12 +30,6 @@ SEED_FRONT_MM, SEED_SIDE_MM = (8.0, 30.0), 12.0  # ... in the middle of the body
 GROW_STEPS = 25  # voxels a level's bone may grow from its seeds (75 mm on a 3 mm grid)
 
 
-def _track_at(column, k):
-    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
-    nearest = known[np.argmin(np.abs(known - k))]
-    return column.track[nearest]
-
-
 def level_map(shape, spacing, column):
     """(Z, Y, X) int: how many disc planes lie above each voxel (0 above the first disc)."""
     nz, ny, _ = shape
@@ -43,8 +37,9 @@ def level_map(shape, spacing, column):
     k = np.arange(nz)[:, None]
     y = np.arange(ny)[None, :]
     mid = 0.5 * sum(BODY_STRIP_MM) / spacing[1]
+    canal = filled_track(column.track)
     for disc, tilt in zip(column.discs, column.tilts):
-        y_canal = _track_at(column, int(round(disc)))[0]
+        y_canal = canal[int(round(disc)), 0]
         d = (y_canal - y) - mid  # voxels in front of the strip's middle
         plane = disc + np.tan(tilt) * d * spacing[1] / spacing[0]
         out += (k > plane).astype(np.int16)
@@ -61,8 +56,9 @@ def bone_mask(hu, spacing, column):
         return mask
     depth_mm = float(np.nanmedian(column.depth)) if np.isfinite(column.depth).any() else 35.0
     closing = np.ones((3, 3), np.uint8)
+    canal = filled_track(column.track)
     for k in range(nz):
-        y, x = _track_at(column, k)
+        y, x = canal[k]
         local = column.depth[k] if np.isfinite(column.depth[k]) else depth_mm
         front = min(MAX_FRONT_MM, local + FRONT_MARGIN_MM + BODY_STRIP_MM[0])
         y0, y1 = int(max(0, np.floor(y - front / spacing[1]))), int(min(ny, np.ceil(y + BACK_MM / spacing[1]) + 1))
@@ -91,7 +87,7 @@ def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
 
     levels = level_map(hu.shape, spacing, column)
     bone = bone_mask(hu, spacing, column)
-    canal = np.array([_track_at(column, k) for k in range(hu.shape[0])])
+    canal = filled_track(column.track)
     if sacrum_disc is not None:  # S1: its segment of the sacrum, not the iliac bones joined to it
         floor = int(np.ceil(column.discs[sacrum_disc] + SACRUM_DEPTH_MM / spacing[0]))
         bone[floor:] = False

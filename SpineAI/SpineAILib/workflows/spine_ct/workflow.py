@@ -1,10 +1,10 @@
 """spine-ct: every vertebra of a CT's spine in view, named from anatomy or left unnamed, and measured.
 
 Writes ``vertebrae.seg.nrrd`` (one segment per vertebra: VerSe numbers and names for named
-ones, ``vertebra N`` for unnamed ones), ``vertebrae.tsv`` (heights, Genant grade, volume,
-trabecular HU per named thoracic/lumbar vertebra: ``vertebral_bodies``), overlays and
-``scene.mrb``; Genant grades are withheld (GRADES_WITHHELD); report.json carries the vertebrae, how they were named (the anchor, or why
-none), the L1 bone-density flag with its threshold and source, and every warning.
+ones, ``vertebra N`` for unnamed ones), ``vertebrae.tsv`` (heights, volume, trabecular HU per
+named thoracic/lumbar vertebra: ``vertebral_bodies``; its Genant cells empty, GRADES_WITHHELD),
+overlays and ``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor,
+or why none), the L1 bone-density flag with its threshold and source, and every warning.
 
 No network: the column, its discs and the sacrum are found from Hounsfield units
 (column.py, anchors.py), so nothing here was fitted to phantoms or to any patient. The
