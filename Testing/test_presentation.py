@@ -263,7 +263,7 @@ def test_spine_ct_naming_warnings(tmp_path):
     partly = level_naming({"naming": {"anchor": "sacrum", "reason": "r", "discs": 9, "transitional_suspected": True,
                                       "notes": [], "levels_not_named": 2}}, "spine-ct")
     assert partly["status"] == "partly named"
-    assert partly["text"].startswith("Levels counted up from the sacrum (S1); 2 vertebrae above left unnamed")
+    assert partly["text"].startswith("Levels counted up from the sacrum (S1); 2 vertebrae left unnamed")
     assert "transitional vertebra is suspected" in partly["text"]
     # a spine-ct naming block is recognised without the task too; a lumbar block is left as it was
     assert level_naming({"naming": {"anchor": None, "reason": "no spinal column found", "discs": 0}}) == {

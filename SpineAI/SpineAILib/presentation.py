@@ -282,22 +282,29 @@ def _plural(n, one, many):
     return f"{n} {one if n == 1 else many}"
 
 
+SPINE_CT_ANCHORS = {
+    "sacrum": "Levels counted up from the sacrum (S1)",
+    "last rib": "Levels counted from the last rib-bearing vertebra (T12); the sacrum is not in view to check the count",
+    "sacrum and last rib": "Levels counted from the sacrum (S1) and the last rib-bearing vertebra (T12): they agree",
+}
+
+
 def spine_ct_naming(naming):
     """spine-ct's naming block in words: {"anchor", "status", "text", "cross_check": "", "notes"}.
 
-    Anchor ``sacrum``: "Levels counted up from the sacrum (S1)", with the vertebrae left unnamed above
-    (their reason is among the run's warnings) and a suspected transitional vertebra said; no anchor:
+    Anchor ``sacrum``, ``last rib`` or both: SPINE_CT_ANCHORS, with the vertebrae left unnamed (their
+    reason is among the run's warnings) and a suspected transitional vertebra said; no anchor:
     "Levels not named: <reason>". ``notes``: what the count cannot exclude (the workflow's notes)."""
     anchor = naming.get("anchor") or None
     reason = " ".join(str(naming.get("reason") or "no anatomical anchor in view").split())
     unnamed = int(_number(naming.get("levels_not_named")) or 0)
     notes = [" ".join(str(n).split()) for n in naming.get("notes") or [] if str(n).strip()]
-    if anchor == "sacrum":
-        text, status = "Levels counted up from the sacrum (S1)", "named"
+    if anchor in SPINE_CT_ANCHORS:
+        text, status = SPINE_CT_ANCHORS[anchor], "named"
         if unnamed:
             status = "partly named"
-            text += (f"; {_plural(unnamed, 'vertebra', 'vertebrae')} above left unnamed "
-                     "(the count could not go on safely: see the warnings)")
+            text += (f"; {_plural(unnamed, 'vertebra', 'vertebrae')} left unnamed "
+                     "(the count could not go on safely, or too little of it is in view: see the warnings)")
     elif anchor:
         text, status = f"Levels counted from the {anchor}", "named"
     else:

@@ -87,6 +87,7 @@ def evaluate_phantom(seed):
     l1 = next((m for m in measured if m["name"] == "L1" and m.get("hu_mean") is not None), None)
     return {"case": f"phantom {seed}", "field_of_view": truth["field_of_view"], "transitional": truth["transitional"],
             "sacrum_in_view": truth["anchors_in_view"]["sacrum"], "anchor": result.naming.get("anchor"),
+            "last_rib_in_view": truth["anchors_in_view"]["last_rib"], "rib_pairs": truth["rib_pairs"],
             "reason": result.naming.get("reason"), "rows": rows, "grades": grades, "at_body_centres": at_centres,
             "l1_hu": None if l1 is None else {"measured": l1["hu_mean"], "planted": truth.get("l1_trabecular_hu")},
             "seconds": round(seconds, 2)}  # fmt: skip
@@ -170,11 +171,16 @@ def markdown(report, args):
         r = p["regions"].get(name, {})
         lines.append(f"| {name} | {r.get('right', 0)} | {r.get('wrong', 0)} | {r.get('unnamed', 0)} | "
                      f"{r.get('dice_mean_named_right')} |")  # fmt: skip
-    lines += ["", "## Per case", "", "| case | field of view | transitional | anchor | wrong at body centres |", "|---|---|---|---|---|"]
+    lines += ["", "## Per case", "", "Truth: the anchors the phantom has in view (S: sacrum, R: its last rib-bearing vertebra) and "
+              "its rib pairs when not 12.", "",
+              "| case | field of view | truth | transitional | anchor used | wrong at body centres |", "|---|---|---|---|---|---|"]
     for case in report["cases"]:
         wrong = {t: o for t, o in case["at_body_centres"].items() if o and not o.startswith("vertebra") and o != t}
-        lines.append(f"| {case['case']} | {case['field_of_view']} | {case['transitional'] or ''} | {case['anchor'] or 'none'} | "
-                     f"{', '.join(f'{t} called {o}' for t, o in wrong.items()) or ''} |")  # fmt: skip
+        truth = "".join(k for k, key in (("S", "sacrum_in_view"), ("R", "last_rib_in_view")) if case.get(key))
+        pairs = case.get("rib_pairs")
+        truth += f" ({pairs} rib pairs)" if pairs not in (None, 12) else ""
+        lines.append(f"| {case['case']} | {case['field_of_view']} | {truth} | {case['transitional'] or ''} | "
+                     f"{case['anchor'] or 'none'} | {', '.join(f'{t} called {o}' for t, o in wrong.items()) or ''} |")  # fmt: skip
     hu = [c["l1_hu"] for c in report["cases"] if c.get("l1_hu")]
     if hu:
         errors = [abs(h["measured"] - h["planted"]) for h in hu]
@@ -203,7 +209,11 @@ def main(argv=None):
     parser.add_argument("--real", help="the ct_thoracolumbar folder (real CT and TotalSegmentator's labels)")
     parser.add_argument("--out", help="write the JSON here")
     parser.add_argument("--markdown", help="write a summary table here (benchmarks/results/spine_ct_eval.md)")
+    parser.add_argument("--render", help="only write --markdown from this JSON (an earlier --out)")
     args = parser.parse_args(argv)
+    if args.render:
+        Path(args.markdown).write_text(markdown(json.loads(Path(args.render).read_text()), args))
+        return
     cases = []
     for i in range(args.phantoms):
         case = evaluate_phantom(args.first_seed + i)

@@ -9,7 +9,7 @@ import pytest
 from conftest import require
 from web_helpers import AXIAL, WebServer, browser_page, missing_browser_reason, slice_slider, text_of, wait_for_text, wait_for_views
 
-NAMES = ["vertebra 1", "vertebra 2", "L1", "L2", "L3", "L4", "L5", "S1"]  # names stop at L1, 5 levels above S1
+NAMES = ["vertebra 1", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # the sliver at the top (6 mm in view) unnamed
 AXIAL_THUMB = f"div:has(> .spineai-view-{AXIAL}) .slice-slider-gutter .v-slider-thumb"
 
 
@@ -27,12 +27,12 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
         page.click(".v-list-item-title:has-text('spine-ct')")
         page.click("#spineai-run-button")
         status = wait_for_text(page, "spineai-task-status", "t.startsWith('spine-ct done:')", timeout_ms=240000)
-        assert "named from the sacrum: L1-S1" in status, status
+        assert "named from the sacrum and last rib: T12-S1" in status, status
         report = json.loads(next((tmp_path / "runs").rglob("report.json")).read_text())
         measured = {m["name"]: m for m in report["results"]["measurements"]}
 
         naming = wait_for_text(page, "spineai-level-naming", "t.includes('Levels')")
-        assert "Levels counted up from the sacrum (S1)" in naming, naming
+        assert "Levels counted from the sacrum (S1) and the last rib-bearing vertebra (T12): they agree" in naming, naming
         table = page.locator("#spineai-vertebral-bodies")
         rows = table.locator("tr.spineai-vertebra-row")
         assert [r.get_attribute("data-vertebra") for r in rows.all()] == NAMES
@@ -48,7 +48,7 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
             assert grade == 0, grade
         assert l1.locator(".spineai-vertebra-heights").inner_text().strip() == "A/M/P {:.1f}/{:.1f}/{:.1f} mm".format(
             *(measured["L1"][f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")))
-        # the two unnamed vertebrae above L1 (T11, T12) reach the top of the image: their rows say so, no heights
+        # the unnamed sliver and T12 reach the top of the image: their rows say so, no heights
         shown = table.inner_text()
         assert shown.count("cut by the field of view") >= 2, shown
         assert table.locator("tr[data-vertebra='vertebra 1'] .spineai-vertebra-heights").inner_text().strip() == "—"

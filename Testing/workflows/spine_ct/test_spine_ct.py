@@ -13,6 +13,7 @@ from conftest import require
 from SpineAILib.images import VolumeImage
 from SpineAILib.workflows.spine_ct.anchors import Sacrum
 from SpineAILib.workflows.spine_ct.naming import NO_ANCHOR, name_levels
+from SpineAILib.workflows.spine_ct.ribs import LastRib, find_last_rib
 from SpineAILib.workflows.spine_ct.segment import segment_spine
 
 SPINEAI = str(Path(sys.executable).with_name("spineai"))
@@ -33,16 +34,17 @@ def real_run(shared_data, tmp_path_factory):
 
 
 @pytest.mark.realdata
-def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_measured(real_run):
+def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_the_last_rib_and_measured(real_run):
     out, report = real_run
     results = report["results"]
-    assert results["naming"]["anchor"] == "sacrum"
-    # named up from S1 to L1 (names stop 5 levels above S1); T11 and T12 segmented, not named, cut by the image
-    assert results["levels_found"] == ["vertebra 1", "vertebra 2", "L1", "L2", "L3", "L4", "L5", "S1"]
-    cut = {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]}
-    assert cut == {"vertebra 1", "vertebra 2"}
-    assert results["message"].startswith("6 vertebra(e) named from the sacrum: L1-S1; 2 more above, not named")
-    assert any(w.startswith("names stop at L1") for w in report["warnings"])
+    # S1 below the lumbosacral disc, T12 the last vertebra with ribs: five rib-free vertebrae between, they agree
+    assert results["naming"]["anchor"] == "sacrum and last rib"
+    assert results["naming"]["rib_levels"]["T12"] == ["left", "right"] and "L1" not in results["naming"]["rib_levels"]
+    # the sliver above the first disc (6 mm in view) is segmented but not named: that disc is at the image's edge
+    assert results["levels_found"] == ["vertebra 1", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]} >= {"vertebra 1"}
+    assert results["message"].startswith("7 vertebra(e) named from the sacrum and last rib: T12-S1")
+    assert any(w.startswith("the piece taken for T11 at the edge of the image is not named") for w in report["warnings"])
     assert report["model"] is None and "no trained model" in results["method"]
     rows = {row["name"]: row for row in results["measurements"]}
     assert any(w.startswith("Genant grades withheld") for w in report["warnings"])
@@ -55,7 +57,7 @@ def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_measured(real_run):
     assert density["flag"] in ("low", "indeterminate") and 80.0 < density["hu_mean"] < 140.0
     assert "Pickhardt" in density["source"]
     table = (out / "vertebrae.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in table[1:]] == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert [line.split("\t")[0] for line in table[1:]] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert {"segmentation", "table", "scene", "overlay_sagittal"} <= set(report["outputs"])
 
 
@@ -74,7 +76,7 @@ def test_the_real_ct_outlines_agree_with_the_reference_labels(real_run, shared_d
     if labels.ndim == 4:
         pytest.skip("segmentation stored with several layers")
     for value, name in TOTALSEGMENTATOR.items():
-        if name in ("T11", "T12"):  # segmented but not named (names stop at L1)
+        if name == "T11":  # 76 voxels of it in the reference, at the image's top: not named
             continue
         mask = labels == vertebra_number(name)
         overlap = np.bincount(reference[mask], minlength=64)
@@ -120,12 +122,28 @@ def test_a_pelvis_phantom_is_named_like_its_truth():
     assert result.naming["anchor"] == "sacrum"
     truth = np.asarray(case.vertebrae.voxels)
     sizes = np.bincount(truth.ravel(), minlength=256)
-    for v in result.vertebrae:
+    named = [v for v in result.vertebrae if v["label"] < 100]  # a sliver cut by the image's top stays unnamed
+    assert [v["name"] for v in named][-3:] == ["L4", "L5", "S1"]
+    for v in named:
         mask = result.labelmap.voxels == v["label"]
         overlap = np.bincount(truth[mask].ravel(), minlength=256)
         overlap[0] = 0
         dice = 2.0 * overlap / (mask.sum() + sizes)
         assert int(np.argmax(dice)) == v["label"], (v["name"], int(np.argmax(dice)))
+
+
+def test_a_whole_body_phantom_is_named_from_the_sacrum_and_the_last_rib():
+    case = _phantom(700004, "whole")
+    result = segment_spine(case.ct)
+    assert result.naming["anchor"] == "sacrum and last rib"
+    named = {v["name"]: v for v in result.vertebrae if v["label"] < 100}
+    assert {"T11", "T12", "L1", "L5", "S1"} <= set(named)
+    assert "L1" not in result.naming["rib_levels"] and result.naming["rib_levels"]["T12"]
+    truth = np.asarray(case.vertebrae.voxels)
+    for v in named.values():  # each named vertebra lies mostly on the phantom's vertebra of that name
+        overlap = np.bincount(truth[result.labelmap.voxels == v["label"]].ravel(), minlength=256)
+        overlap[0] = 0
+        assert int(np.argmax(overlap)) == v["label"], (v["name"], int(np.argmax(overlap)))
 
 
 def test_a_ct_without_a_spine_finds_none():
@@ -138,6 +156,57 @@ def test_a_ct_without_a_spine_finds_none():
     assert "no spinal column found" in result.naming["reason"]
 
 
+def test_the_sacrum_and_the_last_rib_name_together_when_they_agree():
+    # levels 0..9: T9 T10 T11 T12 L1 L2 L3 L4 L5 S1 (S1 below disc 8, the last rib on level 3)
+    heights = np.array([np.nan, 26.0, 27.0, 28.0, 32.0, 34.0, 35.0, 36.0, 35.0, np.nan])
+    sacrum = Sacrum(True, 8, "sacrum below this disc")
+    rib = LastRib(True, 3, "the last vertebra with a rib", ["left", "right"])
+    naming = name_levels(10, sacrum, heights, 3.0, rib)
+    assert naming.anchor == "sacrum and last rib"
+    assert [naming.names[level] for level in range(10)] == ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert naming.warnings == [] and "they agree" in naming.notes[0]
+
+
+def test_the_sacrum_and_the_last_rib_disagreeing_leave_every_level_unnamed():
+    heights = np.array([np.nan, 26.0, 27.0, 28.0, 32.0, 34.0, 35.0, 36.0, 35.0, np.nan])
+    sacrum = Sacrum(True, 8, "sacrum below this disc")
+    for level, between in ((2, 6), (4, 4)):  # 11 rib pairs or a lumbarised S1; 13 pairs or a sacralised L5
+        naming = name_levels(10, sacrum, heights, 3.0, LastRib(True, level, "the last vertebra with a rib"))
+        assert naming.anchor is None and naming.verse == {}
+        assert naming.warnings[0].startswith(f"level count uncertain: {between} vertebrae without ribs between")
+
+
+def test_the_last_rib_alone_names_t12_and_counts_both_ways_with_the_caveat():
+    heights = np.array([np.nan, 26.0, 27.0, 28.0, 32.0, 34.0, np.nan])
+    naming = name_levels(7, Sacrum(False, None, "no sacrum in view"), heights, 3.0, LastRib(True, 3, "last rib"))
+    assert naming.anchor == "last rib"
+    assert [naming.names[level] for level in range(7)] == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
+    assert "11 or 13 rib pairs cannot be excluded" in naming.notes[0]
+    # the level taken for T12 twice as tall as L1 below it: two vertebrae with a disc missed, the rib is not used
+    tall = name_levels(7, Sacrum(False, None, "no sacrum in view"), np.array([np.nan, 26, 27, 58, 30, 31, np.nan]),
+                       3.0, LastRib(True, 3, "last rib"))  # fmt: skip
+    assert tall.anchor is None and "58 mm from disc to disc" in tall.reason
+
+
+def test_the_last_rib_is_where_the_rib_cage_ends_and_only_there():
+    both = ["left", "right"]
+
+    def heights(n):
+        return np.full(n, 32.0)  # lumbar-sized levels (disc to disc)
+
+    found = find_last_rib({0: both, 1: both, 2: ["left"]}, heights(6))
+    assert found.found and found.level == 2 and found.sides == ["left"]
+    assert find_last_rib({0: both}, heights(4)).level == 0  # at the image's top: ribs on both sides suffice
+    assert not find_last_rib({0: ["left"]}, heights(4)).found
+    assert not find_last_rib({1: both, 2: both}, heights(4)).found  # one level below it: the cage's end is not seen
+    assert "more than once" in find_last_rib({0: both, 1: both, 4: both, 5: both}, heights(9)).reason
+    # with the sacrum found (S1 = level 7) the iliac bones beside L5 and S1 are not taken for ribs
+    assert find_last_rib({0: both, 1: both, 6: both, 7: both}, heights(9), s1_level=7).level == 1
+    assert find_last_rib({}, heights(5)).reason == "no rib found beside the column"
+    # a neck: bone beside it (mandible, clavicles) above cervical-sized levels (15-18 mm) is no rib cage
+    assert not find_last_rib({0: both, 1: both}, np.array([np.nan, 18.0, 15.0, 16.0, np.nan])).found
+
+
 def test_names_stop_where_a_level_is_implausibly_tall():
     sacrum = Sacrum(True, 5, "sacrum below this disc")
     heights = np.array([np.nan, 27.0, 52.0, 34.0, 35.0, 33.0, np.nan])  # levels 0..6; level 6 is S1
@@ -147,7 +216,7 @@ def test_names_stop_where_a_level_is_implausibly_tall():
     split = name_levels(7, sacrum, np.array([np.nan, 27.0, 30.0, 14.0, 35.0, 33.0, np.nan]), resolution_mm=3.0)
     # within two voxels of the bounds is within the image's resolution: still named (T12 under L1 is shorter)
     resolved = name_levels(7, sacrum, np.array([np.nan, 27.0, 21.0, 34.0, 35.0, 33.0, np.nan]), 3.0)
-    assert len(resolved.names) == 6 and resolved.warnings[0].startswith("names stop at L1, 5 levels above S1")
+    assert len(resolved.names) == 6 and resolved.warnings[0].startswith("names stop 5 levels from the sacrum")
     assert sorted(split.names) == [4, 5, 6] and "split" in split.warnings[0]
 
 

@@ -1,4 +1,4 @@
-"""The anatomical anchor that names the vertebrae of a CT: the sacrum (the ribs are not used yet).
+"""The sacrum, the anchor at the bottom of the column (the ribs, the other one, are in ribs.py).
 
 Names come from anatomy, never from where a body sits in the picture. The sacrum is the
 bone below the column's lowest disc when, in the slices under that disc, the bone around

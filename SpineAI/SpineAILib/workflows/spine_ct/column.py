@@ -216,17 +216,18 @@ def body_depth(values, spacing):
     return out
 
 
-def _line_means(values, spacing, z, angles, d_lo, d_hi):
+def _line_means(values, spacing, z, angles, d_lo, d_hi, min_inside=0.7, edge=0):
     """Mean of the strip along straight lines through slice ``z`` (float) at each of ``angles`` (radians,
-    tilt of the line from axial), over strip columns d_lo..d_hi: (len(angles),)."""
+    tilt of the line from axial), over strip columns d_lo..d_hi: (len(angles),); NaN for a line with less
+    than ``min_inside`` of it in the image (``edge``: less its first and last ``edge`` slices)."""
     nz = values.shape[0]
     d = np.arange(d_lo, d_hi)
     mid = 0.5 * (d_lo + d_hi - 1)
     out = []
     for angle in angles:
         zz = z + np.tan(angle) * (d - mid) * spacing[1] / spacing[0]
-        inside = (zz >= 0) & (zz <= nz - 1)
-        if inside.sum() < 0.7 * len(d):
+        inside = (zz >= edge) & (zz <= nz - 1 - edge)
+        if inside.sum() < min_inside * len(d):
             out.append(np.nan)
             continue
         z0 = np.floor(zz[inside]).astype(int)
@@ -253,8 +254,10 @@ def body_profile(values, spacing):
         best = 0.0
         for half in DISC_HALF_MM:
             step = half / spacing[0]
-            above = _line_means(values, spacing, k - step, angles, d_lo, d_hi)
-            below = _line_means(values, spacing, k + step, angles, d_lo, d_hi)
+            # both endplates wholly inside the image, off its outermost slices: there a cut body ends in
+            # an edge that looks like an endplate
+            above = _line_means(values, spacing, k - step, angles, d_lo, d_hi, min_inside=1.0, edge=1)
+            below = _line_means(values, spacing, k + step, angles, d_lo, d_hi, min_inside=1.0, edge=1)
             flank = np.fmin(above, below)
             contrast = (flank - centre) / np.maximum(flank - PROFILE_HU[0], 1.0)
             if np.isfinite(contrast).any() and float(np.nanmax(contrast)) > best:

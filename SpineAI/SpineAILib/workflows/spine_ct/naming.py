@@ -1,14 +1,19 @@
 """Names for the column's levels, from the anchors in view (never from where a body sits in the picture).
 
-With the sacrum found (anchors.find_sacrum), the level below the lumbosacral disc is S1 and
-the levels above it are L5, L4, ... counted up disc by disc, as long as each level is about as
-tall as the ones already counted below it: a level much taller than them (STEP_RATIO, or
-over MAX_LEVEL_MM) is likely two vertebrae with the disc between them missed, a much shorter
-one a body split in two; every name above it would be off by one, so naming stops there and
-says why. Without an anchor the levels are segmented but not named (``vertebra 1..n``, top to
-bottom) and the reason is given.
+Two anchors, as a radiologist counts: the sacrum (anchors.find_sacrum: the level below the
+lumbosacral disc is S1) and the last rib-bearing vertebra (ribs.find_last_rib: T12). Both in
+view: they must have five vertebrae without ribs between them (L1-L5); any other number (11
+or 13 rib pairs, a lumbosacral transitional vertebra, a disc missed) leaves every level
+unnamed with the reason. From an anchor, names are counted disc by disc (at most
+MAX_FROM_ANCHOR levels away), as long as each level is about as tall as the ones counted
+before it: a level much taller than them (STEP_RATIO, or over MAX_LEVEL_MM) is likely two
+vertebrae with the disc between them missed, a much shorter one a body split in two; every
+name beyond it would be off by one, so naming stops there and says why. Without an anchor
+the levels are segmented but not named (``vertebra 1..n``, top to bottom) and the reason is
+given.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,56 +22,124 @@ from SpineAILib.terminology import VERTEBRAE
 
 S1 = 26
 L5 = 24
+T12 = 19
 NO_ANCHOR = "no anatomical anchor in view: levels not named"
 MAX_LEVEL_MM = 45.0  # disc to disc: a lumbar vertebra with its disc is at most about 42 mm
-STEP_RATIO = (0.65, 1.35)  # a level's height against the median of the (up to) three counted below it
+STEP_RATIO = (0.65, 1.35)  # a level's height against the median of the (up to) three counted before it
 REFERENCE_LEVELS = 3
-MAX_ABOVE_S1 = 5  # counted from the sacrum alone, names stop at L1 (on held-out phantoms thoracic names were off)
+MAX_FROM_ANCHOR = 5  # names go at most this many levels from the anchor they are counted from
+LUMBAR_BETWEEN = 5  # vertebrae without ribs between the last rib-bearing one (T12) and the sacrum
 
 
 @dataclass
 class Naming:
-    anchor: object  # "sacrum", or None
+    anchor: object  # "sacrum", "last rib", "sacrum and last rib", or None
     names: dict  # level index -> name ("L5", "S1", ...) or "vertebra N"
     verse: dict  # level index -> VerSe number (named levels only)
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    reason: str = ""  # why the levels were named as they were, or not named
 
 
-def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0):
+def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=None):
     """Names for levels 0..n_levels-1 (top to bottom; level i lies below disc i-1 and above disc i).
+    ``sacrum``: anchors.Sacrum; ``last_rib``: ribs.LastRib (or None);
     ``heights_mm``: disc-to-disc height of each level (NaN for the partial top and bottom ones);
     ``resolution_mm``: how far a disc's position may be off (a level's height twice that)."""
-    if sacrum is None or not sacrum.found:
-        names = {i: f"vertebra {i + 1}" for i in range(n_levels)}
-        warnings = [NO_ANCHOR + (f" ({sacrum.reason})" if sacrum is not None else "")]
-        if sacrum is not None and sacrum.transitional:
-            warnings.append("level count uncertain: " + sacrum.reason)
-        return Naming(None, names, {}, warnings)
-    s1_level = sacrum.disc + 1
-    names, verse, warnings = {}, {}, []
-    counted = []  # heights of the levels named so far, from L5 up
-    for level in range(min(s1_level, n_levels - 1), -1, -1):
-        number = S1 if level == s1_level else L5 - (s1_level - 1 - level)
-        if number < 1:
-            break
-        if level < s1_level - MAX_ABOVE_S1:
-            warnings.append(f"names stop at {names[level + 1]}, {MAX_ABOVE_S1} levels above S1: counted from the sacrum "
-                            "alone, a disc missed further up would shift every name above it (the ribs are not used)")
-            break
+    has_sacrum = sacrum is not None and sacrum.found
+    has_rib = last_rib is not None and last_rib.found
+    rib_height = _anchor_height(last_rib, heights_mm, resolution_mm) if has_rib else None
+    if has_rib and isinstance(rib_height, str):  # the level taken for T12 may be two vertebrae (a disc missed)
+        last_rib = dataclasses.replace(last_rib, found=False, reason=rib_height)
+        has_rib, rib_height = False, None
+    uncertain = sacrum is not None and sacrum.transitional
+    if has_sacrum and has_rib and sacrum.disc + 1 - last_rib.level - 1 != LUMBAR_BETWEEN:
+        between = sacrum.disc - last_rib.level
+        return _unnamed(n_levels, "the sacrum and the last rib disagree", [f"level count uncertain: {between} vertebrae without ribs between the last "
+                                   f"rib-bearing vertebra and the sacrum ({LUMBAR_BETWEEN} expected): 11 or 13 rib "
+                                   "pairs, a lumbosacral transitional vertebra, or a disc missed; levels not named"])
+    if uncertain and not has_sacrum:
+        return _unnamed(n_levels, sacrum.reason, [NO_ANCHOR + f" ({sacrum.reason})", "level count uncertain: " + sacrum.reason])
+    if not has_sacrum and not has_rib:
+        reason = "; ".join(r.reason for r in (sacrum, last_rib) if r is not None)
+        return _unnamed(n_levels, reason or "no anchor looked for", [NO_ANCHOR + (f" ({reason})" if reason else "")])
+    names, verse, warnings, notes = {}, {}, [], []
+    if has_sacrum:
+        names[sacrum.disc + 1], verse[sacrum.disc + 1] = VERTEBRAE[S1], S1
+    if has_rib:
+        names[last_rib.level], verse[last_rib.level] = VERTEBRAE[T12], T12
+    if has_sacrum:
+        limit = LUMBAR_BETWEEN if has_rib else MAX_FROM_ANCHOR
+        _count(names, verse, warnings, sacrum.disc + 1, -1, L5, limit, heights_mm, resolution_mm, "the sacrum")
+    if has_rib:
+        t12 = last_rib.level
+        below = [rib_height] if rib_height is not None else []
+        _count(names, verse, warnings, t12, -1, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm, "the last rib", below)
+        if not has_sacrum:
+            _count(names, verse, warnings, t12, +1, T12 + 1, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the last rib",
+                   list(below))
+    if has_sacrum and has_rib:
+        anchor = "sacrum and last rib"
+        notes.append(f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
+                     f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
+    elif has_sacrum:
+        anchor = "sacrum"
+        notes.append("named from the sacrum up, disc by disc; no end of the rib cage in view to check the count "
+                     f"({last_rib.reason if last_rib is not None else 'ribs not looked for'}), so a lumbosacral "
+                     "transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded")
+    else:
+        anchor = "last rib"
+        notes.append("named from the last rib-bearing vertebra, taken as T12; the sacrum is not in view to check the "
+                     "count, so 11 or 13 rib pairs cannot be excluded")
+    reason = "; ".join(r.reason for r, used in ((sacrum, has_sacrum), (last_rib, has_rib)) if used)
+    return Naming(anchor, names, verse, warnings, notes, reason)
+
+
+def _unnamed(n_levels, reason, warnings):
+    return Naming(None, {i: f"vertebra {i + 1}" for i in range(n_levels)}, {}, warnings, [], reason)
+
+
+def _anchor_height(last_rib, heights_mm, resolution_mm):
+    """The disc-to-disc height of the level taken for T12 (None: not measured, at the image's edge), or why
+    it cannot be one vertebra (a str): taller than any, or much taller or shorter than the level below it."""
+    if heights_mm is None or not np.isfinite(heights_mm[last_rib.level]):
+        return None
+    height = float(heights_mm[last_rib.level])
+    below = heights_mm[last_rib.level + 1] if last_rib.level + 1 < len(heights_mm) else np.nan
+    problem = _implausible(height, [float(below)] if np.isfinite(below) else [], 2.0 * resolution_mm)
+    if problem:
+        return f"the level with the last rib is {height:.0f} mm from disc to disc, {problem}: not used as T12"
+    return height
+
+
+def _count(names, verse, warnings, start, step, first_number, limit, heights_mm, resolution_mm, anchor, counted=None):
+    """Name the levels from ``start + step`` on (step -1: upwards, +1: downwards) with ``first_number``,
+    ``first_number + step``, ... for at most ``limit`` levels, while each level is about as tall as the
+    ones counted before it; stop (with the reason) at the first that is not."""
+    counted = list(counted or [])
+    level, number = start + step, first_number
+    n_levels = len(heights_mm) if heights_mm is not None else None
+    for _ in range(limit):
+        if level < 0 or (n_levels is not None and level >= n_levels) or not (1 <= number <= L5):
+            return
         height = None if heights_mm is None else heights_mm[level]
-        if level != s1_level and height is not None and np.isfinite(height):
+        if height is not None and np.isfinite(height):
             problem = _implausible(height, counted, 2.0 * resolution_mm)
             if problem:
-                warnings.append(f"names stop at {names[level + 1]}: the level above it is {height:.0f} mm from disc to "
-                                f"disc, {problem}; counted from the sacrum, every name above it could be off by one")
-                break
+                previous = names.get(level - step, "the anchor")
+                warnings.append(f"names stop at {previous}: the next level is {height:.0f} mm from disc to disc, "
+                                f"{problem}; counted from {anchor}, every name beyond it could be off by one")
+                return
             counted.append(height)
-        verse[level] = number
-        names[level] = VERTEBRAE[number]
-    notes = ["named from the sacrum up, disc by disc; the last rib was not used to check the count, so a "
-             "lumbosacral transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded"]
-    return Naming("sacrum", names, verse, warnings, notes)
+        if level in verse and verse[level] != number:
+            return  # named from the other anchor (they agree, so this cannot differ)
+        names[level], verse[level] = VERTEBRAE[number], number
+        level += step
+        number += step
+    else:
+        if 0 <= level and (n_levels is None or level < n_levels) and level not in verse:
+            warnings.append(f"names stop {limit} levels from {anchor}: further on, a disc missed would shift every "
+                            "name beyond it")
 
 
 def _implausible(height, counted, slack):

@@ -1,4 +1,4 @@
-"""CT in, the column's vertebrae out: column and discs, the sacrum anchor, names, labels on the input grid.
+"""CT in, the column's vertebrae out: column and discs, the anchors (sacrum, last rib), names, labels on the input grid.
 
 Used by the workflow, the benchmark and the evaluation script, so their figures are those
 of what users run. No model: see column.py for why Hounsfield units are enough.
@@ -13,12 +13,14 @@ from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_gri
 from SpineAILib.images import VolumeImage, check_allocation
 from SpineAILib.workflows.spine_ct.anchors import find_sacrum
 from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
-from SpineAILib.workflows.spine_ct.naming import name_levels
-from SpineAILib.workflows.spine_ct.vertebrae import label_levels
+from SpineAILib.workflows.spine_ct.naming import S1, name_levels
+from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
+from SpineAILib.workflows.spine_ct.vertebrae import label_levels, level_map
 
 GRID_MM = 3.0  # the column, its discs and the labels are found on a grid of about this spacing
 UNNAMED_BASE = 100  # label values of unnamed vertebrae: 101, 102, ... top to bottom (no VerSe number)
-MIN_PARTIAL_MM = 6.0  # a level cut by the image edge is kept if this much of it is in view
+MIN_PARTIAL_MM = 6.0  # a level cut by the image edge is kept if this much of it is in view ...
+MIN_NAMED_PARTIAL_MM = 15.0  # ... and named if this much is (less: the disc below it may be a cut body's edge)
 
 
 @dataclass
@@ -41,12 +43,30 @@ def level_heights(column, spacing, n_levels):
 
 def _levels_to_label(naming, column, spacing, n_levels):
     """(first, last) level indices (top to bottom) that get a label: every level in view, down to S1
-    when the sacrum named the levels (the sacrum below S1 is not a vertebra); the piece above the first
+    when S1 is named (the sacrum below S1 is not a vertebra); the piece above the first
     disc only if MIN_PARTIAL_MM of it is in view."""
     known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
     first = 1 if column.discs and (column.discs[0] - known[0]) * spacing[0] < MIN_PARTIAL_MM else 0
-    last = max(naming.verse) if naming.anchor == "sacrum" else n_levels - 1
+    s1 = [level for level, number in naming.verse.items() if number == S1]
+    last = s1[0] if s1 else n_levels - 1
     return first, last
+
+
+def _unname_slivers(naming, column, spacing, n_levels, last):
+    """Withhold the name of a level cut by the image's top or bottom with under MIN_NAMED_PARTIAL_MM of it in
+    view: its only disc, so close to the edge, may be an artefact of the cut (a thin piece of the next body)."""
+    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
+    for level, in_view in ((0, column.discs[0] - known[0]), (n_levels - 1, known[-1] - column.discs[-1])):
+        if level in naming.verse and level <= last and in_view * spacing[0] < MIN_NAMED_PARTIAL_MM:
+            name = naming.names[level]
+            del naming.verse[level]
+            naming.names[level] = None
+            naming.warnings.append(f"the piece taken for {name} at the edge of the image is not named: only "
+                                   f"{in_view * spacing[0]:.0f} mm of it is in view (under {MIN_NAMED_PARTIAL_MM:.0f} mm)")
+
+
+def names_or_index(naming, level):
+    return naming.names.get(level) or f"level {level + 1}"
 
 
 def segment_spine(image, layout=None):
@@ -73,8 +93,12 @@ def segment_spine(image, layout=None):
     if sacrum.found:  # the canal narrows towards the sacrum and its track strays (iliac bones): from L4/L5 down
         column = hold_track_below(column, column.discs[max(0, sacrum.disc - 1)])  # S1 lies under L5
     n_levels = len(column.discs) + 1
-    naming = name_levels(n_levels, sacrum, level_heights(column, spacing, n_levels), spacing[0])
+    bearing = rib_heads(hu, spacing, column, level_map(hu.shape, spacing, column))
+    heights = level_heights(column, spacing, n_levels)
+    last_rib = find_last_rib(bearing, heights, sacrum.disc + 1 if sacrum.found else None)
+    naming = name_levels(n_levels, sacrum, heights, spacing[0], last_rib)
     first, last = _levels_to_label(naming, column, spacing, n_levels)
+    _unname_slivers(naming, column, spacing, n_levels, last)
     coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 
@@ -103,7 +127,8 @@ def segment_spine(image, layout=None):
 
     vertebrae = _describe(labelmap, names, coarse, values, layout, grid)
     warnings.extend(naming.warnings)
-    summary = {"anchor": naming.anchor, "reason": sacrum.reason, "discs": len(column.discs),
+    summary = {"anchor": naming.anchor, "reason": naming.reason, "sacrum": sacrum.reason, "last_rib": last_rib.reason, "discs": len(column.discs),
+               "rib_levels": {names_or_index(naming, level): sides for level, sides in sorted(bearing.items())},
                "transitional_suspected": bool(sacrum.transitional), "notes": naming.notes,
                "levels_not_named": sum(1 for level in range(first, last + 1) if level not in naming.verse)}  # fmt: skip
     return SpineSegmentation(labelmap, vertebrae, summary, names, timings, warnings)

@@ -6,8 +6,8 @@ named thoracic/lumbar vertebra: ``vertebral_bodies``; its Genant cells empty, GR
 overlays and ``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor,
 or why none), the L1 bone-density flag with its threshold and source, and every warning.
 
-No network: the column, its discs and the sacrum are found from Hounsfield units
-(column.py, anchors.py), so nothing here was fitted to phantoms or to any patient. The
+No network: the column, its discs, the sacrum and the ribs are found from Hounsfield units
+(column.py, anchors.py, ribs.py), so nothing here was fitted to phantoms or to any patient. The
 cervical fracture scores stay with ``cervical-ct`` (a model trained on cervical CTs).
 """
 
@@ -19,7 +19,8 @@ from SpineAILib.workflows.spine_ct.segment import UNNAMED_BASE
 
 OUTPUTS = {"segmentation": "vertebrae.seg.nrrd", "table": "vertebrae.tsv", "scene": "scene.mrb"}
 METHOD = ("rule-based, no trained model: spinal canal tracked and discs found from Hounsfield units; levels named "
-          "up from the sacrum (joined to both iliac bones), or not named")  # fmt: skip
+          "from the sacrum (joined to both iliac bones) and the last rib-bearing vertebra (T12), checked against "
+          "each other when both are in view, or not named")  # fmt: skip
 
 
 def run(job):
@@ -112,5 +113,5 @@ def write_outputs(job, result, rows):
 
 
 WORKFLOW = Workflow(SPINE_CT, "Spine CT", "volume", ("CT", ""),
-                    "every vertebra in view, named from the sacrum or left unnamed; body heights, Genant grades, "
+                    "every vertebra in view, named from the sacrum and the last rib or left unnamed; body heights, Genant grades, "
                     "L1 bone density (no trained model)", run, uses_model=False)  # fmt: skip
