@@ -176,16 +176,17 @@ def test_the_sacrum_and_the_last_rib_disagreeing_leave_every_level_unnamed():
         assert naming.warnings[0].startswith(f"level count uncertain: {between} vertebrae without ribs between")
 
 
-def test_the_last_rib_alone_names_t12_and_counts_both_ways_with_the_caveat():
+def test_the_last_rib_alone_names_nothing_and_a_too_tall_t12_is_not_used():
     heights = np.array([np.nan, 26.0, 27.0, 28.0, 32.0, 34.0, np.nan])
     naming = name_levels(7, Sacrum(False, None, "no sacrum in view"), heights, 3.0, LastRib(True, 3, "last rib"))
-    assert naming.anchor == "last rib"
-    assert [naming.names[level] for level in range(7)] == ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
-    assert "11 or 13 rib pairs cannot be excluded" in naming.notes[0]
-    # the level taken for T12 twice as tall as L1 below it: two vertebrae with a disc missed, the rib is not used
-    tall = name_levels(7, Sacrum(False, None, "no sacrum in view"), np.array([np.nan, 26, 27, 58, 30, 31, np.nan]),
-                       3.0, LastRib(True, 3, "last rib"))  # fmt: skip
-    assert tall.anchor is None and "58 mm from disc to disc" in tall.reason
+    assert naming.anchor is None and naming.verse == {}
+    assert "the last rib alone is not used" in naming.warnings[0]
+    # with the sacrum: the level taken for T12 twice as tall as the one below it (a disc missed): the rib is not
+    # used, and the count from the sacrum stops below that level too
+    tall = name_levels(8, Sacrum(True, 6, "sacrum below this disc"), np.array([np.nan, 26, 58, 30, 31, 32, 33, np.nan]),
+                       3.0, LastRib(True, 2, "last rib"))  # fmt: skip
+    assert tall.anchor == "sacrum" and tall.names[3] == "L2" and 2 not in tall.verse and 1 not in tall.verse
+    assert "58 mm from disc to disc" in tall.notes[0]
 
 
 def test_the_last_rib_is_where_the_rib_cage_ends_and_only_there():
@@ -196,8 +197,10 @@ def test_the_last_rib_is_where_the_rib_cage_ends_and_only_there():
 
     found = find_last_rib({0: both, 1: both, 2: ["left"]}, heights(6))
     assert found.found and found.level == 2 and found.sides == ["left"]
-    assert find_last_rib({0: both}, heights(4)).level == 0  # at the image's top: ribs on both sides suffice
-    assert not find_last_rib({0: ["left"]}, heights(4)).found
+    # at the image's top: ribs on both sides suffice, if no more than one vertebra's height of it is in view
+    assert find_last_rib({0: both}, heights(4), top_in_view_mm=20.0).level == 0
+    assert not find_last_rib({0: both}, heights(4), top_in_view_mm=120.0).found  # discs missed above: many bodies
+    assert not find_last_rib({0: ["left"]}, heights(4), top_in_view_mm=20.0).found
     assert not find_last_rib({1: both, 2: both}, heights(4)).found  # one level below it: the cage's end is not seen
     assert "more than once" in find_last_rib({0: both, 1: both, 4: both, 5: both}, heights(9)).reason
     # with the sacrum found (S1 = level 7) the iliac bones beside L5 and S1 are not taken for ribs

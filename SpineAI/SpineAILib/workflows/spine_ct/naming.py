@@ -4,7 +4,8 @@ Two anchors, as a radiologist counts: the sacrum (anchors.find_sacrum: the level
 lumbosacral disc is S1) and the last rib-bearing vertebra (ribs.find_last_rib: T12). Both in
 view: they must have five vertebrae without ribs between them (L1-L5); any other number (11
 or 13 rib pairs, a lumbosacral transitional vertebra, a disc missed) leaves every level
-unnamed with the reason. From an anchor, names are counted disc by disc (at most
+unnamed with the reason. The last rib alone (no sacrum in view) names nothing: on held-out
+phantoms it named two CTs one level off (a rib missed, or bone taken for one). From an anchor, names are counted disc by disc (at most
 MAX_FROM_ANCHOR levels away), as long as each level is about as tall as the ones counted
 before it: a level much taller than them (STEP_RATIO, or over MAX_LEVEL_MM) is likely two
 vertebrae with the disc between them missed, a much shorter one a body split in two; every
@@ -33,7 +34,7 @@ LUMBAR_BETWEEN = 5  # vertebrae without ribs between the last rib-bearing one (T
 
 @dataclass
 class Naming:
-    anchor: object  # "sacrum", "last rib", "sacrum and last rib", or None
+    anchor: object  # "sacrum", "sacrum and last rib", or None
     names: dict  # level index -> name ("L5", "S1", ...) or "vertebra N"
     verse: dict  # level index -> VerSe number (named levels only)
     warnings: list = field(default_factory=list)
@@ -60,6 +61,10 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
                                    "pairs, a lumbosacral transitional vertebra, or a disc missed; levels not named"])
     if uncertain and not has_sacrum:
         return _unnamed(n_levels, sacrum.reason, [NO_ANCHOR + f" ({sacrum.reason})", "level count uncertain: " + sacrum.reason])
+    if has_rib and not has_sacrum:  # on held-out phantoms the last rib alone named two CTs one level off
+        return _unnamed(n_levels, "the last rib-bearing vertebra is in view but not the sacrum to check its count",
+                        [NO_ANCHOR + " (the last rib alone is not used: a rib missed or bone taken for one shifts "
+                         "every name, and without the sacrum nothing checks it)"])
     if not has_sacrum and not has_rib:
         reason = "; ".join(r.reason for r in (sacrum, last_rib) if r is not None)
         return _unnamed(n_levels, reason or "no anchor looked for", [NO_ANCHOR + (f" ({reason})" if reason else "")])
@@ -75,22 +80,15 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
         t12 = last_rib.level
         below = [rib_height] if rib_height is not None else []
         _count(names, verse, warnings, t12, -1, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm, "the last rib", below)
-        if not has_sacrum:
-            _count(names, verse, warnings, t12, +1, T12 + 1, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the last rib",
-                   list(below))
-    if has_sacrum and has_rib:
+    if has_rib:
         anchor = "sacrum and last rib"
         notes.append(f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
                      f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
-    elif has_sacrum:
+    else:
         anchor = "sacrum"
         notes.append("named from the sacrum up, disc by disc; no end of the rib cage in view to check the count "
                      f"({last_rib.reason if last_rib is not None else 'ribs not looked for'}), so a lumbosacral "
                      "transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded")
-    else:
-        anchor = "last rib"
-        notes.append("named from the last rib-bearing vertebra, taken as T12; the sacrum is not in view to check the "
-                     "count, so 11 or 13 rib pairs cannot be excluded")
     reason = "; ".join(r.reason for r, used in ((sacrum, has_sacrum), (last_rib, has_rib)) if used)
     return Naming(anchor, names, verse, warnings, notes, reason)
 

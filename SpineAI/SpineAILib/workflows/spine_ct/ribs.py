@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib.workflows.spine_ct.column import filled_track
+from SpineAILib.workflows.spine_ct.naming import MAX_LEVEL_MM
 
 RIB_HU = 150.0
 CORE_MM = 18.0  # the body and pedicles lie within this of the canal centre, left to right
@@ -102,20 +103,22 @@ def rib_heads(hu, spacing, column, levels):
     return {level: sorted(sides) for level, sides in out.items()}
 
 
-def _rib_cage_above(bearing, level):
+def _rib_cage_above(bearing, level, top_in_view_mm):
     """Is ``level`` the end of a rib cage: ribs on the level above it too, or, at the top of the image
-    (nothing above it in view), ribs on both its sides?"""
+    (nothing above it in view), ribs on both its sides and no more of it in view than one vertebra
+    (more: discs were missed there, and the piece may hold many vertebrae)?"""
     if level > 0:
         return level - 1 in bearing
-    return len(bearing[level]) == 2
+    return len(bearing[level]) == 2 and top_in_view_mm is not None and top_in_view_mm <= MAX_LEVEL_MM
 
 
-def find_last_rib(bearing, heights_mm, s1_level=None):
+def find_last_rib(bearing, heights_mm, s1_level=None, top_in_view_mm=None):
     """The last rib-bearing level from ``bearing`` ({level: sides}); ``heights_mm``: each level's height,
-    disc to disc (NaN where not measured), top to bottom; with the sacrum found (``s1_level``), only levels
+    disc to disc (NaN where not measured), top to bottom; ``top_in_view_mm``: how much of the level above
+    the first disc is in view; with the sacrum found (``s1_level``), only levels
     above it are looked at (the iliac bones beside the lowest lumbar levels and the sacrum are not ribs)."""
     top = len(heights_mm) if s1_level is None else s1_level
-    candidates = [level for level in range(top) if level in bearing and _rib_cage_above(bearing, level)
+    candidates = [level for level in range(top) if level in bearing and _rib_cage_above(bearing, level, top_in_view_mm)
                   and all(level + d < top and level + d not in bearing for d in range(1, FREE_BELOW + 1))
                   and heights_mm[level + 1] >= LUMBAR_MIN_MM]  # fmt: skip
     if len(candidates) == 1:

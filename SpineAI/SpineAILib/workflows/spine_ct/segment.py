@@ -95,7 +95,9 @@ def segment_spine(image, layout=None):
     n_levels = len(column.discs) + 1
     bearing = rib_heads(hu, spacing, column, level_map(hu.shape, spacing, column))
     heights = level_heights(column, spacing, n_levels)
-    last_rib = find_last_rib(bearing, heights, sacrum.disc + 1 if sacrum.found else None)
+    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
+    top_in_view = (column.discs[0] - known[0]) * spacing[0]
+    last_rib = find_last_rib(bearing, heights, sacrum.disc + 1 if sacrum.found else None, top_in_view)
     naming = name_levels(n_levels, sacrum, heights, spacing[0], last_rib)
     first, last = _levels_to_label(naming, column, spacing, n_levels)
     _unname_slivers(naming, column, spacing, n_levels, last)
