@@ -53,44 +53,42 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
     if has_rib and isinstance(rib_height, str):  # the level taken for T12 may be two vertebrae (a disc missed)
         last_rib = dataclasses.replace(last_rib, found=False, reason=rib_height)
         has_rib, rib_height = False, None
-    uncertain = sacrum is not None and sacrum.transitional
-    if has_sacrum and has_rib and sacrum.disc + 1 - last_rib.level - 1 != LUMBAR_BETWEEN:
-        between = sacrum.disc - last_rib.level
-        return _unnamed(n_levels, "the sacrum and the last rib disagree", [f"level count uncertain: {between} vertebrae without ribs between the last "
-                                   f"rib-bearing vertebra and the sacrum ({LUMBAR_BETWEEN} expected): 11 or 13 rib "
-                                   "pairs, a lumbosacral transitional vertebra, or a disc missed; levels not named"])
-    if uncertain and not has_sacrum:
-        return _unnamed(n_levels, sacrum.reason, [NO_ANCHOR + f" ({sacrum.reason})", "level count uncertain: " + sacrum.reason])
-    if has_rib and not has_sacrum:  # on held-out phantoms the last rib alone named two CTs one level off
-        return _unnamed(n_levels, "the last rib-bearing vertebra is in view but not the sacrum to check its count",
-                        [NO_ANCHOR + " (the last rib alone is not used: a rib missed or bone taken for one shifts "
-                         "every name, and without the sacrum nothing checks it)"])
-    if not has_sacrum and not has_rib:
+    if has_sacrum and has_rib and sacrum.disc - last_rib.level != LUMBAR_BETWEEN:
+        between = sacrum.disc - last_rib.level  # levels strictly between T12's and S1's (S1 = sacrum.disc + 1)
+        return _unnamed(n_levels, "the sacrum and the last rib disagree",
+                        [f"level count uncertain: {between} vertebrae without ribs between the last rib-bearing "
+                         f"vertebra and the sacrum ({LUMBAR_BETWEEN} expected): 11 or 13 rib pairs, a lumbosacral "
+                         "transitional vertebra, or a disc missed; levels not named"])  # fmt: skip
+    if not has_sacrum:
+        if sacrum is not None and sacrum.transitional:
+            return _unnamed(n_levels, sacrum.reason, [NO_ANCHOR + f" ({sacrum.reason})",
+                                                      "level count uncertain: " + sacrum.reason])  # fmt: skip
+        if has_rib:  # on held-out phantoms the last rib alone named two CTs one level off
+            return _unnamed(n_levels, "the last rib-bearing vertebra is in view but not the sacrum to check its count",
+                            [NO_ANCHOR + " (the last rib alone is not used: a rib missed or bone taken for one shifts "
+                             "every name, and without the sacrum nothing checks it)"])  # fmt: skip
         reason = "; ".join(r.reason for r in (sacrum, last_rib) if r is not None)
         return _unnamed(n_levels, reason or "no anchor looked for", [NO_ANCHOR + (f" ({reason})" if reason else "")])
-    names, verse, warnings, notes = {}, {}, [], []
-    if has_sacrum:
-        names[sacrum.disc + 1], verse[sacrum.disc + 1] = VERTEBRAE[S1], S1
+    # the sacrum is found; the last rib, when found, agrees with it
+    s1_level = sacrum.disc + 1
+    names, verse, warnings = {s1_level: VERTEBRAE[S1]}, {s1_level: S1}, []
     if has_rib:
         names[last_rib.level], verse[last_rib.level] = VERTEBRAE[T12], T12
-    if has_sacrum:
-        limit = LUMBAR_BETWEEN if has_rib else MAX_FROM_ANCHOR
-        _count(names, verse, warnings, sacrum.disc + 1, -1, L5, limit, heights_mm, resolution_mm, "the sacrum")
-    if has_rib:
-        t12 = last_rib.level
+        _count_up(names, verse, warnings, s1_level, L5, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the sacrum")
         below = [rib_height] if rib_height is not None else []
-        _count(names, verse, warnings, t12, -1, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm, "the last rib", below)
-    if has_rib:
+        _count_up(names, verse, warnings, last_rib.level, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm,
+                  "the last rib", below)  # fmt: skip
         anchor = "sacrum and last rib"
-        notes.append(f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
-                     f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
+        note = (f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
+                f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
     else:
+        _count_up(names, verse, warnings, s1_level, L5, MAX_FROM_ANCHOR, heights_mm, resolution_mm, "the sacrum")
         anchor = "sacrum"
-        notes.append("named from the sacrum up, disc by disc; no end of the rib cage in view to check the count "
-                     f"({last_rib.reason if last_rib is not None else 'ribs not looked for'}), so a lumbosacral "
-                     "transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded")
-    reason = "; ".join(r.reason for r, used in ((sacrum, has_sacrum), (last_rib, has_rib)) if used)
-    return Naming(anchor, names, verse, warnings, notes, reason)
+        note = ("named from the sacrum up, disc by disc; no end of the rib cage in view to check the count "
+                f"({last_rib.reason if last_rib is not None else 'ribs not looked for'}), so a lumbosacral "
+                "transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded")
+    reason = "; ".join(r.reason for r, used in ((sacrum, True), (last_rib, has_rib)) if used)
+    return Naming(anchor, names, verse, warnings, [note], reason)
 
 
 def _unnamed(n_levels, reason, warnings):
@@ -110,21 +108,20 @@ def _anchor_height(last_rib, heights_mm, resolution_mm):
     return height
 
 
-def _count(names, verse, warnings, start, step, first_number, limit, heights_mm, resolution_mm, anchor, counted=None):
-    """Name the levels from ``start + step`` on (step -1: upwards, +1: downwards) with ``first_number``,
-    ``first_number + step``, ... for at most ``limit`` levels, while each level is about as tall as the
-    ones counted before it; stop (with the reason) at the first that is not."""
+def _count_up(names, verse, warnings, start, first_number, limit, heights_mm, resolution_mm, anchor, counted=None):
+    """Name the levels above ``start`` with ``first_number``, ``first_number - 1``, ... for at most ``limit``
+    levels, while each level is about as tall as the ones counted before it (``counted``: heights already
+    known below); stop (with the reason) at the first that is not."""
     counted = list(counted or [])
-    level, number = start + step, first_number
-    n_levels = len(heights_mm) if heights_mm is not None else None
+    level, number = start - 1, first_number
     for _ in range(limit):
-        if level < 0 or (n_levels is not None and level >= n_levels) or not (1 <= number <= L5):
+        if level < 0 or number < 1:
             return
         height = None if heights_mm is None else heights_mm[level]
         if height is not None and np.isfinite(height):
             problem = _implausible(height, counted, 2.0 * resolution_mm)
             if problem:
-                previous = names.get(level - step, "the anchor")
+                previous = names.get(level + 1, "the anchor")
                 warnings.append(f"names stop at {previous}: the next level is {height:.0f} mm from disc to disc, "
                                 f"{problem}; counted from {anchor}, every name beyond it could be off by one")
                 return
@@ -132,10 +129,10 @@ def _count(names, verse, warnings, start, step, first_number, limit, heights_mm,
         if level in verse and verse[level] != number:
             return  # named from the other anchor (they agree, so this cannot differ)
         names[level], verse[level] = VERTEBRAE[number], number
-        level += step
-        number += step
+        level -= 1
+        number -= 1
     else:
-        if 0 <= level and (n_levels is None or level < n_levels) and level not in verse:
+        if level >= 0 and level not in verse:
             warnings.append(f"names stop {limit} levels from {anchor}: further on, a disc missed would shift every "
                             "name beyond it")
 

@@ -46,24 +46,10 @@ class LastRib:
     bearing: dict = field(default_factory=dict)  # level -> sides with a rib head found (every level looked at)
 
 
-def _opening(mask):
-    """``mask`` opened by a 3x3x3 cube: what is thicker than one voxel in every direction."""
-    import cv2
-
-    square = np.ones((3, 3), np.uint8)
-    eroded = np.zeros_like(mask)
-    eroded[1:-1] = mask[1:-1] & mask[:-2] & mask[2:]
-    eroded = np.stack([cv2.erode(s.astype(np.uint8), square) for s in eroded]).astype(bool)
-    grown = eroded.copy()
-    grown[1:] |= eroded[:-1]
-    grown[:-1] |= eroded[1:]
-    return np.stack([cv2.dilate(s.astype(np.uint8), square) for s in grown]).astype(bool)
-
-
 def rib_heads(hu, spacing, column, levels):
     """{level: sorted sides} of the rib heads found beside the column; ``levels``: the level map
     (vertebrae.level_map: how many disc planes lie above each voxel)."""
-    from SpineAILib.morphology import connected_components
+    from SpineAILib.morphology import connected_components, opening
 
     if not np.isfinite(column.track[:, 0]).any():
         return {}
@@ -73,7 +59,8 @@ def rib_heads(hu, spacing, column, levels):
     front = (canal[:, 0:1] - np.arange(ny)[None, :]) * spacing[1]  # (Z, Y) mm, + = anterior
     side_mm = np.broadcast_to(np.abs(lateral)[:, None, :], hu.shape)
     bone = hu > RIB_HU
-    thin = bone & ~_opening(bone) & (side_mm > CORE_MM)
+    thick = opening(bone, 1.0, (1.0, 1.0, 1.0))  # a 3x3x3 box: sizes given in voxels
+    thin = bone & ~thick & (side_mm > CORE_MM)
     pieces, sizes = connected_components(thin)
     n = len(sizes)
     if not n:

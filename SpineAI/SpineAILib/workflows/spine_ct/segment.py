@@ -41,12 +41,17 @@ def level_heights(column, spacing, n_levels):
     return heights
 
 
+def edges_in_view_mm(column, spacing):
+    """(top, bottom): how much of the column lies in view above its first disc and below its last (mm)."""
+    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
+    return (column.discs[0] - known[0]) * spacing[0], (known[-1] - column.discs[-1]) * spacing[0]
+
+
 def _levels_to_label(naming, column, spacing, n_levels):
     """(first, last) level indices (top to bottom) that get a label: every level in view, down to S1
     when S1 is named (the sacrum below S1 is not a vertebra); the piece above the first
     disc only if MIN_PARTIAL_MM of it is in view."""
-    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
-    first = 1 if column.discs and (column.discs[0] - known[0]) * spacing[0] < MIN_PARTIAL_MM else 0
+    first = 1 if column.discs and edges_in_view_mm(column, spacing)[0] < MIN_PARTIAL_MM else 0
     s1 = [level for level, number in naming.verse.items() if number == S1]
     last = s1[0] if s1 else n_levels - 1
     return first, last
@@ -55,14 +60,13 @@ def _levels_to_label(naming, column, spacing, n_levels):
 def _unname_slivers(naming, column, spacing, n_levels, last):
     """Withhold the name of a level cut by the image's top or bottom with under MIN_NAMED_PARTIAL_MM of it in
     view: its only disc, so close to the edge, may be an artefact of the cut (a thin piece of the next body)."""
-    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
-    for level, in_view in ((0, column.discs[0] - known[0]), (n_levels - 1, known[-1] - column.discs[-1])):
-        if level in naming.verse and level <= last and in_view * spacing[0] < MIN_NAMED_PARTIAL_MM:
+    for level, in_view in zip((0, n_levels - 1), edges_in_view_mm(column, spacing)):
+        if level in naming.verse and level <= last and in_view < MIN_NAMED_PARTIAL_MM:
             name = naming.names[level]
             del naming.verse[level]
             naming.names[level] = None
             naming.warnings.append(f"the piece taken for {name} at the edge of the image is not named: only "
-                                   f"{in_view * spacing[0]:.0f} mm of it is in view (under {MIN_NAMED_PARTIAL_MM:.0f} mm)")
+                                   f"{in_view:.0f} mm of it is in view (under {MIN_NAMED_PARTIAL_MM:.0f} mm)")
 
 
 def names_or_index(naming, level):
@@ -95,8 +99,7 @@ def segment_spine(image, layout=None):
     n_levels = len(column.discs) + 1
     bearing = rib_heads(hu, spacing, column, level_map(hu.shape, spacing, column))
     heights = level_heights(column, spacing, n_levels)
-    known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
-    top_in_view = (column.discs[0] - known[0]) * spacing[0]
+    top_in_view = edges_in_view_mm(column, spacing)[0]
     last_rib = find_last_rib(bearing, heights, sacrum.disc + 1 if sacrum.found else None, top_in_view)
     naming = name_levels(n_levels, sacrum, heights, spacing[0], last_rib)
     first, last = _levels_to_label(naming, column, spacing, n_levels)
