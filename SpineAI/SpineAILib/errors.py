@@ -43,10 +43,14 @@ def run_reporting_errors(prog, action, debug=False):
     """
     import os
     import sys
+    import warnings
 
     debug = debug or os.environ.get("SPINEAI_DEBUG") == "1"
     try:
-        return action() or 0
+        with warnings.catch_warnings():
+            if not debug:  # the libraries' own warnings (pydicom on a damaged value...) would break the one line
+                warnings.simplefilter("ignore")
+            return action() or 0
     except SpineAIError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return error.exit_code

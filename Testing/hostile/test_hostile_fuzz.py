@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hostile_files import cli, dicom_series, scene_bundle
 
-SEED = 17
+SEED = int(os.environ.get("SPINEAI_FUZZ_SEED", "17"))  # another seed hunts for new failures
 PER_KIND = {"slice.dcm": 40, "cine.dcm": 40, "volume.nii": 40, "volume.nii.gz": 25, "volume.nrrd": 40,
             "scene.mrb": 40, "labels.nii": 30}  # fmt: skip
 LABEL_GRID = np.diag([2.5, 2.5, 2.5, 1.0])  # 10 voxels of 2.5 mm each way: a CT that passes the CT checks
@@ -41,7 +41,29 @@ def originals(folder):
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[2:5, 3:7, 3:7], labels[6:9, 3:7, 3:7] = 20, 21  # L1 above L2 (VerSe numbers)
     files["labels.nii"] = save_volume_file(VolumeImage(labels, LABEL_GRID, is_labelmap=True), folder / "labels.nii")
+    for name in ("slice.dcm", "cine.dcm"):
+        pin_generated_values(files[name])
     return files
+
+
+def pin_generated_values(path):
+    """The UIDs pydicom generated at random and the writer's dates and times replaced by fixed ones,
+    so that the seeded corruption hits the same bytes on every run (a failure found here must be
+    reproducible)."""
+    import pydicom
+    from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
+
+    ds = pydicom.dcmread(path)
+    pinned = {}  # old UID -> fixed one, so that the meta's and the dataset's copies stay equal
+    for dataset in (ds.file_meta, ds):
+        for element in dataset:
+            if element.VR == "UI" and str(element.value).startswith(PYDICOM_ROOT_UID):
+                old = str(element.value)
+                pinned.setdefault(old, generate_uid(entropy_srcs=[path.name, str(len(pinned))]))
+                element.value = pinned[old]
+            elif element.VR in ("DA", "TM", "DT"):
+                element.value = {"DA": "20260101", "TM": "120000", "DT": "20260101120000"}[element.VR]
+    ds.save_as(path)
 
 
 def measured_ct(folder):

@@ -155,3 +155,51 @@ def test_a_cine_of_too_many_frames_is_refused_before_decoding(tmp_path, capsys):
         (folder / f"frame{n}.png").write_bytes(png.tobytes())
     assert_refused(*cli(capsys, "run", "lp-ultrasound", folder, "--out", tmp_path / "R"), f"{MAX_CINE_FRAMES + 1} frames")
     assert not (tmp_path / "R").exists()
+
+
+def damaged_modality(tmp_path, vr):
+    """A slice whose Modality element (explicit VR 'CS', value 'MR') has its VR bytes changed to ``vr``."""
+    folder = dicom_series(tmp_path / "s", shape=(3, 12, 12))
+    data = bytearray(sorted(folder.iterdir())[0].read_bytes())
+    at = data.find(b"\x08\x00\x60\x00CS")  # (0008,0060) Modality
+    data[at + 4 : at + 6] = vr
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def test_an_element_of_unknown_value_representation_is_one_line(tmp_path, capsys):
+    """pydicom decodes a value only when it is read: a Modality whose VR bytes were damaged ('KS')
+    raised NotImplementedError in the SEG check of `info`, found by the fuzz test (exit 1)."""
+    damaged = damaged_modality(tmp_path, b"KS")
+    assert_refused(*cli(capsys, "info", damaged), "Unknown Value Representation")
+    assert_refused(*cli(capsys, "run", "lumbar-mri", damaged, "--out", tmp_path / "R", "--model", tmp_path / "none"),
+                   "damaged.dcm")  # fmt: skip
+    from SpineAILib.pacs import is_dicom_seg
+    from SpineAILib.pacs.source import _headers
+
+    assert not is_dicom_seg(damaged) and _headers(damaged) == []
+
+
+def test_a_value_of_impossible_length_is_one_line(tmp_path, capsys):
+    """'MR' read as a 4-byte float: pydicom's BytesLengthException (not a ValueError) was an internal error."""
+    damaged = damaged_modality(tmp_path, b"FL")
+    assert_refused(*cli(capsys, "run", "lumbar-mri", damaged, "--out", tmp_path / "R", "--model", tmp_path / "none"),
+                   "BytesLengthException")  # fmt: skip
+
+
+def test_library_warnings_do_not_break_the_one_line(tmp_path):
+    """pydicom warns (Python warnings, on stderr) about a malformed UID; the CLI shows its own line only."""
+    import os
+    import subprocess
+    import sys
+
+    def edit(ds, k):
+        ds.SOPClassUID = "1.2.840.x"  # no image class, and not a valid UID
+        del ds.Rows
+
+    folder = dicom_series(tmp_path / "s", shape=(3, 12, 12), edit=edit)
+    result = subprocess.run([sys.executable, "-m", "SpineAILib.cli", "info", str(sorted(folder.iterdir())[0])],
+                            capture_output=True, text=True, timeout=120, env=dict(os.environ, SPINEAI_DEBUG="0"))  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("spineai: error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -72,11 +72,13 @@ def unreadable_as_input_error(path):
     import struct
     import zlib
 
+    from pydicom.errors import BytesLengthException  # a value's length that its VR cannot have
+
     try:
         yield
     except InputError:
         raise
-    except (*_PARSER_ERRORS, struct.error, zlib.error) as error:
+    except (*_PARSER_ERRORS, struct.error, zlib.error, BytesLengthException) as error:
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise InputError(f"{path}: cannot read it, the file is damaged or not what its name says "
                          f"({type(error).__name__}: {reason})") from None  # fmt: skip

@@ -46,9 +46,10 @@ def is_dicom_seg(path):
         return False
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
+        # pydicom decodes values only when asked: a damaged element (an unknown VR) raises here
+        return str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.4" or ds.get("Modality") == "SEG"
     except Exception:
         return False
-    return str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.4" or ds.get("Modality") == "SEG"
 
 
 def send_folder(folder, to, aet, **options):

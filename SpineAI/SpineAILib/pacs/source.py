@@ -74,11 +74,11 @@ def _headers(input_path):
     for file in files:
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
+            # an image (not a DICOMDIR, report or SEG); values decode only here, so inside the try
+            is_image = "Rows" in ds and "Columns" in ds and ds.get("Modality") not in ("SEG", "SR", "KO", "PR")
         except Exception:  # not DICOM, or damaged: the reader already warned about it
             continue
-        if "Rows" in ds and "Columns" in ds:  # an image (not a DICOMDIR, report or SEG)
-            if ds.get("Modality") in ("SEG", "SR", "KO", "PR"):
-                continue
+        if is_image:
             found.append((file, ds))
     return found
 
