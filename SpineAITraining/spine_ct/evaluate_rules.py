@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.errors import InputError, run_reporting_errors
+
 REGIONS = (("cervical", range(1, 8)), ("thoracic", (*range(8, 20), 28)), ("lumbar", range(20, 26)), ("sacrum", (26,)))
 
 
@@ -212,7 +214,16 @@ def main(argv=None):
     parser.add_argument("--render", help="only write --markdown from this JSON (an earlier --out)")
     args = parser.parse_args(argv)
     if args.render:
-        Path(args.markdown).write_text(markdown(json.loads(Path(args.render).read_text()), args))
+        if not args.markdown:
+            parser.error("--render writes --markdown: give it")
+        render = Path(args.render)
+        if not render.is_file():
+            raise InputError(f"{render}: no such file (--render takes the JSON an earlier run wrote with --out)")
+        try:
+            report = json.loads(render.read_text())
+        except (ValueError, UnicodeError) as error:
+            raise InputError(f"{render}: not the JSON of an earlier --out ({type(error).__name__})") from None
+        Path(args.markdown).write_text(markdown(report, args))
         return
     cases = []
     for i in range(args.phantoms):
@@ -234,4 +245,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors("evaluate_rules", main))

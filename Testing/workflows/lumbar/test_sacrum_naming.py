@@ -152,6 +152,27 @@ def test_signs_of_a_transitional_vertebra_withhold_the_count(case):
     assert any(r.startswith(UNCERTAIN) and expected in r for r in check.reasons), check.reasons
 
 
+def test_s1_further_below_than_under_l5_but_not_a_whole_body_further_withholds_the_count():
+    """Held-out vb3_32 under STIR-like contrast: L5 missed, S1 found 1.37 spacings below L4, which was then counted
+    as L5. One spacing below the lowest body is S1 under L5, two is a body missed; in between neither count holds."""
+    tops = [10 + STEP * i for i in range(4)]
+    between = _check(tops, [L2, L3, L4, L5], s1_top=tops[-1] + int(1.4 * STEP))
+    assert between.status == "withheld" and between.s1_withheld
+    assert any("body spacings below the lowest body found" in r for r in between.reasons), between.reasons
+    assert between.evidence["sacrum"]["last_step_spacings"] > 1.25
+    assert _check(tops, [L2, L3, L4, L5], s1_top=tops[-1] + int(1.1 * STEP)).status == "named"  # about one: S1 under L5
+
+
+def test_a_body_higher_than_any_vertebra_withholds_the_count():
+    """A 'body' 90 mm high (bodies merged under an unusual contrast) makes any chain through it meaningless, counted
+    from S1 or read down the column."""
+    bodies = _bodies([10, 44, 78, 112], [L2, L3, L4, L5], heights={3: 90})
+    for s1, anchor in ((None, ANCHOR_COLUMN), (_s1(bodies, 212), ANCHOR_SACRUM)):  # S1 10 mm under the tall body
+        check = check_names(bodies, _votes([L2, L3, L4, L5]), SHAPE, SPACING, LABELS, sacrum=s1)
+        assert check.status == "withheld" and check.anchor == anchor, check.reasons
+        assert any("is 90 mm high, more than any vertebral body" in r for r in check.reasons), check.reasons
+
+
 def test_a_body_counted_above_the_highest_class_is_left_out_not_withheld():
     """T10-L5 in view: the column named the top seven T11-L5 and left the true L5 out below them (its votes say
     lumbar throughout). Counted from S1 the left-out body is L5 and the top one T10, a level this model cannot name."""
