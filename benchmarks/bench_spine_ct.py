@@ -98,10 +98,9 @@ def main(argv=None):
         f"Input: the real CT of ct_thoracolumbar repeated voxel by voxel (nearest neighbour) onto {made['shape_ijk']} voxels (I, J, K) at "
         f"{made['spacing_ijk']} mm; found {', '.join(result['levels'])}.",
         "",
-        "The same CT at its own 3 mm grid is segmented T11-S1 and named L1-L5, S1; resampled like this the run "
-        "misses the T12/L1 disc and takes the S1/S2 disc for the lowest one, finds no sacrum and names nothing (withheld, "
-        "not wrong): the rules' fixed Hounsfield thresholds are sensitive to a few HU of resampling blur (issue 13 "
-        "stays open on this).",
+        "The same CT at its own 3 mm grid is named T12-S1 from the sacrum and the last rib (a 6 mm piece at its top "
+        "left unnamed); resampled like this the run finds the last rib but no sacrum, and names nothing (withheld, not wrong): the "
+        "rules' fixed Hounsfield thresholds are sensitive to a few HU of resampling blur (issue 13 stays open on this).",
         "",
         "| whole run s (median) | runs s | peak MiB |",
         "|---|---|---|",
