@@ -200,6 +200,23 @@ def test_a_dense_focus_is_left_out_of_the_core_mean():
     assert any("focus" in note for note in l1["notes"])
 
 
+def test_metal_in_a_vertebra_withholds_its_attenuation_not_its_heights():
+    """Pedicle screws (3071 HU, the scanner's ceiling) in L1's arch: its core is not read, and L1's bone density
+    flag says why; its heights and grade are still measured (a held-out phantom read 564 HU for a planted 282)."""
+    ct, labels, _ = _phantom()
+    hu = np.asarray(ct.voxels).copy()
+    arch = (np.asarray(labels.voxels) == 20) & (hu == ARCH_HU)
+    screw = np.argwhere(arch)[:: max(1, int(arch.sum()) // 40)]  # a few dozen arch voxels of L1
+    hu[tuple(screw.T)] = 3071.0
+    rows = _by_name(measure_vertebral_bodies(VolumeImage(hu, ct.ijk_to_ras, modality="CT"), labels))
+    l1 = rows["L1"]
+    assert l1["hu_mean"] is None and l1["core_voxels"] is None
+    assert any(note.startswith("metal in or beside the vertebra") for note in l1["notes"]), l1["notes"]
+    assert l1["middle_height_mm"] is not None and l1["genant_grade"] == 0
+    flag = l1_bone_density(list(rows.values()))
+    assert flag["flag"] is None and "metal" in flag["text"] and "not assessed" in flag["text"]
+
+
 def test_a_body_at_the_image_edge_is_cut_by_the_field_of_view():
     ct, labels, _ = _phantom(crop_top_mm=HEIGHT + DISC)  # through T12's centre
     rows = _by_name(measure_vertebral_bodies(ct, labels))

@@ -86,13 +86,45 @@ def evaluate_phantom(seed):
     planted = {c["level"] if isinstance(c, dict) else c[0]: c for c in truth.get("compressions", [])}
     grades = [{"name": m["name"], "grade": m.get("genant_grade"), "planted": planted.get(m["name"])}
               for m in measured if m.get("genant_grade") is not None]  # fmt: skip
+    right = {r["name"] for r in rows if r["right"]}
+    heights = height_errors([m for m in measured if m["name"] in right], truth)
+    # the same measurement on the phantom's own vertebra labels: how much of the error is the method's, not the outline's
+    on_truth = height_errors(measure_vertebral_bodies(case.ct, case.vertebrae) if heights else [], truth, right)
     l1 = next((m for m in measured if m["name"] == "L1" and m.get("hu_mean") is not None), None)
     return {"case": f"phantom {seed}", "field_of_view": truth["field_of_view"], "transitional": truth["transitional"],
             "sacrum_in_view": truth["anchors_in_view"]["sacrum"], "anchor": result.naming.get("anchor"),
             "last_rib_in_view": truth["anchors_in_view"]["last_rib"], "rib_pairs": truth["rib_pairs"],
             "reason": result.naming.get("reason"), "rows": rows, "grades": grades, "at_body_centres": at_centres,
+            "heights": heights, "heights_on_truth_labels": on_truth,
             "l1_hu": None if l1 is None else {"measured": l1["hu_mean"], "planted": truth.get("l1_trabecular_hu")},
             "seconds": round(seconds, 2)}  # fmt: skip
+
+
+HEIGHTS = ("anterior", "middle", "posterior")
+
+
+def height_errors(measured, truth, names=None):
+    """Per measured thoracic/lumbar body (``names``: only these): measured minus planted anterior, middle and
+    posterior heights (mm), and the planted compression grade."""
+    out = []
+    for m in measured:
+        level = truth["levels"].get(m["name"]) or {}
+        planted = level.get("heights_mm")
+        if not planted or (names is not None and m["name"] not in names) or m.get("middle_height_mm") is None:
+            continue
+        out.append({"name": m["name"], "planted_grade": level.get("genant_grade", 0),
+                    "errors_mm": [round(float(m[f"{h}_height_mm"]) - planted[h], 2) for h in HEIGHTS],
+                    "planted_mm": [planted[h] for h in HEIGHTS]})  # fmt: skip
+    return out
+
+
+def _height_line(entries, what):
+    errors = np.array([e["errors_mm"] for e in entries], float).reshape(-1, 3)
+    relative = np.abs(errors) / np.array([e["planted_mm"] for e in entries], float).reshape(-1, 3)
+    if not len(errors):
+        return f"| {what} | 0 | | | |"
+    return (f"| {what} | {len(errors)} | " + " | ".join(f"{np.mean(np.abs(errors[:, i])):.1f} mm "
+            f"({100 * np.mean(relative[:, i]):.0f}%)" for i in range(3)) + " |")  # fmt: skip
 
 
 def evaluate_real(folder):
@@ -188,6 +220,11 @@ def markdown(report, args):
         errors = [abs(h["measured"] - h["planted"]) for h in hu]
         lines += ["", f"L1 trabecular HU against the planted value ({len(hu)} phantoms with L1 named): mean absolute "
                   f"error {np.mean(errors):.1f} HU, largest {max(errors):.1f} HU."]  # fmt: skip
+    lines += ["", "Body heights against the planted ones (vertebrae named right; mean absolute error, and as a share of "
+              "the planted height), on the workflow's outlines and, measured the same way, on the phantom's own labels:",
+              "", "| outline | bodies | anterior | middle | posterior |", "|---|---|---|---|---|",
+              _height_line([e for c in report["cases"] for e in c.get("heights", [])], "the workflow's"),
+              _height_line([e for c in report["cases"] for e in c.get("heights_on_truth_labels", [])], "the truth labels")]
     graded = [g for c in report["cases"] for g in c["grades"]]
     false = [g for g in graded if g["grade"] and not g["planted"]]
     lines += ["", f"Genant grades measured on the workflow's outlines (before they are withheld): {len(graded)} vertebrae "
