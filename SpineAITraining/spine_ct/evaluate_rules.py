@@ -218,7 +218,7 @@ def markdown(report, args):
     hu = [c["l1_hu"] for c in report["cases"] if c.get("l1_hu")]
     if hu:
         errors = [abs(h["measured"] - h["planted"]) for h in hu]
-        lines += ["", f"L1 trabecular HU against the planted value ({len(hu)} phantoms with L1 named): mean absolute "
+        lines += ["", f"L1 trabecular HU against the planted value ({len(hu)} phantom(s) with L1 named and its attenuation read): mean absolute "
                   f"error {np.mean(errors):.1f} HU, largest {max(errors):.1f} HU."]  # fmt: skip
     lines += ["", "Body heights against the planted ones (vertebrae named right; mean absolute error, and as a share of "
               "the planted height), on the workflow's outlines and, measured the same way, on the phantom's own labels:",
