@@ -60,9 +60,11 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.errors import InputError, run_reporting_errors
 from SpineAITraining.lumbar.sacrum_labels import S1  # VerSe 26
 
 KINDS = ("fov", "curve", "missing", "contrast", "resolution")
+PARTS = ("train", "validation", "test")
 STARTS = ("T9", "T10", "T11", "T12", "L1", "L2")
 ENDS = ("L4", "L5", "below")
 ESTIMATED_ABOVE = ("T9", "T10", "T11", "T12")  # extrapolated upwards from the body below when unlabelled
@@ -98,6 +100,9 @@ def parse_args(argv):
     unknown = set(args.kinds.split(",")) - set(KINDS)
     if unknown:
         p.error(f"unknown --kinds {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
+    unknown = set(args.part.split(",")) - set(PARTS)
+    if unknown:
+        p.error(f"unknown --part {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     return args
 
 
@@ -629,8 +634,14 @@ def main(argv=None):
     sacrum, sacrum_text = load_sacrum(args.sacrum, args.device)
     print(f"level bundle {bundle.metadata['bundle_id']} {bundle.metadata.get('version', '')}; sacrum bundle {sacrum_text}")
     cases = [c for part in args.part.split(",") for c in mri_lumbar.split_cases(args.data, part)]
+    if not cases:
+        raise InputError(f"{args.data}: no {args.part} case found there (--data is the mri_lumbar folder: "
+                         "vb2_*/vb3_* images with their labels)")  # fmt: skip
     if args.cases:
         wanted = set(args.cases.split(","))
+        missing = wanted - {c.case_id for c in cases}
+        if missing:
+            raise InputError(f"--cases {', '.join(sorted(missing))}: not in the {args.part} part found in {args.data}")
         cases = [c for c in cases if c.case_id in wanted]
     if args.max_cases:
         cases = cases[: args.max_cases]
@@ -651,4 +662,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_errors("stress_test", main))

@@ -316,3 +316,14 @@ def test_a_real_case_keeps_its_truth_in_every_variant():
                     assert error < v.spacing[0] / 2 + 1.0, (v.type, value, error)
     thick = next(v for v in made if v.type == "resolution 4 mm slices")
     assert thick.image.shape[0] == image.shape[0] // 4 and thick.spacing[0] == 4.0
+
+
+def test_a_wrong_data_folder_part_or_case_is_one_line(tmp_path, capsys):
+    """No silent empty tables (a wrong --data used to print them and exit 0) and no KeyError traceback."""
+    from SpineAILib.errors import run_reporting_errors
+
+    assert run_reporting_errors("stress_test", lambda: st.main(["--data", str(tmp_path), "--part", "test"])) == 2
+    assert "no test case found there" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        st.main(["--data", str(tmp_path), "--part", "bogus"])
+    assert stopped.value.code == 2 and "unknown --part bogus" in capsys.readouterr().err
