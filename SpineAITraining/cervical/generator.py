@@ -29,6 +29,7 @@ import pydicom
 
 from SpineAILib.samples.dicom_writer import write_dicom_series
 from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
+from SpineAITraining.common.dataset_folder import prepare_output
 
 from .phantom import make_case
 
@@ -136,6 +137,11 @@ def _uids(rng, n, taken=()):
     return out
 
 
+GENERATOR = "SpineAITraining.cervical.generator"
+OWNED = ("train_images", "test_images", "segmentations", "train.csv", "train_bounding_boxes.csv", "test.csv",
+         "generator_truth.json")  # fmt: skip
+
+
 def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fraction=0.25, box_fraction=0.6,
              fracture_rate=0.5, head_first_fraction=0.8, compressed_fraction=0.0, test_studies=0, case_options=None,
              progress=None):
@@ -146,12 +152,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fracti
     At least one study gets a segmentation and, when any study is fractured, one gets
     boxes, so every file of the layout is present.
     """
-    out_dir = Path(out_dir)
-    if (out_dir / "train.csv").exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a data set (train.csv); choose another folder or overwrite")
-        for name in ("train_images", "test_images", "segmentations"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
+    out_dir = prepare_output(out_dir, GENERATOR, overwrite, OWNED)
     rng = np.random.default_rng(seed)
     uids = _uids(rng, n_studies)
     test_uids = _uids(rng, test_studies, taken=uids)
@@ -202,7 +203,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fracti
     _write_csv(out_dir / "train_bounding_boxes.csv", box_rows, BOX_COLUMNS)
     if test_uids:
         _write_csv(out_dir / "test.csv", test_rows, ("row_id", "StudyInstanceUID", "prediction_type"))
-    document = {"generator": "SpineAITraining.cervical.generator", "seed": seed, "studies": truth,
+    document = {"generator": GENERATOR, "seed": seed, "studies": truth,
                 "segmentation_orientation": "data[i, j, k] = labels[k by ascending z, rows - 1 - j, i]"}
     _atomic(out_dir / "generator_truth.json",
             lambda temp: Path(temp).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
@@ -239,4 +240,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from SpineAILib.errors import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors("generator", main))

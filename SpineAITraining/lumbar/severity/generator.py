@@ -17,7 +17,6 @@ which the tests use to check that labels land in the right structure.
 
 import csv
 import json
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from SpineAILib.images import VolumeImage
 from SpineAILib.samples.dicom_writer import write_dicom_series
 from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_group
+from SpineAITraining.common.dataset_folder import prepare_output
 
 LEVEL_NAMES = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
 CONDITION_NAMES = (
@@ -379,16 +379,16 @@ def _write_csv(path, rows, columns):
         writer.writerows(rows)
 
 
+GENERATOR = "SpineAITraining.lumbar.severity.generator"
+OWNED = ("train_images", "train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", "generator_truth.json")
+
+
 def generate(out_dir, n_studies, seed=0, overwrite=False):
     """Write ``n_studies`` synthetic studies in the RSNA 2024 training layout; return the study ids.
 
     Also writes generator_truth.json (anatomy per study; not part of Kaggle's layout).
     """
-    out_dir = Path(out_dir)
-    if (out_dir / "train.csv").exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a data set (train.csv); choose another folder")
-        shutil.rmtree(out_dir / "train_images", ignore_errors=True)
+    out_dir = prepare_output(out_dir, GENERATOR, overwrite, OWNED)
     images = out_dir / "train_images"
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -405,7 +405,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False):
                ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"])
     _write_csv(out_dir / "train_series_descriptions.csv", descriptions, ["study_id", "series_id", "series_description"])
     (out_dir / "generator_truth.json").write_text(
-        json.dumps({"generator": "SpineAITraining.lumbar.severity.generator", "seed": seed, "studies": truth}, indent=1) + "\n",
+        json.dumps({"generator": GENERATOR, "seed": seed, "studies": truth}, indent=1) + "\n",
         encoding="utf-8",
     )
     return ids
@@ -431,4 +431,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from SpineAILib.errors import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors("generator", main))
