@@ -195,4 +195,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from SpineAILib.errors import run_reporting_errors
+
+    sys.exit(run_reporting_errors("evaluate", main))

@@ -242,6 +242,10 @@ def main(argv=None):
     sacrum = load_sacrum_option(args.sacrum, args.device)
     cases = mri_lumbar.split_cases(args.data, args.part)
     if not cases:
+        from SpineAILib.errors import InputError
+
+        raise InputError(f"{args.data}: no {args.part} case found there (the mri_lumbar folder: vb2_*/vb3_* images with their labels)")
+    if not cases:
         raise SystemExit(f"no {args.part} cases found in {args.data}")
     if (args.sweep_background_offset or args.sweep_refiner) and args.part == "test":
         raise SystemExit("tuning on the test part is not allowed; sweep on --part validation")
@@ -286,4 +290,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from SpineAILib.errors import run_reporting_errors
+
+    sys.exit(run_reporting_errors("evaluate_levels", main))

@@ -183,6 +183,10 @@ def main(argv=None):
     overrides_file = LABELS_DIR / "overrides.json"
     overrides = json.loads(overrides_file.read_text()) if overrides_file.is_file() else {}
     cases = list_cases(args.data)
+    if not cases:
+        from SpineAILib.errors import InputError
+
+        raise InputError(f"{args.data}: no case found there (the mri_lumbar folder: vb2_*/vb3_* images with their labels)")
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [c for c in cases if c.case_id in wanted]
@@ -220,4 +224,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from SpineAILib.errors import run_reporting_errors
+
+    sys.exit(run_reporting_errors("sacrum_labels", main))
