@@ -217,6 +217,24 @@ def test_metal_in_a_vertebra_withholds_its_attenuation_not_its_heights():
     assert flag["flag"] is None and "metal" in flag["text"] and "not assessed" in flag["text"]
 
 
+def test_metal_away_from_a_vertebra_does_not_withhold_its_attenuation():
+    """Dense metal-like voxels in L1's box but over 3 mm from its label (a calcified aorta, bowel contrast)."""
+    from SpineAILib.morphology import max_filter
+
+    ct, labels, _ = _phantom()
+    hu, l1 = np.asarray(ct.voxels).copy(), np.asarray(labels.voxels) == 20
+    lo, hi = np.argwhere(l1).min(axis=0), np.argwhere(l1).max(axis=0) + 1
+    box = np.zeros_like(l1)
+    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    spacing_kji = np.linalg.norm(ct.ijk_to_ras[:3, :3], axis=0)[::-1]
+    near = max_filter(l1, [int(np.ceil(6.0 / sp)) for sp in spacing_kji], fill=False)
+    far = np.argwhere(box & ~near & (np.asarray(labels.voxels) == 0))
+    assert len(far) > 20
+    hu[tuple(far[:: max(1, len(far) // 30)].T)] = 3071.0
+    l1_row = _by_name(measure_vertebral_bodies(VolumeImage(hu, ct.ijk_to_ras, modality="CT"), labels))["L1"]
+    assert l1_row["hu_mean"] == TRABECULAR_HU and not any(n.startswith("metal") for n in l1_row["notes"])
+
+
 def test_a_body_at_the_image_edge_is_cut_by_the_field_of_view():
     ct, labels, _ = _phantom(crop_top_mm=HEIGHT + DISC)  # through T12's centre
     rows = _by_name(measure_vertebral_bodies(ct, labels))

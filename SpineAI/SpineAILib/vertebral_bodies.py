@@ -48,8 +48,8 @@ Method, per vertebra:
    Voxels further than ``FOCUS_ROBUST_SDS`` robust SDs (at least ``FOCUS_MIN_HU``) from the
    core's median are a focus (bone island, sclerosis, a contrast-filled vein, a lytic spot) that
    a reader places the ROI around: they are left out of the mean and SD, counted and noted.
-   With metal in the vertebra's box (``METAL_HU``: screws, cement, a prosthesis) no attenuation
-   is read, and the note says why.
+   With metal in or within ``METAL_REACH_MM`` of the label (``METAL_HU``: screws, cement, a
+   prosthesis) no attenuation is read, and the note says why.
 5. **Genant grade** (semi-quantitative, ``GENANT_SOURCE``) from the height loss
    1 - min(anterior, middle) / own posterior height, and 1 - min(anterior, middle, posterior) /
    the neighbours' mean posterior height where neighbours were measured (a crush lowers the
@@ -98,10 +98,12 @@ MIN_CORE_VOXELS = 5
 FOCUS_ROBUST_SDS = 5.0  # robust SD = 1.4826 x median absolute deviation
 FOCUS_MIN_HU = 50.0  # never closer to the median than this (a noise-free core has no spread)
 # Metal (screws, rods, cement with barium, a disc prosthesis): denser than any bone (cortex about 1000-1900 HU).
-# Metal in the vertebra's box brightens its core and throws streaks across it, so its attenuation is not read
-# (a reader places no ROI in an instrumented vertebra). Found by a held-out phantom with pedicle screws at L1 that
+# Metal in the vertebra or touching it brightens its core and throws streaks across it, so its attenuation is not
+# read (a reader places no ROI in an instrumented vertebra). Only within METAL_REACH_MM of the label: a calcified
+# aorta or contrast in the bowel nearby is no reason. Found by a held-out phantom with pedicle screws at L1 that
 # read 564 HU for a planted 282.
 METAL_HU = 2500.0
+METAL_REACH_MM = 3.0
 
 # Genant semi-quantitative grades: height loss of about 20-25 % grade 1 (mild), 25-40 % grade 2
 # (moderate), 40 % or more grade 3 (severe); below 20 % grade 0 (normal).
@@ -590,7 +592,8 @@ def _measure_one(value, labels, hu, matrix, box, superior):
     for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "depth_mm", "width_mm"):
         row[key] = _round(frame[key], 1)
     row["height_lines"] = {band: [_round_list(p, 2) for p in ends] for band, ends in frame["lines"].items()}
-    metal = int(np.count_nonzero(hu[_slices((lo, hi))] >= METAL_HU))
+    reach = [max(1, int(np.ceil(METAL_REACH_MM / sp))) for sp in spacing_kji]
+    metal = int(np.count_nonzero((hu[_slices((lo, hi))] >= METAL_HU) & max_filter(mask, reach, fill=False)))
     if metal:
         row["notes"].append(f"metal in or beside the vertebra ({metal} voxels of {METAL_HU:.0f} HU or more: screws, "
                             "cement, a prosthesis?): attenuation not read (the metal and its streaks)")  # fmt: skip
