@@ -104,6 +104,7 @@ FOCUS_MIN_HU = 50.0  # never closer to the median than this (a noise-free core h
 # read 564 HU for a planted 282.
 METAL_HU = 2500.0
 METAL_REACH_MM = 3.0
+METAL_NOTE = "metal in or beside the vertebra"  # the note's start; l1_bone_density repeats the note as its reason
 
 # Genant semi-quantitative grades: height loss of about 20-25 % grade 1 (mild), 25-40 % grade 2
 # (moderate), 40 % or more grade 3 (severe); below 20 % grade 0 (normal).
@@ -245,7 +246,7 @@ def l1_bone_density(vertebrae):
     if l1["cut_by_field_of_view"]:
         return {**out, "text": f"L1 is {CUT_NOTE}: bone density not assessed"}
     if l1["hu_mean"] is None:
-        why = next((n for n in l1.get("notes", []) if n.startswith("metal")), "its trabecular core could not be measured")
+        why = next((n for n in l1.get("notes", []) if n.startswith(METAL_NOTE)), "its trabecular core could not be measured")
         return {**out, "text": f"L1: {why}; bone density not assessed"}
     value = l1["hu_mean"]
     if value <= L1_OSTEOPOROSIS_HU:
@@ -592,14 +593,14 @@ def _measure_one(value, labels, hu, matrix, box, superior):
     for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "depth_mm", "width_mm"):
         row[key] = _round(frame[key], 1)
     row["height_lines"] = {band: [_round_list(p, 2) for p in ends] for band, ends in frame["lines"].items()}
+    hu_box = hu[_slices((lo, hi))]
     reach = [max(1, int(np.ceil(METAL_REACH_MM / sp))) for sp in spacing_kji]
-    metal = int(np.count_nonzero((hu[_slices((lo, hi))] >= METAL_HU) & max_filter(mask, reach, fill=False)))
+    metal = int(np.count_nonzero((hu_box >= METAL_HU) & max_filter(mask, reach, fill=False)))
     if metal:
-        row["notes"].append(f"metal in or beside the vertebra ({metal} voxels of {METAL_HU:.0f} HU or more: screws, "
-                            "cement, a prosthesis?): attenuation not read (the metal and its streaks)")  # fmt: skip
+        row["notes"].append(f"{METAL_NOTE} ({metal} voxels of {METAL_HU:.0f} HU or more: screws, cement, a "
+                            "prosthesis?): attenuation not read (the metal and its streaks)")  # fmt: skip
         return row
-    core = _core_hu(body, hu[_slices((lo, hi))], matrix, lo, axes, frame["core_centre"], frame["core_semi_axes"],
-                    spacing_kji)  # fmt: skip
+    core = _core_hu(body, hu_box, matrix, lo, axes, frame["core_centre"], frame["core_semi_axes"], spacing_kji)
     row["core_voxels"] = int(len(core))
     fields, note = _attenuation(core)
     row.update(fields)

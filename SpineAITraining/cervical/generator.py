@@ -29,7 +29,7 @@ import pydicom
 
 from SpineAILib.samples.dicom_writer import write_dicom_series
 from SpineAILib.workflows.cervical.submission import TARGETS, VERTEBRAE, row_id
-from SpineAITraining.common.dataset_folder import prepare_output
+from SpineAITraining.common.dataset_folder import TRUTH_FILE, prepare_output
 
 from .phantom import make_case
 
@@ -139,7 +139,7 @@ def _uids(rng, n, taken=()):
 
 GENERATOR = "SpineAITraining.cervical.generator"
 OWNED = ("train_images", "test_images", "segmentations", "train.csv", "train_bounding_boxes.csv", "test.csv",
-         "generator_truth.json")  # fmt: skip
+         TRUTH_FILE)  # fmt: skip
 
 
 def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fraction=0.25, box_fraction=0.6,
@@ -205,7 +205,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False, *, segmentation_fracti
         _write_csv(out_dir / "test.csv", test_rows, ("row_id", "StudyInstanceUID", "prediction_type"))
     document = {"generator": GENERATOR, "seed": seed, "studies": truth,
                 "segmentation_orientation": "data[i, j, k] = labels[k by ascending z, rows - 1 - j, i]"}
-    _atomic(out_dir / "generator_truth.json",
+    _atomic(out_dir / TRUTH_FILE,
             lambda temp: Path(temp).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8"))
     return uids
 

@@ -57,10 +57,7 @@ def main(argv=None):
     p.add_argument("--part", default="all", choices=("all", "train", "validation", "test"))
     args = p.parse_args(argv)
     cases = mri_lumbar.list_cases(args.data) if args.part == "all" else mri_lumbar.split_cases(args.data, args.part)
-    if not cases:
-        from SpineAILib.errors import InputError
-
-        raise InputError(f"{args.data}: no {'' if args.part == 'all' else args.part + ' '}case found there (the mri_lumbar folder: vb2_*/vb3_* images with their labels)")
+    mri_lumbar.require_cases(cases, args.data, args.part)
     errors = estimate_errors(cases)
     print(json.dumps({"part": args.part, **summary(errors), "per_case_mm": {c: None if e is None else round(e, 2)
                                                                             for c, e in errors}}, indent=1))  # fmt: skip

@@ -240,11 +240,7 @@ def main(argv=None):
                          {"zone_margin_mm": args.set_refiner})  # fmt: skip
     refiner = None if args.refiner == "none" else load_refiner(args.device, None if args.refiner == "installed" else Path(args.refiner))
     sacrum = load_sacrum_option(args.sacrum, args.device)
-    cases = mri_lumbar.split_cases(args.data, args.part)
-    if not cases:
-        from SpineAILib.errors import InputError
-
-        raise InputError(f"{args.data}: no {args.part} case found there (the mri_lumbar folder: vb2_*/vb3_* images with their labels)")
+    cases = mri_lumbar.require_cases(mri_lumbar.split_cases(args.data, args.part), args.data, args.part)
     if not cases:
         raise SystemExit(f"no {args.part} cases found in {args.data}")
     if (args.sweep_background_offset or args.sweep_refiner) and args.part == "test":

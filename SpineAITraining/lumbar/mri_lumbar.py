@@ -172,6 +172,17 @@ def split_cases(data_dir, part, path=SPLIT_FILE):
     return [case for case in list_cases(data_dir) if case.case_id in wanted]
 
 
+def require_cases(cases, data_dir, part="all"):
+    """``cases`` when there are any; else the one-line refusal of a folder that holds none (a wrong --data)."""
+    if not cases:
+        from SpineAILib.errors import InputError
+
+        which = "" if part == "all" else f"{part} "
+        raise InputError(f"{data_dir}: no {which}case found there (--data is the mri_lumbar folder: vb2_*/vb3_* "
+                         "images with their labels)")  # fmt: skip
+    return cases
+
+
 def write_split(data_dir, path=SPLIT_FILE):
     """(Re)write the split file from the cases in ``data_dir``; run once, then commit the file."""
     document = split_document([c.case_id for c in list_cases(data_dir)])

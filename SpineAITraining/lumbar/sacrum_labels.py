@@ -177,16 +177,12 @@ def review_picture(image, labels, mask, path):
 def main(argv=None):
     import nibabel as nib
 
-    from SpineAITraining.lumbar.mri_lumbar import list_cases
+    from SpineAITraining.lumbar.mri_lumbar import list_cases, require_cases
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     overrides_file = LABELS_DIR / "overrides.json"
     overrides = json.loads(overrides_file.read_text()) if overrides_file.is_file() else {}
-    cases = list_cases(args.data)
-    if not cases:
-        from SpineAILib.errors import InputError
-
-        raise InputError(f"{args.data}: no case found there (the mri_lumbar folder: vb2_*/vb3_* images with their labels)")
+    cases = require_cases(list_cases(args.data), args.data)
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [c for c in cases if c.case_id in wanted]

@@ -634,9 +634,7 @@ def main(argv=None):
     sacrum, sacrum_text = load_sacrum(args.sacrum, args.device)
     print(f"level bundle {bundle.metadata['bundle_id']} {bundle.metadata.get('version', '')}; sacrum bundle {sacrum_text}")
     cases = [c for part in args.part.split(",") for c in mri_lumbar.split_cases(args.data, part)]
-    if not cases:
-        raise InputError(f"{args.data}: no {args.part} case found there (--data is the mri_lumbar folder: "
-                         "vb2_*/vb3_* images with their labels)")  # fmt: skip
+    mri_lumbar.require_cases(cases, args.data, args.part)
     if args.cases:
         wanted = set(args.cases.split(","))
         missing = wanted - {c.case_id for c in cases}

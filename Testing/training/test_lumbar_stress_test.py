@@ -318,12 +318,8 @@ def test_a_real_case_keeps_its_truth_in_every_variant():
     assert thick.image.shape[0] == image.shape[0] // 4 and thick.spacing[0] == 4.0
 
 
-def test_a_wrong_data_folder_part_or_case_is_one_line(tmp_path, capsys):
-    """No silent empty tables (a wrong --data used to print them and exit 0) and no KeyError traceback."""
-    from SpineAILib.errors import run_reporting_errors
-
-    assert run_reporting_errors("stress_test", lambda: st.main(["--data", str(tmp_path), "--part", "test"])) == 2
-    assert "no test case found there" in capsys.readouterr().err
+def test_an_unknown_part_is_one_line_not_a_key_error(tmp_path, capsys):
+    """(A --data folder without cases is covered with the other research scripts: test_research_scripts.py.)"""
     with pytest.raises(SystemExit) as stopped:
         st.main(["--data", str(tmp_path), "--part", "bogus"])
     assert stopped.value.code == 2 and "unknown --part bogus" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from SpineAILib.images import VolumeImage
 from SpineAILib.samples.dicom_writer import write_dicom_series
 from SpineAILib.vocabulary import SEVERITY_GRADE_NAMES as GRADE_NAMES
 from SpineAILib.workflows.lumbar.severity.submission import CONDITIONS, LEVELS, condition_group
-from SpineAITraining.common.dataset_folder import prepare_output
+from SpineAITraining.common.dataset_folder import TRUTH_FILE, prepare_output
 
 LEVEL_NAMES = ("L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1")
 CONDITION_NAMES = (
@@ -380,7 +380,7 @@ def _write_csv(path, rows, columns):
 
 
 GENERATOR = "SpineAITraining.lumbar.severity.generator"
-OWNED = ("train_images", "train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", "generator_truth.json")
+OWNED = ("train_images", "train.csv", "train_label_coordinates.csv", "train_series_descriptions.csv", TRUTH_FILE)
 
 
 def generate(out_dir, n_studies, seed=0, overwrite=False):
@@ -404,7 +404,7 @@ def generate(out_dir, n_studies, seed=0, overwrite=False):
     _write_csv(out_dir / "train_label_coordinates.csv", coordinates,
                ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"])
     _write_csv(out_dir / "train_series_descriptions.csv", descriptions, ["study_id", "series_id", "series_description"])
-    (out_dir / "generator_truth.json").write_text(
+    (out_dir / TRUTH_FILE).write_text(
         json.dumps({"generator": GENERATOR, "seed": seed, "studies": truth}, indent=1) + "\n",
         encoding="utf-8",
     )

@@ -187,16 +187,20 @@ def find_gaps(centres_mm, heights_mm=None, ratio=GAP_RATIO):
     steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
     gaps = []
     for i, step in enumerate(steps):
-        others = np.delete(steps, i)
-        if len(others) >= MIN_STEPS_FOR_MEDIAN:
-            expected = float(np.median(others))
-        elif heights_mm is not None and len(heights_mm):
-            expected = float(np.mean(heights_mm)) + DISC_MM
-        else:
-            continue
-        if step >= ratio * expected:
+        expected = _expected_step(np.delete(steps, i), heights_mm)
+        if expected is not None and step >= ratio * expected:
             gaps.append(Gap(i, i + 1, float(step), expected, max(1, int(np.rint(step / expected)) - 1)))
     return gaps
+
+
+def _expected_step(others, heights_mm):
+    """The step a body spacing should be, judged from the ``others`` (the median of at least
+    MIN_STEPS_FOR_MEDIAN), else from the bodies' mean height plus a disc; None without either."""
+    if len(others) >= MIN_STEPS_FOR_MEDIAN:
+        return float(np.median(others))
+    if heights_mm is not None and len(heights_mm):
+        return float(np.mean(heights_mm)) + DISC_MM
+    return None
 
 
 def soft_shares(votes):
@@ -377,14 +381,15 @@ def count_from_sacrum(bodies, soft, shape, spacing, labels, dropped_below, sacru
     check = NamingCheck(names=[], anchor=ANCHOR_SACRUM, bodies=chain_bodies)
     centres = body_centres_mm(chain_bodies, shape, spacing)
     chain = np.vstack([centres, sacrum.centre_mm[None]])
-    check.gaps = find_gaps(chain, [b.height_mm for b in chain_bodies] or [sacrum.height_mm])
+    heights = [b.height_mm for b in chain_bodies]
+    check.gaps = find_gaps(chain, heights or [sacrum.height_mm])
     counted = [VERSE_L5 + 1 - k for k in levels_above_s1(len(chain_bodies), check.gaps)]  # VerSe numbers
     check.chain = [_verse_name(v) for v in counted] + ["S1"]
     check.names = [_class_of(v, labels) for v in counted]
     check.left_out = {i: f"counted {check.chain[i]} from S1: above {labels[1]}, the highest level the level model "
                          "names" for i, n in enumerate(check.names) if not n}  # fmt: skip
     steps = np.linalg.norm(np.diff(chain, axis=0), axis=1)
-    last_step = _last_step_spacings(steps, [b.height_mm for b in chain_bodies])
+    last_step = _last_step_spacings(steps, heights)
     check.evidence = {**column.evidence, "column_reasons": list(column.reasons), "counted_from_s1": check.chain[:-1],
                       "sacrum": {"found": True, **sacrum.checks, "steps_to_s1_mm": [round(float(x), 1) for x in steps],
                                         "last_step_spacings": None if last_step is None else round(last_step, 2)}}
@@ -396,7 +401,7 @@ def count_from_sacrum(bodies, soft, shape, spacing, labels, dropped_below, sacru
     uncertain = [disagreement_reason(cross)] if not cross["agree"] and cross["thoracic_looking"] else []
     if not cross["agree"] and not cross["thoracic_looking"] and below_s1_mm < S1_CUT_BY_IMAGE_MM:
         uncertain.append(cut_s1_reason(cross, below_s1_mm))
-    uncertain += tall_bodies(check.chain[:-1], [b.height_mm for b in chain_bodies])
+    uncertain += tall_bodies(check.chain[:-1], heights)
     uncertain += anchor_doubts(check, len(chain_bodies), last_step)
     uncertain += transitional_signs(chain_bodies, below, check, sacrum, shape, spacing)
     lumbar_type = count_lumbar_type([soft_shares(v) for _, v in above], labels)
@@ -483,13 +488,10 @@ def tall_bodies(names, heights_mm):
 
 
 def _last_step_spacings(steps, heights_mm):
-    """The step from the lowest body to S1 over the chain's other steps' median (as ``find_gaps`` measures it);
+    """The step from the lowest body to S1 over the step expected there (as ``find_gaps`` judges it);
     None without a body above S1."""
-    if not len(steps) or not len(heights_mm):
-        return None
-    others = steps[:-1]
-    expected = float(np.median(others)) if len(others) >= MIN_STEPS_FOR_MEDIAN else float(np.mean(heights_mm)) + DISC_MM
-    return float(steps[-1]) / expected
+    expected = _expected_step(steps[:-1], heights_mm) if len(steps) and len(heights_mm) else None
+    return None if expected is None else float(steps[-1]) / expected
 
 
 def anchor_doubts(check, n, last_step=None):
