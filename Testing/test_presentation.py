@@ -208,6 +208,11 @@ def test_spine_ct_vertebral_bodies_from_the_report(tmp_path):
     assert (l1["grade"], l1["grade_text"]) == (0, "0") and "borderline" in l1["notes"]
     assert l1["centre_ras"] == [-6.0, 121.6, 386.3]  # the measured body's centre, where a click takes the views
     assert (rows["L2"]["grade_text"], rows["L3"]["grade_text"]) == ("2 wedge", "3 biconcave")
+    # a grade within the heights' tolerance of others says which
+    from SpineAILib.presentation import vertebral_body_row
+
+    borderline = dict(measured[2], genant_borderline=True, genant_grade_range=[1, 3])
+    assert vertebral_body_row(borderline)["grade_text"] == "2 wedge (borderline 1–3)"
     # grade 0 neutral, 1-3 increasingly alarming; not graded: the not-assessed grey
     from SpineAILib.presentation import GENANT_COLOURS, NOT_ASSESSED_COLOUR
     assert [rows[n]["colour"] for n in ("L1", "L2", "L3")] == [GENANT_COLOURS[0], GENANT_COLOURS[2], GENANT_COLOURS[3]]

@@ -118,6 +118,15 @@ def box_stack():
     return measure_vertebral_bodies(ct, labels), axes
 
 
+def test_a_height_tolerance_makes_a_grade_borderline_and_says_so():
+    """Equal boxes grade 0; with each height allowed 5 mm off (an outline's tolerance, not the voxel's), a loss up
+    to about a third is within reach: still grade 0, now borderline 0-2, and the note names the tolerance."""
+    ct, labels, _ = _phantom()
+    for row in measure_vertebral_bodies(ct, labels, height_tolerance_mm=5.0):
+        assert row["genant_grade"] == 0 and row["genant_borderline"] and row["genant_grade_range"] == [0, 2], row
+        assert any("the outline's tolerance (5.0 mm)" in n for n in row["notes"]), row["notes"]
+
+
 def test_box_heights_axes_and_core_on_an_oblique_anisotropic_grid(box_stack):
     rows, (lateral, anterior, superior) = box_stack
     assert [r["name"] for r in rows] == ["T12", "L1", "L2"]

@@ -336,7 +336,7 @@ def _notes_text(notes):
 
 def vertebral_body_row(measured, vertebra=None, named=True):
     """One vertebra's row: {"name", "heights" ("A/M/P 27.6/34.9/33.0 mm" or "—"), "grade" (0-3 or None),
-    "grade_text" ("0", "2 wedge", "—"), "colour", "hu" ("104 HU" or "—"), "notes", "cut", "centre_ras",
+    "grade_text" ("0", "2 wedge", "1 wedge (borderline 0–2)", "—"), "colour", "hu" ("104 HU" or "—"), "notes", "cut", "centre_ras",
     "title"}. ``measured``: a ``vertebral_bodies`` row (report.json results.measurements), or None for
     a vertebra that was not measured; ``vertebra``: its results.vertebrae entry; ``named``: False when
     the run named no level (then nothing is measured)."""
@@ -352,6 +352,10 @@ def vertebral_body_row(measured, vertebra=None, named=True):
         grade_text, colour = "—", NOT_ASSESSED_COLOUR
     else:
         grade_text = f"{grade} {morphology}".strip() if grade else "0"
+        span = m.get("genant_grade_range")
+        span = [_number(g) for g in span] if isinstance(span, (list, tuple)) and len(span) == 2 else [None]
+        if m.get("genant_borderline") and None not in span:  # another grade is within the heights' tolerance
+            grade_text += f" (borderline {span[0]:.0f}–{span[1]:.0f})"
         colour = GENANT_COLOURS.get(grade, GENANT_COLOURS[3])
     hu = _number(m.get("hu_mean"))
     notes = _notes_text(m.get("notes"))

@@ -158,8 +158,11 @@ TSV_COLUMNS = (
 )
 
 
-def measure_vertebral_bodies(ct, labelmap):
+def measure_vertebral_bodies(ct, labelmap, height_tolerance_mm=0.0):
     """One dict per VerSe vertebra in ``labelmap``, cranial to caudal (see the module docstring).
+
+    ``height_tolerance_mm``: how far the outline's heights may be off beyond half a voxel (an outline
+    from rules or a model, measured against known heights); a grade within it of another is borderline.
 
     ``ct``: VolumeImage in HU; ``labelmap``: VolumeImage of VerSe numbers on the same grid.
     Keys: the ``TSV_COLUMNS`` names (``cut_by_field_of_view`` a bool, ``notes`` a list) and
@@ -179,7 +182,7 @@ def measure_vertebral_bodies(ct, labelmap):
                for value, box in boxes.items()}  # fmt: skip
     rows = [_measure_one(value, labels, hu, matrix, boxes[value], _spine_direction(value, centres))
             for value in _ordered(boxes)]  # fmt: skip
-    _grade_all(rows)
+    _grade_all(rows, height_tolerance_mm)
     return rows
 
 
@@ -624,8 +627,9 @@ def _attenuation(core):
     return fields, note
 
 
-def _grade_all(rows):
-    """Genant grades (step 5), once every row has its heights (the neighbours' are needed)."""
+def _grade_all(rows, tolerance_mm=0.0):
+    """Genant grades (step 5), once every row has its heights (the neighbours' are needed); borderline where
+    another grade is within half a voxel or ``tolerance_mm`` (the larger) of each height."""
     by_value = {row["label"]: row for row in rows}
     for row in rows:
         if row["label"] not in GENANT_LEVELS or row["posterior_height_mm"] is None:
@@ -633,8 +637,9 @@ def _grade_all(rows):
         neighbours = [by_value[v] for v in _neighbours(row["label"], by_value)
                       if v is not None and v in GENANT_LEVELS and by_value[v]["posterior_height_mm"] is not None]
         reference = np.mean([n["posterior_height_mm"] for n in neighbours]) if neighbours else None
+        off = max(row["axis_resolution_mm"] / 2.0, tolerance_mm)
         result = genant(row["anterior_height_mm"], row["middle_height_mm"], row["posterior_height_mm"],
-                        reference, [n["name"] for n in neighbours], row["axis_resolution_mm"],
+                        reference, [n["name"] for n in neighbours], 2.0 * off,
                         posterior_normally_short=row["label"] in POSTERIOR_NORMALLY_SHORT)  # fmt: skip
         row.update(genant_grade=result["grade"], genant_morphology=result["morphology"],
                    genant_reference=result["reference"], height_loss_percent=_round(100.0 * result["height_loss"], 1),
@@ -643,8 +648,9 @@ def _grade_all(rows):
                    genant_borderline=result["borderline"], genant_grade_range=result["grade_range"])  # fmt: skip
         if result["borderline"]:
             low, high = result["grade_range"]
+            why = "half a voxel" if off > tolerance_mm else "the outline's tolerance"
             row["notes"].append(f"Genant grade {result['grade']} is borderline: {low}-{high} with each height "
-                                f"half a voxel ({row['axis_resolution_mm'] / 2:.1f} mm) off")
+                                f"{why} ({off:.1f} mm) off")
 
 
 def _grade_of(loss):

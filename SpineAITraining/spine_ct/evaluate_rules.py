@@ -70,8 +70,24 @@ def names_at_body_centres(result, truth, to_ijk):
     return out
 
 
+def grades_against_planted(measured, truth, names):
+    """Per measured vertebra named right (``names``) that Genant grades (thoracic, lumbar, not cut by the field of
+    view): the grade shown (None: withheld), whether borderline, and the planted grade (0: no compression)."""
+    from SpineAILib.workflows.spine_ct.workflow import GRADE_WITHHELD
+
+    out = []
+    for m in measured:
+        withheld = GRADE_WITHHELD in m["notes"]
+        if m["name"] not in names or (m.get("genant_grade") is None and not withheld):
+            continue
+        out.append({"name": m["name"], "grade": m.get("genant_grade"), "borderline": bool(m.get("genant_borderline")),
+                    "planted": int((truth["levels"].get(m["name"]) or {}).get("genant_grade", 0))})  # fmt: skip
+    return out
+
+
 def evaluate_phantom(seed):
     from SpineAILib.vertebral_bodies import measure_vertebral_bodies
+    from SpineAILib.workflows.spine_ct.workflow import measure_named
     from SpineAITraining.spine_ct.phantom import make_spine_ct
     from SpineAILib.workflows.spine_ct.segment import segment_spine
 
@@ -81,12 +97,10 @@ def evaluate_phantom(seed):
     seconds = time.perf_counter() - t0
     rows = score(result, np.asarray(case.vertebrae.voxels))
     at_centres = names_at_body_centres(result, case.truth, np.linalg.inv(case.ct.ijk_to_ras))
-    measured = measure_vertebral_bodies(case.ct, result.labelmap) if any(r["named"] for r in rows) else []
+    measured = measure_named(case.ct, result)  # grades as the workflow shows them
     truth = case.truth
-    planted = {c["level"] if isinstance(c, dict) else c[0]: c for c in truth.get("compressions", [])}
-    grades = [{"name": m["name"], "grade": m.get("genant_grade"), "planted": planted.get(m["name"])}
-              for m in measured if m.get("genant_grade") is not None]  # fmt: skip
     right = {r["name"] for r in rows if r["right"]}
+    grades = grades_against_planted(measured, truth, right)
     heights = height_errors([m for m in measured if m["name"] in right], truth)
     # the same measurement on the phantom's own vertebra labels: how much of the error is the method's, not the outline's
     on_truth = height_errors(measure_vertebral_bodies(case.ct, case.vertebrae) if heights else [], truth, right)
@@ -128,20 +142,28 @@ def _height_line(entries, what):
 
 
 def evaluate_real(folder):
+    from SpineAILib.images import VolumeImage
     from SpineAILib.io import load
     from SpineAILib.measure_vertebrae import to_verse
     from SpineAILib.vertebral_bodies import l1_bone_density, measure_vertebral_bodies
     from SpineAILib.workflows.spine_ct.segment import segment_spine
+    from SpineAILib.workflows.spine_ct.workflow import measure_named
 
     ct = load(Path(folder) / "ct.nii.gz")
-    reference = np.asarray(load(Path(folder) / "ct_model_labels_totalsegmentator.nii.gz").voxels)
+    reference = to_verse(np.asarray(load(Path(folder) / "ct_model_labels_totalsegmentator.nii.gz").voxels), "totalsegmentator")
     t0 = time.perf_counter()
     result = segment_spine(ct)
     seconds = time.perf_counter() - t0
-    rows = score(result, to_verse(reference, "totalsegmentator"))
-    measured = measure_vertebral_bodies(ct, result.labelmap)
+    rows = score(result, reference)
+    measured = measure_named(ct, result)
+    # the same measurement on the reference's outlines: how far apart the two outlines' heights and grades are
+    theirs = {m["name"]: m for m in measure_vertebral_bodies(ct, VolumeImage(reference, ct.ijk_to_ras.copy(), is_labelmap=True))}
+    keys = [f"{h}_height_mm" for h in HEIGHTS] + ["genant_grade", "hu_mean"]
     return {"case": "real ct_thoracolumbar/ct.nii.gz", "anchor": result.naming.get("anchor"), "rows": rows,
-            "grades": [{"name": m["name"], "grade": m.get("genant_grade")} for m in measured],
+            "grades": [{"name": m["name"], "grade": m.get("genant_grade"), "borderline": m.get("genant_borderline")}
+                       for m in measured],
+            "measured": [{"name": m["name"], "ours": [m.get(k) for k in keys],
+                          "on_reference": [(theirs.get(m["name"]) or {}).get(k) for k in keys]} for m in measured],
             "l1": l1_bone_density(measured), "seconds": round(seconds, 2),
             "reference": "TotalSegmentator's output (a model's labels, not a manual truth)"}  # fmt: skip
 
@@ -226,9 +248,14 @@ def markdown(report, args):
               _height_line([e for c in report["cases"] for e in c.get("heights", [])], "the workflow's"),
               _height_line([e for c in report["cases"] for e in c.get("heights_on_truth_labels", [])], "the truth labels")]
     graded = [g for c in report["cases"] for g in c["grades"]]
-    false = [g for g in graded if g["grade"] and not g["planted"]]
-    lines += ["", f"Genant grades measured on the workflow's outlines (before they are withheld): {len(graded)} vertebrae "
-              f"graded, {len(false)} graded 1-3 with no compression planted. This is why spine-ct withholds grades."]
+    lines += ["", "Genant grades as spine-ct shows them (vertebrae named right, thoracic and lumbar, not cut by the image; "
+              "a grade is withheld where the body's two endplates were not both found), against the planted grade:", "",
+              "| planted | shown 0 | shown 1 | shown 2 | shown 3 | withheld | of them borderline |", "|---|---|---|---|---|---|---|"]
+    for planted in range(4):
+        row = [g for g in graded if g["planted"] == planted]
+        cells = [sum(1 for g in row if g["grade"] == shown) for shown in range(4)]
+        lines.append(f"| {planted} | " + " | ".join(map(str, cells)) + f" | {sum(1 for g in row if g['grade'] is None)} | "
+                     f"{sum(1 for g in row if g['borderline'])} |")  # fmt: skip
     if "real" in report:
         real = report["real"]
         lines += ["", "## The real CT (ct_thoracolumbar/ct.nii.gz)", "",
@@ -237,6 +264,12 @@ def markdown(report, args):
                   "not a held-out measurement. Nothing was trained on it.", "",
                   "| ours | overlaps best | Dice |", "|---|---|---|"]  # fmt: skip
         lines += [f"| {r['name']} | {r['truth']} | {r['dice']} |" for r in real["rows"]]
+        lines += ["", "Heights (mm), Genant grade and core HU on our outlines and, measured the same way, on the reference's:", "",
+                  "| vertebra | anterior | middle | posterior | Genant | HU |", "|---|---|---|---|---|---|"]
+        for m in real.get("measured", []):
+            if m["ours"][1] is None and m["on_reference"][1] is None:
+                continue
+            lines.append(f"| {m['name']} | " + " | ".join(f"{a} / {b}" for a, b in zip(m["ours"], m["on_reference"])) + " |")
         lines += ["", f"L1: {real['l1']['text']}"]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,5 @@
-"""Labelled points and boxes <-> markups nodes (points: vtkMRMLMarkupsFiducialNode, box: ROI)."""
+"""Labelled points, boxes and lines <-> markups nodes (points: vtkMRMLMarkupsFiducialNode, box: ROI,
+line: vtkMRMLMarkupsLineNode, which Slicer shows with its length)."""
 
 import numpy as np
 
@@ -22,6 +23,21 @@ def add_points(ctx, name, points, locked=False, color=None):
         rgb = color if color is not None else terminology.color(points[0][0])
         display.SetSelectedColor(*rgb)  # control points are "selected" by default
         display.SetColor(*rgb)
+    return node
+
+
+def add_line(ctx, name, start_ras, end_ras, locked=True, color=None):
+    """A line node from ``start_ras`` to ``end_ras`` (a measured distance: Slicer shows its length)."""
+    node = ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", ctx.scene.GenerateUniqueName(name))
+    was_modifying = node.StartModify()
+    node.AddControlPoint([float(v) for v in start_ras])
+    node.AddControlPoint([float(v) for v in end_ras])
+    node.SetLocked(bool(locked))
+    node.EndModify(was_modifying)
+    display = node.GetDisplayNode()
+    if display is not None and color is not None:
+        display.SetSelectedColor(*color)
+        display.SetColor(*color)
     return node
 
 

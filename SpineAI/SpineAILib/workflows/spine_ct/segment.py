@@ -12,6 +12,7 @@ import numpy as np
 from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_grid
 from SpineAILib.images import VolumeImage, check_allocation
 from SpineAILib.workflows.spine_ct.anchors import find_sacrum
+from SpineAILib.workflows.spine_ct.endplates import refine_levels
 from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
 from SpineAILib.workflows.spine_ct.naming import S1, name_levels
 from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
@@ -107,6 +108,11 @@ def segment_spine(image, layout=None):
     coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 
+    t0 = time.perf_counter()
+    level_mm = {offset: heights[level] for offset, level in enumerate(range(first, last + 1), start=1)}
+    refined = refine_levels(layout.view(image.voxels), layout, grid, coarse, column, level_mm, top_disc=first > 0)
+    timings["endplates_s"] = round(time.perf_counter() - t0, 3)
+
     # label values: VerSe numbers for named levels, UNNAMED_BASE + running number otherwise
     values, names = {}, {}
     for offset, level in enumerate(range(first, last + 1), start=1):
@@ -124,13 +130,20 @@ def segment_spine(image, layout=None):
     t0 = time.perf_counter()
     check_allocation(image.voxels.shape, np.uint8, what="the vertebra label map")
     out = np.zeros(image.voxels.shape, np.uint8)
-    positions = [grid.model_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
-    layout.view(out)[...] = lut[resample_nearest(coarse, positions)]
+    if refined is None:
+        positions = [grid.model_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
+        layout.view(out)[...] = lut[resample_nearest(coarse, positions)]
+    else:
+        fine_labels, fine, bounded = refined
+        positions = [fine.fine_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
+        layout.view(out)[...] = lut[resample_nearest(fine_labels, positions)]
     labelmap = VolumeImage(out, image.ijk_to_ras.copy(), modality=image.modality, description="Vertebrae",
                            source=image.source, is_labelmap=True)  # fmt: skip
     timings["upsample_s"] = round(time.perf_counter() - t0, 3)
 
     vertebrae = _describe(labelmap, names, coarse, values, layout, grid)
+    for v in vertebrae:  # heights are a body's only between its own two endplates
+        v["endplates_found"] = refined is not None and next(o for o, value in values.items() if value == v["label"]) in bounded
     warnings.extend(naming.warnings)
     summary = {"anchor": naming.anchor, "reason": naming.reason, "sacrum": sacrum.reason, "last_rib": last_rib.reason, "discs": len(column.discs),
                "rib_levels": {names_or_index(naming, level): sides for level, sides in sorted(bearing.items())},

@@ -46,20 +46,22 @@ def level_map(shape, spacing, column):
     return np.broadcast_to(out[:, :, None], shape)
 
 
-def bone_mask(hu, spacing, column):
-    """Bone near the column (see the module docstring), slice by slice."""
+def bone_mask(hu, spacing, canal, depth):
+    """Bone near the column (see the module docstring), slice by slice. ``canal``: (Z, 2) the canal centre's
+    (posterior, left) index in each slice of ``hu`` (NaN: none); ``depth``: (Z,) the body's depth (mm, NaN: unknown)."""
     import cv2
 
     nz, ny, nx = hu.shape
     mask = np.zeros(hu.shape, bool)
-    if not np.isfinite(column.track[:, 0]).any():
+    if not np.isfinite(canal[:, 0]).any():
         return mask
-    depth_mm = float(np.nanmedian(column.depth)) if np.isfinite(column.depth).any() else 35.0
+    depth_mm = float(np.nanmedian(depth)) if np.isfinite(depth).any() else 35.0
     closing = np.ones((3, 3), np.uint8)
-    canal = filled_track(column.track)
     for k in range(nz):
         y, x = canal[k]
-        local = column.depth[k] if np.isfinite(column.depth[k]) else depth_mm
+        if not np.isfinite(y):
+            continue
+        local = depth[k] if np.isfinite(depth[k]) else depth_mm
         front = min(MAX_FRONT_MM, local + FRONT_MARGIN_MM + BODY_STRIP_MM[0])
         y0, y1 = int(max(0, np.floor(y - front / spacing[1]))), int(min(ny, np.ceil(y + BACK_MM / spacing[1]) + 1))
         x0, x1 = int(max(0, np.floor(x - SIDE_MM / spacing[2]))), int(min(nx, np.ceil(x + SIDE_MM / spacing[2]) + 1))
@@ -86,8 +88,8 @@ def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
     from SpineAILib.morphology import connected_components
 
     levels = level_map(hu.shape, spacing, column)
-    bone = bone_mask(hu, spacing, column)
     canal = filled_track(column.track)
+    bone = bone_mask(hu, spacing, canal, column.depth)
     if sacrum_disc is not None:  # S1: its segment of the sacrum, not the iliac bones joined to it
         floor = int(np.ceil(column.discs[sacrum_disc] + SACRUM_DEPTH_MM / spacing[0]))
         bone[floor:] = False

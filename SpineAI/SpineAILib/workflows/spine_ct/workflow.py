@@ -2,8 +2,10 @@
 
 Writes ``vertebrae.seg.nrrd`` (one segment per vertebra: VerSe numbers and names for named
 ones, ``vertebra N`` for unnamed ones), ``vertebrae.tsv`` (heights, volume, trabecular HU per
-named thoracic/lumbar vertebra: ``vertebral_bodies``; its Genant cells empty, GRADES_WITHHELD),
-overlays and ``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor,
+named thoracic/lumbar vertebra: ``vertebral_bodies``; a Genant grade only where the body's two
+endplates were found on the fine grid, ``measure_named``),
+``heights.png`` (the mid-sagittal slice with each measured height drawn), a line node per height in
+the scene, overlays and ``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor,
 or why none), the L1 bone-density flag with its threshold and source, and every warning.
 
 No network: the column, its discs, the sacrum and the ribs are found from Hounsfield units
@@ -17,7 +19,7 @@ from SpineAILib.vocabulary import SPINE_CT
 from SpineAILib.workflows.base import Workflow
 from SpineAILib.workflows.spine_ct.segment import UNNAMED_BASE
 
-OUTPUTS = {"segmentation": "vertebrae.seg.nrrd", "table": "vertebrae.tsv", "scene": "scene.mrb"}
+OUTPUTS = {"segmentation": "vertebrae.seg.nrrd", "table": "vertebrae.tsv", "scene": "scene.mrb", "heights_picture": "heights.png"}
 METHOD = ("rule-based, no trained model: spinal canal tracked and discs found from Hounsfield units; levels named "
           "from the sacrum (joined to both iliac bones) and the last rib-bearing vertebra (T12), checked against "
           "each other when both are in view, or not named")  # fmt: skip
@@ -25,7 +27,7 @@ METHOD = ("rule-based, no trained model: spinal canal tracked and discs found fr
 
 def run(job):
     from SpineAILib.ct_checks import check_ct
-    from SpineAILib.vertebral_bodies import l1_bone_density, measure_vertebral_bodies
+    from SpineAILib.vertebral_bodies import l1_bone_density
     from SpineAILib.workflows.spine_ct.segment import segment_spine
 
     layout, warnings = check_ct(job.image, task=SPINE_CT, what="a CT with the spine in view")
@@ -39,33 +41,57 @@ def run(job):
 
     job.progress(0.45, "measuring the vertebral bodies")
     t0 = time.perf_counter()
-    named = [v for v in result.vertebrae if v["label"] < UNNAMED_BASE]
-    rows = withhold_grades(measure_vertebral_bodies(job.image, result.labelmap)) if named else []
+    rows = measure_named(job.image, result)
     density = l1_bone_density(rows)
-    if rows:
-        job.warnings.append(GRADES_WITHHELD)
+    withheld = [r["name"] for r in rows if GRADE_WITHHELD in r["notes"]]
+    if withheld:
+        job.warnings.append(f"Genant grade withheld for {', '.join(withheld)}: {GRADE_WITHHELD_WHY}")
     job.timings["measure_s"] = round(time.perf_counter() - t0, 3)
     job.results.update(summarise(result, rows, density))
     job.progress(0.6, "writing the segmentation and the table")
     write_outputs(job, result, rows)
 
 
-GRADES_WITHHELD = ("Genant grades withheld: the body outlines come from rules, not from a validated segmentation; on "
-                   "held-out whole-spine phantoms they called compressions that were not there, so heights are shown "
-                   "for reading, not graded (grade a corrected outline with `spineai measure`)")
+GRADE_WITHHELD = "Genant grade withheld"
+HEIGHTS_WITHHELD = "heights withheld: its two endplates were not both found"
+GRADE_WITHHELD_WHY = ("its two endplates were not both found on the fine grid (its outline ends at a coarse boundary, "
+                      "about mid-disc, so its heights are not the body's own: they are withheld too), or metal is in "
+                      "or beside it (grade a corrected outline with `spineai measure`)")
+# How far the outline's heights may be off beyond half a voxel: the mean absolute error of the anterior,
+# middle and posterior heights on the development phantoms (seeds 600000-600029, 700000-700007,
+# 800000-800023, 900000-900023; 1.5-2.5 mm), rounded up. A grade within it of another is borderline.
+OUTLINE_HEIGHT_TOLERANCE_MM = 2.0
+GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
+                 "height_loss_neighbours", "genant_grade_range", "genant_borderline")
+HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
 
 
-def withhold_grades(rows):
-    """The rows with every Genant field emptied and the reason noted (the heights and HU stay)."""
+def measure_named(image, result):
+    """The named vertebrae's measurements as spine-ct reports them (``vertebral_bodies`` rows): heights and a
+    Genant grade only where the body's two endplates were found (``endplates_found``, endplates.py), a grade
+    only where no metal is in or beside it, borderline within OUTLINE_HEIGHT_TOLERANCE_MM. The evaluation
+    script measures through this too, so its figures are what users get."""
+    from SpineAILib.vertebral_bodies import GENANT_LEVELS, METAL_NOTE, measure_vertebral_bodies
+
+    if not any(v["label"] < UNNAMED_BASE for v in result.vertebrae):
+        return []
+    rows = measure_vertebral_bodies(image, result.labelmap, height_tolerance_mm=OUTLINE_HEIGHT_TOLERANCE_MM)
+    bounded = {v["name"] for v in result.vertebrae if v.get("endplates_found")}
     for row in rows:
-        if row.get("genant_grade") is None:
-            continue
-        for key in ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
-                    "height_loss_neighbours", "genant_grade_range"):
-            row[key] = None
-        row["genant_borderline"] = None
-        row["notes"] = [n for n in row["notes"] if not n.startswith("Genant grade")] + ["Genant grade withheld"]
+        measured = row.get("middle_height_mm") is not None
+        if row["name"] not in bounded and measured:
+            _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS, HEIGHTS_WITHHELD)
+        if row.get("genant_grade") is not None and any(n.startswith(METAL_NOTE) for n in row["notes"]):
+            _withhold(row, GENANT_FIELDS, GRADE_WITHHELD)
+        if row["name"] not in bounded and measured and row["label"] in GENANT_LEVELS:
+            row["notes"].append(GRADE_WITHHELD)
     return rows
+
+
+def _withhold(row, fields, note):
+    for key in fields:
+        row[key] = None
+    row["notes"] = [n for n in row["notes"] if not n.startswith("Genant grade")] + [note]
 
 
 def summarise(result, rows, density):
@@ -81,7 +107,7 @@ def summarise(result, rows, density):
                    + (f"; {len(names) - len(named)} more above, not named" if len(names) > len(named) else ""))
     else:
         message = f"{len(names)} vertebra(e) found, not named: {result.naming.get('reason')}"
-    graded = [r for r in rows if r.get("genant_grade")]  # none while grades are withheld (GRADES_WITHHELD)
+    graded = [r for r in rows if r.get("genant_grade")]
     return {
         "message": message,
         "method": METHOD,
@@ -100,6 +126,7 @@ def write_outputs(job, result, rows):
     from SpineAILib.scene.tables import add_table
     from SpineAILib.vertebral_bodies import TSV_COLUMNS, tsv_row, tsv_text
     from SpineAILib.workflows.scene_outputs import ct_with_vertebrae, overlays_and_scene
+    from SpineAILib.workflows.spine_ct.heights_picture import write_heights_picture
 
     t0 = time.perf_counter()
     ctx, volume, segmentation = ct_with_vertebrae(job, result.labelmap, OUTPUTS["segmentation"], result.names)
@@ -108,8 +135,22 @@ def write_outputs(job, result, rows):
         job.outputs["table"] = OUTPUTS["table"]
         cells = [tsv_row(r) for r in rows]
         add_table(ctx, "Vertebral bodies", {name: [c[i] for c in cells] for i, (name, _) in enumerate(TSV_COLUMNS)})
+        add_height_lines(ctx, rows)
+        if write_heights_picture(job.image, result.labelmap, rows, job.out_dir / OUTPUTS["heights_picture"]):
+            job.outputs["heights_picture"] = OUTPUTS["heights_picture"]
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
     overlays_and_scene(ctx, job, volume, segmentation, [v["centre_ras"] for v in result.vertebrae], OUTPUTS["scene"])
+
+
+def add_height_lines(ctx, rows):
+    """Each measured height as a locked line node ("L1 anterior height"): Slicer shows it with its length."""
+    from SpineAILib.scene.markups import add_line
+    from SpineAILib.workflows.spine_ct.heights_picture import COLOURS
+
+    for row in rows:
+        for band, (inferior, superior) in (row.get("height_lines") or {}).items():
+            add_line(ctx, f"{row['name']} {band} height", inferior, superior,
+                     color=tuple(c / 255.0 for c in COLOURS.get(band, (255, 255, 255))))  # fmt: skip
 
 
 WORKFLOW = Workflow(SPINE_CT, "Spine CT", "volume", ("CT", ""),
