@@ -97,7 +97,7 @@ def evaluate_phantom(seed):
     seconds = time.perf_counter() - t0
     rows = score(result, np.asarray(case.vertebrae.voxels))
     at_centres = names_at_body_centres(result, case.truth, np.linalg.inv(case.ct.ijk_to_ras))
-    measured = measure_named(case.ct, result)  # grades as the workflow shows them
+    measured = measure_named(result)  # grades as the workflow shows them
     truth = case.truth
     right = {r["name"] for r in rows if r["right"]}
     grades = grades_against_planted(measured, truth, right)
@@ -155,7 +155,7 @@ def evaluate_real(folder):
     result = segment_spine(ct)
     seconds = time.perf_counter() - t0
     rows = score(result, reference)
-    measured = measure_named(ct, result)
+    measured = measure_named(result)
     # the same measurement on the reference's outlines: how far apart the two outlines' heights and grades are
     theirs = {m["name"]: m for m in measure_vertebral_bodies(ct, VolumeImage(reference, ct.ijk_to_ras.copy(), is_labelmap=True))}
     keys = [f"{h}_height_mm" for h in HEIGHTS] + ["genant_grade", "hu_mean"]
@@ -256,6 +256,9 @@ def markdown(report, args):
         cells = [sum(1 for g in row if g["grade"] == shown) for shown in range(4)]
         lines.append(f"| {planted} | " + " | ".join(map(str, cells)) + f" | {sum(1 for g in row if g['grade'] is None)} | "
                      f"{sum(1 for g in row if g['borderline'])} |")  # fmt: skip
+    false = [g for g in graded if g["grade"] and not g["planted"]]
+    lines += ["", f"Graded 1-3 with no compression planted: {len(false)}, of them borderline (another grade within the "
+              f"heights' tolerance, shown with its range): {sum(1 for g in false if g['borderline'])}."]
     if "real" in report:
         real = report["real"]
         lines += ["", "## The real CT (ct_thoracolumbar/ct.nii.gz)", "",

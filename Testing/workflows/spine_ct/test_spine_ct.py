@@ -194,7 +194,7 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
                                    "arms": "up"})  # fmt: skip
     result = segment_spine(case.ct)
     assert result.naming["anchor"] == "sacrum and last rib"
-    rows = {r["name"]: r for r in measure_named(case.ct, result)}
+    rows = {r["name"]: r for r in measure_named(result)}
     for name, morphology, grade in planted:
         assert (rows[name]["genant_grade"], rows[name]["genant_morphology"]) == (grade, morphology), rows[name]
     for name in ("T12", "L2", "L5"):

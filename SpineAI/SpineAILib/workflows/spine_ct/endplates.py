@@ -59,6 +59,22 @@ class FineGrid:
     def fine_index(self, axis, canonical_index):
         return (np.asarray(canonical_index, dtype=float) - self.origin[axis]) / self.step[axis]
 
+    def to_ras(self, layout):
+        """4x4 IJK->RAS of an array on this grid (canonical order, like the layout's)."""
+        m = np.eye(4)
+        for a in range(3):
+            m[2 - a, 2 - a] = self.step[a]
+            m[2 - a, 3] = self.origin[a]
+        return layout.canonical_to_ras @ m
+
+
+@dataclass
+class Refined:
+    labels: np.ndarray  # (Z, Y, X) on the fine grid: values 1..n as the coarse labels
+    grid: FineGrid
+    bounded: set  # label values whose two endplates were found
+    hu: np.ndarray  # the CT on the fine grid (float32, HU)
+
 
 def fine_grid_around(coarse, grid, layout):
     """The FineGrid over the coarse labels' bounding box and MARGIN_COARSE coarse voxels around it (None: no labels)."""
@@ -80,9 +96,9 @@ def fine_grid_around(coarse, grid, layout):
 
 
 def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
-    """(fine labels, FineGrid, bounded): the coarse labels (values 1..n, top to bottom) on the fine grid with
-    each body cut at its endplates, and the set of label values whose two endplates were both found (the
-    others keep a coarse boundary on one side: their heights are not a body's). ``view``: the canonical HU
+    """``Refined``: the coarse labels (values 1..n, top to bottom) on the fine grid with each body cut at its
+    endplates, the set of label values whose two endplates were both found (the others keep a coarse
+    boundary on one side: their heights are not a body's), and the CT on that grid. ``view``: the canonical HU
     view; ``level_mm``: per label value, its level's disc-to-disc height (mm, NaN where unknown);
     ``top_disc``: whether a disc was found above label 1 (else its top is the image's, not an endplate).
     None when there is nothing to refine."""
@@ -122,7 +138,7 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
         _fill_between_endplates(labels, value, tops[value], bottoms[value])
     for value, lines in footprints.items():
         _only_body_in_front(labels, body, value, lines, fine.spacing)
-    return _near_canal_only(labels, canal, fine.spacing), fine, bounded
+    return Refined(_near_canal_only(labels, canal, fine.spacing), fine, bounded, hu)
 
 
 def _fine_canal(fine, grid, column):

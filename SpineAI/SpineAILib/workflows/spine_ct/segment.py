@@ -32,6 +32,9 @@ class SpineSegmentation:
     names: dict  # label value -> segment name
     timings: dict
     warnings: list
+    # (CT, labelmap) to measure the bodies on: the fine grid the outlines were drawn on (about 1 mm: finer
+    # input is measured there, in a fraction of the time), or the input's own; None: nothing labelled
+    measuring: tuple = None
 
 
 def level_heights(column, spacing, n_levels):
@@ -134,22 +137,27 @@ def segment_spine(image, layout=None):
         positions = [grid.model_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
         layout.view(out)[...] = lut[resample_nearest(coarse, positions)]
     else:
-        fine_labels, fine, bounded = refined
-        positions = [fine.fine_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
-        layout.view(out)[...] = lut[resample_nearest(fine_labels, positions)]
+        positions = [refined.grid.fine_index(a, np.arange(n)) for a, n in enumerate(layout.shape)]
+        layout.view(out)[...] = lut[resample_nearest(refined.labels, positions)]
     labelmap = VolumeImage(out, image.ijk_to_ras.copy(), modality=image.modality, description="Vertebrae",
                            source=image.source, is_labelmap=True)  # fmt: skip
+    measuring = (image, labelmap)
+    if refined is not None:  # on the fine grid: canonical [Z, Y, X] is a (K, J, I) array of its own
+        to_ras = refined.grid.to_ras(layout)
+        measuring = (VolumeImage(refined.hu, to_ras, modality=image.modality, source=image.source),
+                     VolumeImage(lut[refined.labels], to_ras.copy(), is_labelmap=True))  # fmt: skip
     timings["upsample_s"] = round(time.perf_counter() - t0, 3)
 
     vertebrae = _describe(labelmap, names, coarse, values, layout, grid)
+    offsets = {value: offset for offset, value in values.items()}
     for v in vertebrae:  # heights are a body's only between its own two endplates
-        v["endplates_found"] = refined is not None and next(o for o, value in values.items() if value == v["label"]) in bounded
+        v["endplates_found"] = refined is not None and offsets[v["label"]] in refined.bounded
     warnings.extend(naming.warnings)
     summary = {"anchor": naming.anchor, "reason": naming.reason, "sacrum": sacrum.reason, "last_rib": last_rib.reason, "discs": len(column.discs),
                "rib_levels": {names_or_index(naming, level): sides for level, sides in sorted(bearing.items())},
                "transitional_suspected": bool(sacrum.transitional), "notes": naming.notes,
                "levels_not_named": sum(1 for level in range(first, last + 1) if level not in naming.verse)}  # fmt: skip
-    return SpineSegmentation(labelmap, vertebrae, summary, names, timings, warnings)
+    return SpineSegmentation(labelmap, vertebrae, summary, names, timings, warnings, measuring)
 
 
 def _describe(labelmap, names, coarse, values, layout, grid):

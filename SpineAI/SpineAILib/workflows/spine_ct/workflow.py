@@ -8,9 +8,10 @@ endplates were found on the fine grid, ``measure_named``),
 the scene, overlays and ``scene.mrb``; report.json carries the vertebrae, how they were named (the anchor,
 or why none), the L1 bone-density flag with its threshold and source, and every warning.
 
-No network: the column, its discs, the sacrum and the ribs are found from Hounsfield units
-(column.py, anchors.py, ribs.py), so nothing here was fitted to phantoms or to any patient. The
-cervical fracture scores stay with ``cervical-ct`` (a model trained on cervical CTs).
+No network: the column, its discs, the sacrum, the ribs and the endplates are found from Hounsfield
+units (column.py, anchors.py, ribs.py, endplates.py) by rules whose constants were set on development
+phantoms, not fitted to any patient. The cervical fracture scores stay with ``cervical-ct`` (a model
+trained on cervical CTs).
 """
 
 import time
@@ -41,7 +42,7 @@ def run(job):
 
     job.progress(0.45, "measuring the vertebral bodies")
     t0 = time.perf_counter()
-    rows = measure_named(job.image, result)
+    rows = measure_named(result)
     density = l1_bone_density(rows)
     withheld = [r["name"] for r in rows if GRADE_WITHHELD in r["notes"]]
     if withheld:
@@ -66,16 +67,17 @@ GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "heigh
 HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
 
 
-def measure_named(image, result):
-    """The named vertebrae's measurements as spine-ct reports them (``vertebral_bodies`` rows): heights and a
-    Genant grade only where the body's two endplates were found (``endplates_found``, endplates.py), a grade
-    only where no metal is in or beside it, borderline within OUTLINE_HEIGHT_TOLERANCE_MM. The evaluation
-    script measures through this too, so its figures are what users get."""
+def measure_named(result):
+    """The named vertebrae's measurements as spine-ct reports them (``vertebral_bodies`` rows, on the grid the
+    outlines were drawn on: ``result.measuring``): heights and a Genant grade only where the body's two
+    endplates were found (``endplates_found``, endplates.py), a grade only where no metal is in or beside
+    it, borderline within OUTLINE_HEIGHT_TOLERANCE_MM. The evaluation script measures through this too, so
+    its figures are what users get."""
     from SpineAILib.vertebral_bodies import GENANT_LEVELS, METAL_NOTE, measure_vertebral_bodies
 
     if not any(v["label"] < UNNAMED_BASE for v in result.vertebrae):
         return []
-    rows = measure_vertebral_bodies(image, result.labelmap, height_tolerance_mm=OUTLINE_HEIGHT_TOLERANCE_MM)
+    rows = measure_vertebral_bodies(*result.measuring, height_tolerance_mm=OUTLINE_HEIGHT_TOLERANCE_MM)
     bounded = {v["name"] for v in result.vertebrae if v.get("endplates_found")}
     for row in rows:
         measured = row.get("middle_height_mm") is not None
@@ -136,7 +138,7 @@ def write_outputs(job, result, rows):
         cells = [tsv_row(r) for r in rows]
         add_table(ctx, "Vertebral bodies", {name: [c[i] for c in cells] for i, (name, _) in enumerate(TSV_COLUMNS)})
         add_height_lines(ctx, rows)
-        if write_heights_picture(job.image, result.labelmap, rows, job.out_dir / OUTPUTS["heights_picture"]):
+        if write_heights_picture(*result.measuring, rows, job.out_dir / OUTPUTS["heights_picture"]):
             job.outputs["heights_picture"] = OUTPUTS["heights_picture"]
     job.timings["write_nodes_s"] = round(time.perf_counter() - t0, 3)
     overlays_and_scene(ctx, job, volume, segmentation, [v["centre_ras"] for v in result.vertebrae], OUTPUTS["scene"])
