@@ -179,6 +179,24 @@ def _spine_ct_run(folder, results, warnings=()):
     return present(folder)
 
 
+def test_the_heights_picture_is_shown_only_as_the_runs_own_png(tmp_path):
+    """The picture named in report.json's outputs, in the run folder, a PNG under the size cap; anything else
+    (a path outside the folder, not a PNG, missing) shows no picture."""
+    from SpineAILib.presentation import PNG_SIGNATURE, heights_picture, to_html
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "heights.png").write_bytes(PNG_SIGNATURE + b"rest")
+    (tmp_path / "outside.png").write_bytes(PNG_SIGNATURE + b"rest")
+    (folder / "fake.png").write_bytes(b"<svg onload=alert(1)>")
+    picture = heights_picture(folder, {"outputs": {"heights_picture": "heights.png"}})
+    assert picture["data_url"].startswith("data:image/png;base64,") and picture["path"].endswith("heights.png")
+    for name in ("../outside.png", "fake.png", "missing.png", None, 3):
+        assert heights_picture(folder, {"outputs": {"heights_picture": name}}) is None, name
+    html_text = to_html({"vertebral_bodies": {"rows": [], "picture": picture}})
+    assert "<img src='file://" in html_text and "heights.png" in html_text
+
+
 def test_spine_ct_vertebral_bodies_from_the_report(tmp_path):
     note = "named from the sacrum up, disc by disc; the last rib was not used to check the count"
     measured = [
@@ -213,6 +231,7 @@ def test_spine_ct_vertebral_bodies_from_the_report(tmp_path):
 
     borderline = dict(measured[2], genant_borderline=True, genant_grade_range=[1, 3])
     assert vertebral_body_row(borderline)["grade_text"] == "2 wedge (borderline 1–3)"
+    assert bodies["picture"] is None  # the report names no heights picture
     # grade 0 neutral, 1-3 increasingly alarming; not graded: the not-assessed grey
     from SpineAILib.presentation import GENANT_COLOURS, NOT_ASSESSED_COLOUR
     assert [rows[n]["colour"] for n in ("L1", "L2", "L3")] == [GENANT_COLOURS[0], GENANT_COLOURS[2], GENANT_COLOURS[3]]

@@ -9,6 +9,7 @@ its own widgets; the desktop module shows ``to_html(present(folder))`` in a rich
 files; writes nothing.
 """
 
+import base64
 import csv
 import html
 import json
@@ -441,6 +442,30 @@ def centre_from_link(link):
 # -- everything at once ---------------------------------------------------------------------------
 
 
+PICTURE_MAX_BYTES = 4 << 20  # a larger heights picture is not the one spine-ct writes: not shown
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def heights_picture(folder, report):
+    """The run's picture of the measured heights (spine-ct's ``heights.png``, named in report.json's outputs):
+    {"path", "data_url" (to show it in a browser), "caption"}, or None when it is absent, too large or no PNG."""
+    outputs = report.get("outputs") if isinstance(report.get("outputs"), dict) else {}
+    name = outputs.get("heights_picture")
+    if not isinstance(name, str) or Path(name).name != name:  # a bare file name in the run folder, nothing else
+        return None
+    path = Path(folder) / name
+    try:
+        if not path.is_file() or path.stat().st_size > PICTURE_MAX_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    return {"path": str(path), "data_url": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+            "caption": "Body heights on the mid-sagittal slice: anterior (green), middle (yellow), posterior (cyan)"}
+
+
 def present(folder):
     """What a front end shows for the run in ``folder`` (plain JSON-able values)."""
     folder = Path(folder)
@@ -459,6 +484,8 @@ def present(folder):
         calls = ultrasound_calls(folder, results) or None
     message = str(results.get("message") or results.get("summary") or "").strip()
     bodies = vertebral_bodies(results)
+    if bodies:
+        bodies["picture"] = heights_picture(folder, report)
     shown = measurements(results)
     if bodies:  # the vertebrae's volumes are in the table (on hover); the disc heights stay
         shown = [m for m in shown if not m["text"].endswith("body volume")]
@@ -549,4 +576,7 @@ def _bodies_html(bodies):
         parts.append(f"<table border='0' cellspacing='2' cellpadding='3'><tr>{head}</tr>{body}</table>")
         parts.append("<p>Genant: " + " ".join(f"<font color='{g['colour']}'>■</font> {e(g['text'])}"
                                               for g in bodies.get("legend") or []) + "</p>")
+    picture = bodies.get("picture")
+    if picture:
+        parts.append(f"<p>{e(picture['caption'])}<br><img src='{e(Path(picture['path']).as_uri())}' width='360'></p>")
     return parts

@@ -50,6 +50,11 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
         assert shown.count("cut by the field of view") >= 2, shown
         assert table.locator("tr[data-vertebra='vertebra 1'] .spineai-vertebra-heights").inner_text().strip() == "—"
 
+        # the picture with the heights drawn is shown under the table, loaded (a broken image has no width)
+        picture = page.locator("#spineai-heights-picture")
+        picture.scroll_into_view_if_needed()
+        assert picture.is_visible() and picture.evaluate("img => img.complete && img.naturalWidth") > 300
+
         density = text_of(page, "spineai-bone-density")
         assert "L1 trabecular attenuation" in density and "Pickhardt" in density, density
         assert page.get_attribute("#spineai-bone-density .spineai-bone-density-text", "data-flag") == \

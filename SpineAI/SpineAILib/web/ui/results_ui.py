@@ -105,6 +105,11 @@ class ResultsUI:
                     with html.Span(v_for=f"g in {b}.legend", key="g.grade"):
                         html.Span("\u00a0", style=("{background: g.colour, borderRadius: '2px', padding: '0 5px'}",))
                         html.Span(" {{ g.text }}")
+            p = f"{b}.picture"
+            with html.Div(v_if=(p,), classes="mt-2"):
+                html.Div(f"{{{{ {p}.caption }}}}", classes="text-caption text-medium-emphasis", style="white-space: normal")
+                html.Img(id="spineai-heights-picture", src=(f"{p}.data_url",), alt="body heights",
+                         style="width: 100%; border-radius: 3px")
 
     @staticmethod
     def _grid(v):
