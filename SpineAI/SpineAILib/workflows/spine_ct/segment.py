@@ -14,7 +14,7 @@ from SpineAILib.images import VolumeImage, check_allocation
 from SpineAILib.workflows.spine_ct.anchors import find_sacrum
 from SpineAILib.workflows.spine_ct.endplates import refine_levels
 from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
-from SpineAILib.workflows.spine_ct.naming import S1, name_levels
+from SpineAILib.workflows.spine_ct.naming import REFERENCE_LEVELS, S1, implausible_height, name_levels
 from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
 from SpineAILib.workflows.spine_ct.vertebrae import label_levels, level_map
 
@@ -73,6 +73,26 @@ def _unname_slivers(naming, column, spacing, n_levels, last):
                                    f"{in_view:.0f} mm of it is in view (under {MIN_NAMED_PARTIAL_MM:.0f} mm)")
 
 
+def _unname_tall_edge(naming, column, spacing, heights, last):
+    """Withhold the name of the piece above the first disc when more of it is in view than one vertebra with
+    its disc can be (naming.STEP_RATIO over the levels named below it, or MAX_LEVEL_MM): the discs above the
+    first one found were missed, so the piece holds several vertebrae (a held-out phantom had T10-L1 in
+    one piece named L1)."""
+    if 0 not in naming.verse or 0 > last:
+        return
+    in_view = edges_in_view_mm(column, spacing)[0]
+    below = [h for h in heights[1:1 + REFERENCE_LEVELS] if np.isfinite(h)]
+    problem = implausible_height(in_view, below, 2.0 * spacing[0])
+    if problem.startswith("much shorter"):  # a piece cut by the image is shorter than a vertebra: that is no reason
+        return
+    if problem:
+        name = naming.names[0]
+        del naming.verse[0]
+        naming.names[0] = None
+        naming.warnings.append(f"the piece taken for {name} at the top of the image is not named: {in_view:.0f} mm of it "
+                               f"is in view, {problem}")
+
+
 def names_or_index(naming, level):
     return naming.names.get(level) or f"level {level + 1}"
 
@@ -108,6 +128,7 @@ def segment_spine(image, layout=None):
     naming = name_levels(n_levels, sacrum, heights, spacing[0], last_rib)
     first, last = _levels_to_label(naming, column, spacing, n_levels)
     _unname_slivers(naming, column, spacing, n_levels, last)
+    _unname_tall_edge(naming, column, spacing, heights, last)
     coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 
