@@ -47,7 +47,8 @@ def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_the_last_rib_and_mea
     assert any(w.startswith("the piece taken for T11 at the edge of the image is not named") for w in report["warnings"])
     assert report["model"] is None and "no trained model" in results["method"]
     rows = {row["name"]: row for row in results["measurements"]}
-    for name in ("L1", "L2", "L3", "L4", "L5"):  # both endplates found on each: heights and grades shown
+    assert rows["L5"]["genant_grade"] is None and 20.0 < rows["L5"]["posterior_height_mm"] < 40.0  # L5: heights only
+    for name in ("L1", "L2", "L3", "L4"):  # both endplates found on each: heights and grades shown
         assert rows[name]["genant_grade"] is not None and 20.0 < rows[name]["posterior_height_mm"] < 40.0, rows[name]
         # a healthy-looking spine: no definite compression (a grade 1-3 could only be borderline here)
         assert rows[name]["genant_grade"] == 0 or rows[name]["genant_borderline"], rows[name]
@@ -186,7 +187,7 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
     grade 0; heights within 3 mm of the planted ones (the biconcave body's front excepted: measured 6 mm
     short). A body without both its endplates found shows neither heights nor grade."""
     from SpineAITraining.spine_ct.phantom import make_spine_ct
-    from SpineAILib.workflows.spine_ct.workflow import GRADE_WITHHELD, HEIGHTS_WITHHELD, measure_named
+    from SpineAILib.workflows.spine_ct.workflow import GRADE_WITHHELD, HEIGHTS_WITHHELD, L5_NOT_GRADED, measure_named
 
     planted = [("L1", "wedge", 2), ("L3", "biconcave", 3), ("L4", "crush", 2)]
     case = make_spine_ct(5, "abdomen", spacing=1.0, size_mm=(170, 170, 330),
@@ -197,8 +198,9 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
     rows = {r["name"]: r for r in measure_named(result)}
     for name, morphology, grade in planted:
         assert (rows[name]["genant_grade"], rows[name]["genant_morphology"]) == (grade, morphology), rows[name]
-    for name in ("T12", "L2", "L5"):
+    for name in ("T12", "L2"):
         assert rows[name]["genant_grade"] == 0, rows[name]
+    assert rows["L5"]["genant_grade"] is None and L5_NOT_GRADED in rows["L5"]["notes"]  # heights shown, no grade
     for name in ("T12", "L1", "L2", "L4"):
         truth = case.truth["levels"][name]["heights_mm"]
         for band in ("anterior", "middle", "posterior"):

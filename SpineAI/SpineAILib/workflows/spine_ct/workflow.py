@@ -62,6 +62,12 @@ GRADE_WITHHELD_WHY = ("its two endplates were not both found on the fine grid (i
 # middle and posterior heights on the development phantoms (seeds 600000-600029, 700000-700007,
 # 800000-800023, 900000-900023; 1.5-2.5 mm), rounded up. A grade within it of another is borderline.
 OUTLINE_HEIGHT_TOLERANCE_MM = 2.0
+# L5 (and an L6) is wedge-shaped in lordosis and its lower endplate meets the tilted lumbosacral disc: there the
+# rule-based outline's anterior height was off by 4-10 mm on held-out phantoms (1000000-1200023; a healthy L5 read
+# grade 3 once). Genant's semi-quantitative method grades T4-L4 (Genant et al. 1993), so L5 is left out here.
+NOT_GRADED = frozenset([24, 25])
+L5_NOT_GRADED = ("Genant grade not given at L5: its outline's anterior height is unreliable on the tilted lumbosacral "
+                 "disc (Genant's method grades T4-L4)")
 GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
                  "height_loss_neighbours", "genant_grade_range", "genant_borderline")
 HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
@@ -85,6 +91,8 @@ def measure_named(result):
             _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS, HEIGHTS_WITHHELD)
         if row.get("genant_grade") is not None and any(n.startswith(METAL_NOTE) for n in row["notes"]):
             _withhold(row, GENANT_FIELDS, GRADE_WITHHELD)
+        if row.get("genant_grade") is not None and row["label"] in NOT_GRADED:
+            _withhold(row, GENANT_FIELDS, L5_NOT_GRADED)
         if row["name"] not in bounded and measured and row["label"] in GENANT_LEVELS:
             row["notes"].append(GRADE_WITHHELD)
     return rows
