@@ -12,7 +12,7 @@ from conftest import require
 
 from SpineAILib.images import VolumeImage
 from SpineAILib.workflows.spine_ct.anchors import Sacrum
-from SpineAILib.workflows.spine_ct.naming import NO_ANCHOR, name_levels
+from SpineAILib.workflows.spine_ct.naming import NO_ANCHOR, SACRUM_ALONE, name_levels
 from SpineAILib.workflows.spine_ct.ribs import LastRib, find_last_rib
 from SpineAILib.workflows.spine_ct.segment import segment_spine
 
@@ -151,20 +151,17 @@ def test_a_neck_phantom_gets_unnamed_bodies_and_the_warning():
     assert any(NO_ANCHOR in w for w in result.warnings)
 
 
-def test_a_pelvis_phantom_is_named_like_its_truth():
+def test_a_pelvis_phantom_with_the_sacrum_alone_is_segmented_but_not_named():
+    """The sacrum is found, but no end of the rib cage to check the count: one anchor alone names nothing."""
     case = _phantom(300001, "pelvis")
     result = segment_spine(case.ct)
-    assert result.naming["anchor"] == "sacrum"
+    assert result.naming["anchor"] is None and result.naming["sacrum"].startswith("sacrum below this disc")
+    assert result.vertebrae and all(v["label"] > 100 for v in result.vertebrae)
+    assert any(w.startswith(SACRUM_ALONE) for w in result.warnings)
     truth = np.asarray(case.vertebrae.voxels)
-    sizes = np.bincount(truth.ravel(), minlength=256)
-    named = [v for v in result.vertebrae if v["label"] < 100]  # a sliver cut by the image's top stays unnamed
-    assert [v["name"] for v in named][-3:] == ["L4", "L5", "S1"]
-    for v in named:
-        mask = result.labelmap.voxels == v["label"]
-        overlap = np.bincount(truth[mask].ravel(), minlength=256)
-        overlap[0] = 0
-        dice = 2.0 * overlap / (mask.sum() + sizes)
-        assert int(np.argmax(dice)) == v["label"], (v["name"], int(np.argmax(dice)))
+    for v in result.vertebrae:  # each segmented piece lies on the phantom's vertebrae, one of them mostly
+        overlap = np.bincount(truth[result.labelmap.voxels == v["label"]].ravel(), minlength=256)[1:]
+        assert overlap.max() > 0.6 * overlap.sum() > 0, v["name"]
 
 
 def test_a_whole_body_phantom_is_named_from_the_sacrum_and_the_last_rib():
@@ -250,30 +247,41 @@ def test_the_last_rib_alone_names_nothing_and_a_too_tall_t12_is_not_used():
     assert naming.anchor is None and naming.verse == {}
     assert "the last rib alone is not used" in naming.warnings[0]
     # with the sacrum: the level taken for T12 twice as tall as the one below it (a disc missed): the rib is not
-    # used, and the count from the sacrum stops below that level too
+    # used, and the sacrum alone names nothing either
     tall = name_levels(8, Sacrum(True, 6, "sacrum below this disc"), np.array([np.nan, 26, 58, 30, 31, 32, 33, np.nan]),
                        3.0, LastRib(True, 2, "last rib"))  # fmt: skip
-    assert tall.anchor == "sacrum" and tall.names[3] == "L2" and 2 not in tall.verse and 1 not in tall.verse
-    assert "58 mm from disc to disc" in tall.notes[0]
+    assert tall.anchor is None and tall.verse == {}
+    assert "58 mm from disc to disc" in tall.warnings[0] and tall.warnings[0].startswith(SACRUM_ALONE)
 
 
 def test_a_last_rib_level_taller_than_the_lumbar_levels_below_it_is_not_used_as_t12():
     """Counting upwards, vertebrae get smaller: a level taken for T12 40 % taller than the lumbar levels below it
     is two thoracic vertebrae with their disc missed (a held-out phantom had every thoracic name shifted so).
-    The sacrum alone then names L5-L1."""
+    Without it nothing checks the sacrum's count: nothing is named."""
     heights = np.array([np.nan, 24.0, 26.0, 42.0, 30.0, 30.0, 33.0, 33.0, 30.0, np.nan])
     naming = name_levels(10, Sacrum(True, 8, "sacrum below this disc"), heights, 2.0, LastRib(True, 3, "last rib"))
-    assert naming.anchor == "sacrum" and [naming.names[level] for level in range(4, 10)] == ["L1", "L2", "L3", "L4", "L5", "S1"]
-    assert 3 not in naming.verse and "42 mm from disc to disc, much taller than the levels below it" in naming.notes[0]
+    assert naming.anchor is None and naming.verse == {}
+    assert "42 mm from disc to disc, much taller than the levels below it" in naming.warnings[0]
 
 
 def test_a_top_piece_holding_several_vertebrae_is_not_named():
     """The piece above the first disc found is named only if no more of it is in view than one vertebra with its
-    disc: phantom 1100013 (held out until it showed this) had T10-L1 in that piece, named L1."""
-    case = _phantom(1100013, "abdomen")
-    result = segment_spine(case.ct)
-    assert [v["name"] for v in result.vertebrae] == ["vertebra 1", "L2", "L3", "L4", "L5", "S1"]
-    assert any(w.startswith("the piece taken for L1 at the top of the image is not named") for w in result.warnings)
+    disc (a held-out phantom had T10-L1 in that piece, named L1); a piece cut short by the image stays named."""
+    from SpineAILib.workflows.spine_ct.column import Column
+    from SpineAILib.workflows.spine_ct.naming import Naming
+    from SpineAILib.workflows.spine_ct.segment import _unname_tall_edge
+
+    def top_piece(first_disc):  # a 3 mm grid, the column in view from slice 0, discs 10 slices (30 mm) apart
+        discs = [first_disc, first_disc + 10, first_disc + 20]
+        column = Column(np.zeros((first_disc + 30, 2)), None, None, None, discs, [0.0] * 3, None)
+        naming = Naming("sacrum and last rib", {0: "T11", 1: "T12", 2: "L1", 3: "L2"}, {0: 18, 1: 19, 2: 20, 3: 21})
+        _unname_tall_edge(naming, column, (3.0, 3.0, 3.0), np.array([np.nan, 30.0, 30.0, np.nan]), last=3)
+        return naming
+
+    tall = top_piece(30)  # 90 mm above the first disc: three vertebrae
+    assert 0 not in tall.verse and tall.names[0] is None and tall.verse[1] == 19
+    assert tall.warnings[0].startswith("the piece taken for T11 at the top of the image is not named: 90 mm")
+    assert top_piece(8).verse[0] == 18 and not top_piece(8).warnings  # 24 mm in view: part of one vertebra
 
 
 def test_the_last_rib_is_where_the_rib_cage_ends_and_only_there():
@@ -298,16 +306,17 @@ def test_the_last_rib_is_where_the_rib_cage_ends_and_only_there():
 
 
 def test_names_stop_where_a_level_is_implausibly_tall():
-    sacrum = Sacrum(True, 5, "sacrum below this disc")
-    heights = np.array([np.nan, 27.0, 52.0, 34.0, 35.0, 33.0, np.nan])  # levels 0..6; level 6 is S1
-    naming = name_levels(7, sacrum, heights, resolution_mm=3.0)
-    assert [naming.names[level] for level in sorted(naming.names)] == ["L3", "L4", "L5", "S1"]
+    # levels 0..6: T12 (the last rib) L1 L2 L3 L4 L5 S1
+    sacrum, rib = Sacrum(True, 5, "sacrum below this disc"), LastRib(True, 0, "last rib")
+    naming = name_levels(7, sacrum, np.array([np.nan, 27.0, 52.0, 34.0, 35.0, 33.0, np.nan]), 3.0, rib)
+    assert {level: naming.names[level] for level in naming.verse} == {0: "T12", 3: "L3", 4: "L4", 5: "L5", 6: "S1"}
     assert "names stop at L3" in naming.warnings[0] and "52 mm" in naming.warnings[0]
-    split = name_levels(7, sacrum, np.array([np.nan, 27.0, 30.0, 14.0, 35.0, 33.0, np.nan]), resolution_mm=3.0)
-    # within two voxels of the bounds is within the image's resolution: still named (T12 under L1 is shorter)
-    resolved = name_levels(7, sacrum, np.array([np.nan, 27.0, 21.0, 34.0, 35.0, 33.0, np.nan]), 3.0)
-    assert len(resolved.names) == 6 and resolved.warnings[0].startswith("names stop 5 levels from the sacrum")
-    assert sorted(split.names) == [4, 5, 6] and "split" in split.warnings[0]
+    split = name_levels(7, sacrum, np.array([np.nan, 27.0, 30.0, 14.0, 35.0, 33.0, np.nan]), 3.0, rib)
+    assert sorted(split.verse) == [0, 4, 5, 6] and "split" in split.warnings[0]
+    # within two voxels of the bounds is within the image's resolution: still named (L2 under L1 is shorter)
+    resolved = name_levels(7, sacrum, np.array([np.nan, 27.0, 21.0, 34.0, 35.0, 33.0, np.nan]), 3.0, rib)
+    assert [resolved.names[level] for level in range(7)] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert resolved.warnings == []
 
 
 def test_no_sacrum_means_no_names_and_a_transitional_suspicion_is_said():

@@ -4,8 +4,10 @@ Two anchors, as a radiologist counts: the sacrum (anchors.find_sacrum: the level
 lumbosacral disc is S1) and the last rib-bearing vertebra (ribs.find_last_rib: T12). Both in
 view: they must have five vertebrae without ribs between them (L1-L5); any other number (11
 or 13 rib pairs, a lumbosacral transitional vertebra, a disc missed) leaves every level
-unnamed with the reason. The last rib alone (no sacrum in view) names nothing: on held-out
-phantoms it named two CTs one level off (a rib missed, or bone taken for one). From an anchor, names are counted disc by disc (at most
+unnamed with the reason. One anchor alone names nothing: nothing checks its count. On held-out
+phantoms the last rib alone named two CTs one level off (a rib missed, or bone taken for one),
+and the sacrum alone five of nineteen (a sixth lumbar vertebra; an L5 between high iliac crests
+taken for the sacrum; a disc inside the sacrum taken for L5/S1). From the anchors, names are counted disc by disc (at most
 MAX_FROM_ANCHOR levels away), as long as each level is about as tall as the ones counted
 before it: a level much taller than them (STEP_RATIO, or over MAX_LEVEL_MM) is likely two
 vertebrae with the disc between them missed, a much shorter one a body split in two; every
@@ -25,6 +27,10 @@ S1 = 26
 L5 = 24
 T12 = 19
 NO_ANCHOR = "no anatomical anchor in view: levels not named"
+SACRUM_ALONE = ("levels not named: the sacrum alone is not used (a sixth lumbar vertebra, a fifth lumbar vertebra "
+                "between high iliac crests taken for the sacrum, or a disc inside the sacrum taken for L5/S1 shifts "
+                "every name; on held-out phantoms it named 5 of 19 CTs wrong), and the end of the rib cage that "
+                "would check its count is not in view")
 MAX_LEVEL_MM = 45.0  # disc to disc: a lumbar vertebra with its disc is at most about 42 mm
 # a level's height against the median of the (up to) three counted before it, below it: vertebrae get smaller
 # going up (a thoracic level is shorter than a lumbar one), so one counted upwards is at most a little taller;
@@ -38,7 +44,7 @@ LUMBAR_BETWEEN = 5  # vertebrae without ribs between the last rib-bearing one (T
 
 @dataclass
 class Naming:
-    anchor: object  # "sacrum", "sacrum and last rib", or None
+    anchor: object  # "sacrum and last rib", or None
     names: dict  # level index -> name ("L5", "S1", ...) or "vertebra N"
     verse: dict  # level index -> VerSe number (named levels only)
     warnings: list = field(default_factory=list)
@@ -73,26 +79,22 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
                              "every name, and without the sacrum nothing checks it)"])  # fmt: skip
         reason = "; ".join(r.reason for r in (sacrum, last_rib) if r is not None)
         return _unnamed(n_levels, reason or "no anchor looked for", [NO_ANCHOR + (f" ({reason})" if reason else "")])
-    # the sacrum is found; the last rib, when found, agrees with it
+    if not has_rib:  # on held-out phantoms the sacrum alone named 5 of 19 CTs wrong
+        why = last_rib.reason if last_rib is not None else "ribs not looked for"
+        return _unnamed(n_levels, f"the sacrum is in view but not the end of the rib cage to check its count ({why})",
+                        [f"{SACRUM_ALONE} ({why})"])
+    # both anchors found, and they agree
     s1_level = sacrum.disc + 1
     names, verse, warnings = {s1_level: VERTEBRAE[S1]}, {s1_level: S1}, []
-    if has_rib:
-        names[last_rib.level], verse[last_rib.level] = VERTEBRAE[T12], T12
-        _count_up(names, verse, warnings, s1_level, L5, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the sacrum")
-        below = [rib_height] if rib_height is not None else []
-        _count_up(names, verse, warnings, last_rib.level, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm,
-                  "the last rib", below)  # fmt: skip
-        anchor = "sacrum and last rib"
-        note = (f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
-                f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
-    else:
-        _count_up(names, verse, warnings, s1_level, L5, MAX_FROM_ANCHOR, heights_mm, resolution_mm, "the sacrum")
-        anchor = "sacrum"
-        note = ("named from the sacrum up, disc by disc; no end of the rib cage in view to check the count "
-                f"({last_rib.reason if last_rib is not None else 'ribs not looked for'}), so a lumbosacral "
-                "transitional vertebra (six lumbar-type bodies, or a sacralised L5) cannot be excluded")
-    reason = "; ".join(r.reason for r, used in ((sacrum, True), (last_rib, has_rib)) if used)
-    return Naming(anchor, names, verse, warnings, [note], reason)
+    names[last_rib.level], verse[last_rib.level] = VERTEBRAE[T12], T12
+    _count_up(names, verse, warnings, s1_level, L5, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the sacrum")
+    below = [rib_height] if rib_height is not None else []
+    _count_up(names, verse, warnings, last_rib.level, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm,
+              "the last rib", below)  # fmt: skip
+    note = (f"counted from the sacrum and from the last rib-bearing vertebra (T12): they agree "
+            f"({LUMBAR_BETWEEN} vertebrae without ribs between them)")
+    reason = f"{sacrum.reason}; {last_rib.reason}"
+    return Naming("sacrum and last rib", names, verse, warnings, [note], reason)
 
 
 def _unnamed(n_levels, reason, warnings):
