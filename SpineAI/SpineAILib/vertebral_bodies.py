@@ -55,7 +55,8 @@ Method, per vertebra:
    the neighbours' mean posterior height where neighbours were measured (a crush lowers the
    posterior wall too); the larger loss grades, and ``genant_reference`` says which. L5's posterior
    wall is normally lower than its front and than L4's (lordosis): it is not compared with the
-   neighbours' (``POSTERIOR_NORMALLY_SHORT``), its anterior and middle heights still are.
+   neighbours' (``POSTERIOR_NORMALLY_SHORT``), nor is it one of L4's references; its anterior and
+   middle heights still are compared.
 6. **L1 bone density** (``l1_bone_density``): L1's mean core attenuation against Pickhardt et
    al.'s thresholds (``PICKHARDT_SOURCE``), with the contrast caveat.
 
@@ -634,8 +635,10 @@ def _grade_all(rows, tolerance_mm=0.0):
     for row in rows:
         if row["label"] not in GENANT_LEVELS or row["posterior_height_mm"] is None:
             continue
+        # L5's posterior wall is normally low (POSTERIOR_NORMALLY_SHORT): no reference for L4's either
         neighbours = [by_value[v] for v in _neighbours(row["label"], by_value)
-                      if v is not None and v in GENANT_LEVELS and by_value[v]["posterior_height_mm"] is not None]
+                      if v is not None and v in GENANT_LEVELS and v not in POSTERIOR_NORMALLY_SHORT
+                      and by_value[v]["posterior_height_mm"] is not None]
         reference = np.mean([n["posterior_height_mm"] for n in neighbours]) if neighbours else None
         off = max(row["axis_resolution_mm"] / 2.0, tolerance_mm)
         result = genant(row["anterior_height_mm"], row["middle_height_mm"], row["posterior_height_mm"],

@@ -77,7 +77,7 @@ def grades_against_planted(measured, truth, names):
 
     out = []
     for m in measured:
-        withheld = GRADE_WITHHELD in m["notes"]
+        withheld = any(n.startswith(GRADE_WITHHELD) for n in m["notes"])
         if m["name"] not in names or (m.get("genant_grade") is None and not withheld):
             continue
         out.append({"name": m["name"], "grade": m.get("genant_grade"), "borderline": bool(m.get("genant_borderline")),
