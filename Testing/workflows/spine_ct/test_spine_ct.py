@@ -211,6 +211,20 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
     assert rows["L1"]["genant_grade"] == 2 and rows["L2"]["hu_mean"] is not None  # the others, and L2's HU, stay
 
 
+def test_a_grade_resting_on_the_posterior_height_alone_is_withheld():
+    """A crush lowers the whole body; a posterior height alone below the neighbours' (anterior and middle not) is
+    the outline's least certain wall, not a fracture the rule-based outline can call."""
+    from SpineAILib.workflows.spine_ct.workflow import _posterior_alone
+
+    def row(a, m, p, neighbours_posterior):
+        return {"anterior_height_mm": a, "middle_height_mm": m, "posterior_height_mm": p,
+                "height_loss_neighbours": 1.0 - min(a, m, p) / neighbours_posterior}  # fmt: skip
+
+    assert _posterior_alone(row(27.9, 27.1, 19.2, 26.5))  # held-out phantom 1400012's L4: graded 2 before
+    assert not _posterior_alone(row(16.7, 18.5, 18.5, 26.0))  # a crush: the whole body lower
+    assert not _posterior_alone(row(17.0, 21.0, 25.0, 25.0))  # a wedge: the front lower
+
+
 def test_a_ct_without_a_spine_finds_none():
     # a water-filled cylinder in air: a CT in Hounsfield units, no bone
     k, j, i = np.mgrid[0:60, 0:120, 0:120]

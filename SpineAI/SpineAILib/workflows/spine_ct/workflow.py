@@ -22,8 +22,8 @@ from SpineAILib.workflows.spine_ct.segment import UNNAMED_BASE
 
 OUTPUTS = {"segmentation": "vertebrae.seg.nrrd", "table": "vertebrae.tsv", "scene": "scene.mrb", "heights_picture": "heights.png"}
 METHOD = ("rule-based, no trained model: spinal canal tracked and discs found from Hounsfield units; levels named "
-          "from the sacrum (joined to both iliac bones) and the last rib-bearing vertebra (T12), checked against "
-          "each other when both are in view, or not named")  # fmt: skip
+          "only where the sacrum (joined to both iliac bones) and the last rib-bearing vertebra (T12) are both in view "
+          "and agree, or not named; bodies cut at their endplates on a ~1 mm grid")  # fmt: skip
 
 
 def run(job):
@@ -68,6 +68,9 @@ OUTLINE_HEIGHT_TOLERANCE_MM = 2.0
 NOT_GRADED = frozenset([24, 25])
 L5_NOT_GRADED = ("Genant grade not given at L5: its outline's anterior height is unreliable on the tilted lumbosacral "
                  "disc (Genant's method grades T4-L4)")
+POSTERIOR_ALONE = ("Genant grade withheld: only its posterior height is low (against its neighbours'), its anterior "
+                   "and middle heights are not; the outline is least certain at the posterior wall")
+GENANT_MILD = 0.20  # Genant's grade 1 starts at a 20 % height loss
 GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
                  "height_loss_neighbours", "genant_grade_range", "genant_borderline")
 HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
@@ -93,9 +96,23 @@ def measure_named(result):
             _withhold(row, GENANT_FIELDS, GRADE_WITHHELD)
         if row.get("genant_grade") is not None and row["label"] in NOT_GRADED:
             _withhold(row, GENANT_FIELDS, L5_NOT_GRADED)
+        if row.get("genant_grade") and _posterior_alone(row):
+            _withhold(row, GENANT_FIELDS, POSTERIOR_ALONE)
         if row["name"] not in bounded and measured and row["label"] in GENANT_LEVELS:
             row["notes"].append(GRADE_WITHHELD)
     return rows
+
+
+def _posterior_alone(row):
+    """Does the row's grade rest on its posterior height alone: lower than the neighbours' posterior heights
+    while its anterior and middle heights are not (a crush lowers the whole body; the outline is least sure
+    at the posterior wall, beside the canal, where a held-out phantom's L4 lost 6 mm to L5)?"""
+    a, m, p = (row.get(f"{band}_height_mm") for band in ("anterior", "middle", "posterior"))
+    loss = row.get("height_loss_neighbours")
+    if None in (a, m, p, loss) or p > min(a, m) or loss >= 1.0:
+        return False
+    reference = p / (1.0 - loss)  # the neighbours' mean posterior height
+    return 1.0 - min(a, m) / reference < GENANT_MILD and 1.0 - min(a, m) / p < GENANT_MILD
 
 
 def _withhold(row, fields, note):
