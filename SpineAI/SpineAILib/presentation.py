@@ -448,14 +448,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def heights_picture(folder, report):
     """The run's picture of the measured heights (spine-ct's ``heights.png``, named in report.json's outputs):
-    {"path", "data_url" (to show it in a browser), "caption"}, or None when it is absent, too large or no PNG."""
+    {"path", "data_url" (to show it in a browser), "caption"}, or None when it is absent, a link, too large or
+    no PNG."""
     outputs = report.get("outputs") if isinstance(report.get("outputs"), dict) else {}
     name = outputs.get("heights_picture")
     if not isinstance(name, str) or Path(name).name != name:  # a bare file name in the run folder, nothing else
         return None
     path = Path(folder) / name
-    try:
-        if not path.is_file() or path.stat().st_size > PICTURE_MAX_BYTES:
+    try:  # a link could bring in a picture from anywhere: the run's own file only
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > PICTURE_MAX_BYTES:
             return None
         data = path.read_bytes()
     except OSError:

@@ -5,14 +5,18 @@ endplate cortex and the disc between two bodies blur into one band that reads as
 neighbouring bodies meet in the middle of their disc and each body takes about a disc's height
 too many (5-7 mm, a quarter of the body, on held-out whole-spine phantoms): too much to grade a
 compression. Here the labels go to a grid of about FINE_MM (the input's own spacing where that is
-coarser), and every line along the column (canonical axis 0) through the bodies in front of the
-canal is read across each disc: a dark run (the disc) between two bright ones (the endplates).
-Each body ends where the density has climbed halfway from the disc's darkest point to its own
-endplate's brightest one (the half-maximum edge, so the answer does not hang on a Hounsfield
-threshold: osteoporotic and dense bone, thin and thick slices alike). The edges found on the
-lines are median-filtered across the endplate, since one line's noise should not dent it, and
-lines without a clear disc (no rise of MIN_RISE_HU on both sides) take their neighbours' edges
-or, where none is near, keep the coarse boundary. The arch behind the body is left as it was.
+coarser), keep only bone, and every line along the column (canonical axis 0) through the bodies in
+front of the canal is read across each disc: a dark run (the disc) between two bright ones (the
+endplates). Each body ends where the density has climbed halfway from the disc's level (its
+darkest quarter) to its own endplate's brightest point (the half-maximum edge, so the answer does
+not hang on a Hounsfield threshold: osteoporotic and dense bone, thin and thick slices alike). A
+line shows a disc only where the dark run is soft tissue and its rise is a fair share of the best
+lines' (a line grazing a contrast-filled vessel does not). The edges are median-filtered across the
+endplate, since one line's noise should not dent it; the body's rim lines take the planes fitted to
+the others, and a boundary with too few lines showing a disc keeps its coarse place. What a label
+holds in front of its body outside those lines (a vessel) is dropped, each body is made solid
+between its endplates, and pieces nowhere near the canal go. The arch behind the body is left as
+it was.
 """
 
 import warnings
@@ -23,7 +27,8 @@ import numpy as np
 from SpineAILib.ct_grid import resample_linear, resample_nearest
 from SpineAILib.workflows.spine_ct.column import filled_track
 from SpineAILib.workflows.spine_ct.filters import box_mean
-from SpineAILib.workflows.spine_ct.vertebrae import NEAR_CANAL_MM, bone_mask, grow_labels
+from SpineAILib.workflows.spine_ct.vertebrae import (BODY_SIDE_MM, CANAL_CLEAR_MM, NEAR_CANAL_MM, bone_mask, canal_offsets_mm,
+                                                      grow_labels)
 
 FINE_MM = 1.0  # the refining grid's spacing (never finer than the input's)
 GROW_MM = 3.0  # the fine outline may take bone up to this far beyond the coarse one
@@ -39,8 +44,6 @@ RISE_SHARE = 0.35  # ... and at least this share of the rise on the boundary's b
 SURFACE_HALF_MM = 3.0  # the endplate edges are median-filtered over squares this far to either side
 MIN_CLEAR_SHARE = 0.3  # a boundary whose lines show a disc on fewer than this share keeps its coarse place
 HULL_MARGIN_MM = 2.0  # a body reaches this far beyond the lines that show its endplates (partial volume at its rim)
-CANAL_CLEAR_MM = 5.0  # the body lies this far in front of the canal centre (behind: the arch, left alone)
-BODY_SIDE_MM = 30.0  # ... and within this far to either side of it
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,7 @@ def _near_canal_only(labels, canal, spacing):
     components, sizes = connected_components(labels > 0)
     if not len(sizes):
         return labels
-    yy = (np.arange(labels.shape[1])[None, :, None] - canal[:, 0, None, None]) * spacing[1]
-    xx = (np.arange(labels.shape[2])[None, None, :] - canal[:, 1, None, None]) * spacing[2]
-    near = np.hypot(yy, xx) <= NEAR_CANAL_MM
+    near = np.hypot(*canal_offsets_mm(labels.shape, canal, spacing)) <= NEAR_CANAL_MM
     keep = np.zeros(len(sizes) + 1, bool)
     keep[np.unique(components[near])] = True
     keep[0] = False
@@ -209,11 +210,10 @@ def _near_canal_only(labels, canal, spacing):
 
 
 def _body_box(fine, canal):
-    """(Z, Y, X) bool on the fine grid: in front of the canal centre by CANAL_CLEAR_MM and within BODY_SIDE_MM of it."""
-    y = np.arange(fine.shape[1])[None, :, None]
-    x = np.arange(fine.shape[2])[None, None, :]
-    return ((canal[:, 0, None, None] - y) * fine.spacing[1] >= CANAL_CLEAR_MM) & (
-        np.abs(x - canal[:, 1, None, None]) * fine.spacing[2] <= BODY_SIDE_MM)
+    """(Z, Y, X) bool on the fine grid: the body box of vertebrae.py, in front of the canal centre by CANAL_CLEAR_MM
+    and within BODY_SIDE_MM of it to either side (behind: the arch, left alone)."""
+    yy, xx = canal_offsets_mm(fine.shape, canal, fine.spacing)
+    return (-yy >= CANAL_CLEAR_MM) & (np.abs(xx) <= BODY_SIDE_MM)
 
 
 def _cut_at_endplates(labels, smooth, body, upper, lower, search, spacing):

@@ -26,16 +26,16 @@ def heights_picture(image, labelmap, rows):
 
     layout = Layout.of(image.voxels.shape, image.ijk_to_ras)
     labels = layout.view(labelmap.voxels)
-    named = [r for r in rows if np.any(labels == r["label"])]
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=256)  # one pass over the labels, not one per row
+    named = [r for r in rows if 0 <= r["label"] < len(counts) and counts[r["label"]]]
     if not named:
         return None
-    values = np.isin(labels, [r["label"] for r in named])
-    z_any, y_any, x_any = (np.nonzero(values.any(axis=tuple(b for b in range(3) if b != a)))[0] for a in range(3))
-    x = int(np.median(np.nonzero(values)[2]))
+    z_all, y_all, x_all = np.nonzero(np.isin(labels, [r["label"] for r in named]))
+    x = int(np.median(x_all))
     spacing = layout.spacing
     pad = [int(round(MARGIN_MM / s)) for s in spacing[:2]]
-    z0, z1 = max(0, z_any[0] - pad[0]), min(layout.shape[0], z_any[-1] + 1 + pad[0])
-    y0, y1 = max(0, y_any[0] - pad[1]), min(layout.shape[1], y_any[-1] + 1 + pad[1])
+    z0, z1 = max(0, z_all.min() - pad[0]), min(layout.shape[0], z_all.max() + 1 + pad[0])
+    y0, y1 = max(0, y_all.min() - pad[1]), min(layout.shape[1], y_all.max() + 1 + pad[1])
     pixel_mm = max((z1 - z0) * spacing[0], (y1 - y0) * spacing[1]) / MAX_SIDE_PX
     hu = np.asarray(layout.view(image.voxels)[z0:z1, y0:y1, x], dtype=np.float32)
     size = (max(1, int(round((y1 - y0) * spacing[1] / pixel_mm))), max(1, int(round((z1 - z0) * spacing[0] / pixel_mm))))
@@ -49,14 +49,13 @@ def heights_picture(image, labelmap, rows):
         k, j = (to_canonical @ np.append(np.asarray(ras, float), 1.0))[[2, 1]]
         return int(round((j - y0 + 0.5) * spacing[1] / pixel_mm)), int(round((k - z0 + 0.5) * spacing[0] / pixel_mm))
 
-    for row in named:
+    for row in named:  # every outline first, the lines over them
         mask = cv2.resize((slab == row["label"]).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, OUTLINE, 1)
     captions = []
     for row in named:
-        lines = row.get("height_lines") or {}
-        for band, (inferior, superior) in lines.items():
+        for band, (inferior, superior) in (row.get("height_lines") or {}).items():
             cv2.line(picture, pixel(inferior), pixel(superior), COLOURS.get(band, (255, 255, 255)), 2)
         ks, js = np.nonzero(slab == row["label"])
         if not len(ks):

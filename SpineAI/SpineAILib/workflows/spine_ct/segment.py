@@ -73,12 +73,12 @@ def _unname_slivers(naming, column, spacing, n_levels, last):
                                    f"{in_view:.0f} mm of it is in view (under {MIN_NAMED_PARTIAL_MM:.0f} mm)")
 
 
-def _unname_tall_edge(naming, column, spacing, heights, last):
+def _unname_tall_edge(naming, column, spacing, heights):
     """Withhold the name of the piece above the first disc when more of it is in view than one vertebra with
     its disc can be (naming.STEP_RATIO over the levels named below it, or MAX_LEVEL_MM): the discs above the
     first one found were missed, so the piece holds several vertebrae (a held-out phantom had T10-L1 in
     one piece named L1)."""
-    if 0 not in naming.verse or 0 > last:
+    if 0 not in naming.verse:
         return
     in_view = edges_in_view_mm(column, spacing)[0]
     below = [h for h in heights[1:1 + REFERENCE_LEVELS] if np.isfinite(h)]
@@ -128,7 +128,7 @@ def segment_spine(image, layout=None):
     naming = name_levels(n_levels, sacrum, heights, spacing[0], last_rib)
     first, last = _levels_to_label(naming, column, spacing, n_levels)
     _unname_slivers(naming, column, spacing, n_levels, last)
-    _unname_tall_edge(naming, column, spacing, heights, last)
+    _unname_tall_edge(naming, column, spacing, heights)
     coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 

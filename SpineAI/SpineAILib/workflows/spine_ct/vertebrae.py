@@ -81,6 +81,14 @@ def bone_mask(hu, spacing, canal, depth):
     return mask
 
 
+def canal_offsets_mm(shape, canal, spacing):
+    """(posterior, left) offsets in mm of every voxel of a (Z, Y, X) grid from its slice's canal centre
+    (``canal``: (Z, 2) indices): negative posterior offsets lie in front of the canal."""
+    yy = (np.arange(shape[1])[None, :, None] - canal[:, 0][:, None, None]) * spacing[1]
+    xx = (np.arange(shape[2])[None, None, :] - canal[:, 1][:, None, None]) * spacing[2]
+    return yy, xx
+
+
 def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
     """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom).
     With ``sacrum_disc`` (the lumbosacral disc's index), the level below it is S1: cut SACRUM_DEPTH_MM
@@ -96,9 +104,7 @@ def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
         x = np.arange(hu.shape[2])[None, None, :]
         wide = np.abs(x - canal[:, 1][:, None, None]) * spacing[2] > SACRUM_SIDE_MM
         bone &= ~((levels == sacrum_disc + 1) & wide)
-    # distance of every voxel to the canal centre of its slice (mm, within the slice)
-    yy = (np.arange(hu.shape[1])[None, :, None] - canal[:, 0][:, None, None]) * spacing[1]
-    xx = (np.arange(hu.shape[2])[None, None, :] - canal[:, 1][:, None, None]) * spacing[2]
+    yy, xx = canal_offsets_mm(hu.shape, canal, spacing)
     near = np.hypot(yy, xx) <= NEAR_CANAL_MM
     # seeds: bone in the middle of each level's slab (SEED_MARGIN_MM clear of both disc planes)
     margin = max(1, int(round(SEED_MARGIN_MM / spacing[0])))

@@ -70,7 +70,6 @@ L5_NOT_GRADED = ("Genant grade not given at L5: its outline's anterior height is
                  "disc (Genant's method grades T4-L4)")
 POSTERIOR_ALONE = ("Genant grade withheld: only its posterior height is low (against its neighbours'), its anterior "
                    "and middle heights are not; the outline is least certain at the posterior wall")
-GENANT_MILD = 0.20  # Genant's grade 1 starts at a 20 % height loss
 GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
                  "height_loss_neighbours", "genant_grade_range", "genant_borderline")
 HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
@@ -79,9 +78,10 @@ HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"
 def measure_named(result):
     """The named vertebrae's measurements as spine-ct reports them (``vertebral_bodies`` rows, on the grid the
     outlines were drawn on: ``result.measuring``): heights and a Genant grade only where the body's two
-    endplates were found (``endplates_found``, endplates.py), a grade only where no metal is in or beside
-    it, borderline within OUTLINE_HEIGHT_TOLERANCE_MM. The evaluation script measures through this too, so
-    its figures are what users get."""
+    endplates were found (``endplates_found``, endplates.py); a grade only where no metal is in or beside it,
+    not at L5 (NOT_GRADED) and not on the posterior height alone; borderline within
+    OUTLINE_HEIGHT_TOLERANCE_MM. The evaluation script measures through this too, so its figures are what
+    users get."""
     from SpineAILib.vertebral_bodies import GENANT_LEVELS, METAL_NOTE, measure_vertebral_bodies
 
     if not any(v["label"] < UNNAMED_BASE for v in result.vertebrae):
@@ -89,30 +89,33 @@ def measure_named(result):
     rows = measure_vertebral_bodies(*result.measuring, height_tolerance_mm=OUTLINE_HEIGHT_TOLERANCE_MM)
     bounded = {v["name"] for v in result.vertebrae if v.get("endplates_found")}
     for row in rows:
-        measured = row.get("middle_height_mm") is not None
-        if row["name"] not in bounded and measured:
+        if row["name"] not in bounded and row.get("middle_height_mm") is not None:
             _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS, HEIGHTS_WITHHELD)
+            if row["label"] in GENANT_LEVELS:
+                row["notes"].append(GRADE_WITHHELD)
         if row.get("genant_grade") is not None and any(n.startswith(METAL_NOTE) for n in row["notes"]):
             _withhold(row, GENANT_FIELDS, GRADE_WITHHELD)
         if row.get("genant_grade") is not None and row["label"] in NOT_GRADED:
             _withhold(row, GENANT_FIELDS, L5_NOT_GRADED)
         if row.get("genant_grade") and _posterior_alone(row):
             _withhold(row, GENANT_FIELDS, POSTERIOR_ALONE)
-        if row["name"] not in bounded and measured and row["label"] in GENANT_LEVELS:
-            row["notes"].append(GRADE_WITHHELD)
     return rows
 
 
 def _posterior_alone(row):
     """Does the row's grade rest on its posterior height alone: lower than the neighbours' posterior heights
     while its anterior and middle heights are not (a crush lowers the whole body; the outline is least sure
-    at the posterior wall, beside the canal, where a held-out phantom's L4 lost 6 mm to L5)?"""
+    at the posterior wall, beside the canal, where a held-out phantom's L4 lost 6 mm to L5)? (With the
+    posterior height the lowest, the own-posterior loss is no loss at all.)"""
+    from SpineAILib.vertebral_bodies import GENANT_THRESHOLDS
+
     a, m, p = (row.get(f"{band}_height_mm") for band in ("anterior", "middle", "posterior"))
     loss = row.get("height_loss_neighbours")
     if None in (a, m, p, loss) or p > min(a, m) or loss >= 1.0:
         return False
     reference = p / (1.0 - loss)  # the neighbours' mean posterior height
-    return 1.0 - min(a, m) / reference < GENANT_MILD and 1.0 - min(a, m) / p < GENANT_MILD
+    mild = min(threshold for threshold, _ in GENANT_THRESHOLDS)  # Genant's grade 1 starts here
+    return 1.0 - min(a, m) / reference < mild
 
 
 def _withhold(row, fields, note):
