@@ -184,6 +184,7 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
     grade 0; heights within 3 mm of the planted ones (the biconcave body's front excepted: measured 6 mm
     short). A body without both its endplates found shows neither heights nor grade."""
     from SpineAITraining.spine_ct.phantom import make_spine_ct
+    from SpineAILib.vertebral_bodies import METAL_NOTE
     from SpineAILib.workflows.spine_ct.workflow import GRADE_WITHHELD, HEIGHTS_WITHHELD, L5_NOT_GRADED, measure_named
 
     planted = [("L1", "wedge", 2), ("L3", "biconcave", 3), ("L4", "crush", 2)]
@@ -209,6 +210,14 @@ def test_planted_compressions_are_graded_from_the_workflows_own_outlines():
     assert rows["L2"]["middle_height_mm"] is None and rows["L2"]["genant_grade"] is None
     assert HEIGHTS_WITHHELD in rows["L2"]["notes"] and GRADE_WITHHELD in rows["L2"]["notes"]
     assert rows["L1"]["genant_grade"] == 2 and rows["L2"]["hu_mean"] is not None  # the others, and L2's HU, stay
+    # metal in a body (a screw: a few voxels of 3071 HU in L4's label) withholds its grade (and its HU), not its heights
+    ct, labels = result.measuring
+    screw = np.argwhere(labels.voxels == 23)[:20]  # VerSe 23: L4
+    ct.voxels[tuple(screw.T)] = 3071.0
+    rows = {r["name"]: r for r in measure_named(result)}
+    assert rows["L4"]["genant_grade"] is None and GRADE_WITHHELD in rows["L4"]["notes"]
+    assert rows["L4"]["middle_height_mm"] is not None and rows["L4"]["hu_mean"] is None
+    assert any(n.startswith(METAL_NOTE) for n in rows["L4"]["notes"]) and rows["L1"]["genant_grade"] == 2
 
 
 def test_a_grade_resting_on_the_posterior_height_alone_is_withheld():
