@@ -40,11 +40,12 @@ def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_the_last_rib_and_mea
     # S1 below the lumbosacral disc, T12 the last vertebra with ribs: five rib-free vertebrae between, they agree
     assert results["naming"]["anchor"] == "sacrum and last rib"
     assert results["naming"]["rib_levels"]["T12"] == ["left", "right"] and "L1" not in results["naming"]["rib_levels"]
-    # the sliver above the first disc (6 mm in view) is segmented but not named: that disc is at the image's edge
-    assert results["levels_found"] == ["vertebra 1", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-    assert {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]} >= {"vertebra 1"}
+    # the image's top edge cuts T12's body: it is one piece, not split by a "disc" there (the edge of a cut body is
+    # no endplate: a disc needs both of its endplates in view; that split once left T12's top 6 mm unnamed)
+    assert results["levels_found"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]} >= {"T12"}
     assert results["message"].startswith("7 vertebra(e) named from the sacrum and last rib: T12-S1")
-    assert any(w.startswith("the piece taken for T11 at the edge of the image is not named") for w in report["warnings"])
+    assert not any("at the edge of the image is not named" in w for w in report["warnings"])
     assert report["model"] is None and "no trained model" in results["method"]
     rows = {row["name"]: row for row in results["measurements"]}
     assert rows["L5"]["genant_grade"] is None and 20.0 < rows["L5"]["posterior_height_mm"] < 40.0  # L5: heights only
@@ -232,6 +233,21 @@ def test_a_grade_resting_on_the_posterior_height_alone_is_withheld():
     assert _posterior_alone(row(27.9, 27.1, 19.2, 26.5))  # held-out phantom 1400012's L4: graded 2 before
     assert not _posterior_alone(row(16.7, 18.5, 18.5, 26.0))  # a crush: the whole body lower
     assert not _posterior_alone(row(17.0, 21.0, 25.0, 25.0))  # a wedge: the front lower
+
+
+def test_the_cut_edge_of_a_body_at_the_image_edge_is_no_disc():
+    """A body cut by the image's top (or bottom) edge: its slices next to the edge are darker than the endplate
+    below them (partial volume, a darker middle), but with one endplate out of view that is no disc; a disc
+    between two endplates in view is still found."""
+    from SpineAILib.workflows.spine_ct.column import body_profile
+
+    spacing = (3.0, 3.0, 3.0)
+    values = np.full((30, 20), 220.0)  # the strip in front of the canal: bone
+    values[:3] = 110.0  # the cut body's darker part at the top edge, an endplate-bright band below it
+    values[14:16] = 20.0  # a disc, endplates above and below in view
+    evidence, _ = body_profile(values, spacing)
+    assert np.all(evidence[:4] == 0.0), evidence[:4]
+    assert evidence[14:16].max() > 0.3 and int(np.argmax(evidence)) in (14, 15)
 
 
 def test_a_ct_without_a_spine_finds_none():

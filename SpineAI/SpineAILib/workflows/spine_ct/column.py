@@ -258,7 +258,7 @@ def body_profile(values, spacing):
             # an edge that looks like an endplate
             above = _line_means(values, spacing, k - step, angles, d_lo, d_hi, min_inside=1.0, edge=1)
             below = _line_means(values, spacing, k + step, angles, d_lo, d_hi, min_inside=1.0, edge=1)
-            flank = np.fmin(above, below)
+            flank = np.minimum(above, below)  # NaN where either endplate is out of view
             contrast = (flank - centre) / np.maximum(flank - PROFILE_HU[0], 1.0)
             if np.isfinite(contrast).any() and float(np.nanmax(contrast)) > best:
                 best = float(np.nanmax(contrast))
