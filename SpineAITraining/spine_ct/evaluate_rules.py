@@ -1,9 +1,14 @@
 """Measure the rule-based spine-ct workflow on fresh whole-spine phantoms and on the real CT.
 
     python -m SpineAITraining.spine_ct.evaluate_rules --phantoms 30 [--first-seed 300000] [--real DIR] [--out FILE]
+        [--field-of-view abdomen] [--plant-compression]
 
 Phantoms: ``make_spine_ct(seed)`` for seeds first-seed ... first-seed + n - 1 (random field of view,
 spacing and variants); seeds from 300000 on were never looked at while the rules were written.
+``--field-of-view`` fixes the field (e.g. abdomen: where both anchors are most often in view);
+``--plant-compression`` plants one compression per phantom at a level drawn from the seed among
+PLANTED_LEVELS (grade and morphology drawn by the phantom): the grades' sensitivity, which random
+phantoms (compressions in 10-40 % of them, often at unnamed levels) measure on too few bodies.
 Per case, two checks: at each vertebra's planted body centre, the name the workflow gave the label
 there (the naming check: ``by_body_centre``); and each vertebra the workflow labels matched to the
 truth label it overlaps best (Dice: an outline check too, as a body that spills into its neighbour
@@ -24,6 +29,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError, run_reporting_errors
 
+PLANTED_LEVELS = ("T12", "L1", "L2", "L3", "L4")  # graded levels that an abdominal field holds (no grade at L5)
 REGIONS = (("cervical", range(1, 8)), ("thoracic", (*range(8, 20), 28)), ("lumbar", range(20, 26)), ("sacrum", (26,)))
 
 
@@ -85,13 +91,21 @@ def grades_against_planted(measured, truth, names):
     return out
 
 
-def evaluate_phantom(seed):
+def phantom_variants(seed, plant_compression):
+    """The phantom's fixed variants: one compression at a level drawn from the seed, or none fixed."""
+    if not plant_compression:
+        return None
+    level = PLANTED_LEVELS[int(np.random.default_rng([seed, 5]).integers(len(PLANTED_LEVELS)))]
+    return {"compressions": [level]}
+
+
+def evaluate_phantom(seed, field_of_view="random", plant_compression=False):
     from SpineAILib.vertebral_bodies import measure_vertebral_bodies
     from SpineAILib.workflows.spine_ct.workflow import measure_named
     from SpineAITraining.spine_ct.phantom import make_spine_ct
     from SpineAILib.workflows.spine_ct.segment import segment_spine
 
-    case = make_spine_ct(seed)
+    case = make_spine_ct(seed, field_of_view, variants=phantom_variants(seed, plant_compression))
     t0 = time.perf_counter()
     result = segment_spine(case.ct)
     seconds = time.perf_counter() - t0
@@ -207,9 +221,14 @@ def markdown(report, args):
         "# spine-ct (rule-based): naming and outlines",
         "",
         f"Command: `python -m SpineAITraining.spine_ct.evaluate_rules --phantoms {args.phantoms} --first-seed "
-        f"{args.first_seed}" + (" --real ../shared/data/ct_thoracolumbar" if args.real else "") + "`, "
+        f"{args.first_seed}" + (f" --field-of-view {args.field_of_view}" if args.field_of_view != "random" else "")
+        + (" --plant-compression" if args.plant_compression else "")
+        + (" --real ../shared/data/ct_thoracolumbar" if args.real else "") + "`, "
         f"{time.strftime('%Y-%m-%d')}. Phantoms: `make_spine_ct(seed)` for seeds {args.first_seed}-"
-        f"{args.first_seed + args.phantoms - 1} (random field of view, spacing and variants).",
+        f"{args.first_seed + args.phantoms - 1} ("
+        + ("random field of view" if args.field_of_view == "random" else f"field of view {args.field_of_view}")
+        + ", spacing and variants" + ("; one compression planted per phantom at a level drawn from the seed among "
+                                      + ", ".join(PLANTED_LEVELS) if args.plant_compression else "") + ").",
         "",
         "## Naming, by the name given at each planted body centre",
         "",
@@ -278,9 +297,13 @@ def markdown(report, args):
 
 
 def main(argv=None):
+    from SpineAITraining.spine_ct.phantom import FIELDS_OF_VIEW
+
     parser = argparse.ArgumentParser(prog="python -m SpineAITraining.spine_ct.evaluate_rules", description=__doc__.split("\n")[0])
     parser.add_argument("--phantoms", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=300000)
+    parser.add_argument("--field-of-view", default="random", choices=FIELDS_OF_VIEW, help="the phantoms' field of view (default: drawn)")
+    parser.add_argument("--plant-compression", action="store_true", help="plant one compression per phantom (T12-L4)")
     parser.add_argument("--real", help="the ct_thoracolumbar folder (real CT and TotalSegmentator's labels)")
     parser.add_argument("--out", help="write the JSON here")
     parser.add_argument("--markdown", help="write a summary table here (benchmarks/results/spine_ct_eval.md)")
@@ -300,7 +323,7 @@ def main(argv=None):
         return
     cases = []
     for i in range(args.phantoms):
-        case = evaluate_phantom(args.first_seed + i)
+        case = evaluate_phantom(args.first_seed + i, args.field_of_view, args.plant_compression)
         cases.append(case)
         names = " ".join(r["name"] if r["right"] or not r["named"] else f"{r['name']}({r['truth']})" for r in case["rows"])
         wrong_centres = {t: o for t, o in case["at_body_centres"].items() if o and not o.startswith("vertebra") and o != t}

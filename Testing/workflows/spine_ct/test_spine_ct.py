@@ -374,3 +374,18 @@ def test_spine_ct_refuses_a_model_and_an_mri(tmp_path, shared_data):
     if mri:
         result = spineai("run", "spine-ct", mri[0], "--out", tmp_path / "b")
         assert result.returncode == 2 and "spine-ct needs a CT" in result.stderr, result.stderr
+
+
+def test_the_evaluation_plants_one_compression_per_phantom_at_a_level_drawn_from_the_seed():
+    """``evaluate_rules --plant-compression``: the grades' sensitivity is measured on a compression in every
+    phantom, at a graded level of an abdominal field, the same one each time the seed is run."""
+    from SpineAITraining.spine_ct.evaluate_rules import PLANTED_LEVELS, phantom_variants
+    from SpineAITraining.spine_ct.phantom import make_spine_ct
+
+    assert phantom_variants(1700000, False) is None
+    drawn = [phantom_variants(seed, True)["compressions"][0] for seed in range(1700000, 1700040)]
+    assert drawn == [phantom_variants(seed, True)["compressions"][0] for seed in range(1700000, 1700040)]
+    assert set(drawn) == set(PLANTED_LEVELS)
+    case = make_spine_ct(1700000, "abdomen", variants=phantom_variants(1700000, True))
+    planted = [c["level"] for c in case.truth["compressions"]]
+    assert planted == [drawn[0]] and case.truth["levels"][drawn[0]]["genant_grade"] in (1, 2, 3)
