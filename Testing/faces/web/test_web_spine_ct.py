@@ -1,6 +1,6 @@
 """spine-ct in the web app, in Debian's Chromium, on the real thoracolumbar CT: pick the task, press Run;
-the Results show how the levels were named, the vertebral-body table (T11 and T12 segmented but not
-named, L1..S1 named; L1's HU and Genant grade as the report has them, the cut vertebrae saying so), the L1 bone-density line with its source, and a
+the Results show how the levels were named, the vertebral-body table (T12, cut by the image's top, to S1,
+named; L1's HU and Genant grade as the report has them, the cut vertebrae saying so), the L1 bone-density line with its source, and a
 click on the L3 row moves the slice views to L3 (issue 13 item 3)."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from conftest import require
 from web_helpers import AXIAL, WebServer, browser_page, missing_browser_reason, slice_slider, text_of, wait_for_text, wait_for_views
 
-NAMES = ["vertebra 1", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # the sliver at the top (6 mm in view) unnamed
+NAMES = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # T12 cut by the image's top edge
 AXIAL_THUMB = f"div:has(> .spineai-view-{AXIAL}) .slice-slider-gutter .v-slider-thumb"
 
 
@@ -45,10 +45,10 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
         assert l1.locator(".spineai-vertebra-genant").inner_text().strip() == shown
         assert l1.locator(".spineai-vertebra-heights").inner_text().strip() == "A/M/P {:.1f}/{:.1f}/{:.1f} mm".format(
             *(measured["L1"][f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")))
-        # the unnamed sliver and T12 reach the top of the image: their rows say so, no heights
+        # T12 reaches the top of the image: its row says so, no heights
         shown = table.inner_text()
-        assert shown.count("cut by the field of view") >= 2, shown
-        assert table.locator("tr[data-vertebra='vertebra 1'] .spineai-vertebra-heights").inner_text().strip() == "—"
+        assert shown.count("cut by the field of view") >= 1, shown
+        assert table.locator("tr[data-vertebra='T12'] .spineai-vertebra-heights").inner_text().strip() == "—"
 
         # the picture with the heights drawn is shown under the table, loaded (a broken image has no width)
         picture = page.locator("#spineai-heights-picture")

@@ -163,7 +163,8 @@ def _only_body_in_front(labels, body, value, lines, spacing):
     HULL_MARGIN_MM) in its front half is not body. A vessel in front of the column (contrast-filled, it reads as
     bone) touches the body; its lines run past the disc without a dark run. The arch behind is left alone."""
 
-    if lines.sum() < 3:
+    lines = _largest_piece(lines)  # the body's: a 'disc' found apart from it (the gap between the iliac arteries
+    if lines.sum() < 3:  # under a contrast-filled aorta's bifurcation) would stretch the hull over the vessels
         return
     hull = _hull(lines, spacing)
     front = np.arange(lines.shape[0])[:, None] < np.nonzero(lines)[0].mean()
@@ -181,8 +182,8 @@ def _largest_piece(mask):
     return pieces == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
-def _hull(lines, spacing):
-    """(Y, X) bool: the convex hull of ``lines`` widened by HULL_MARGIN_MM (empty under three lines)."""
+def _hull(lines, spacing, margin_mm=HULL_MARGIN_MM):
+    """(Y, X) bool: the convex hull of ``lines`` widened by ``margin_mm`` (empty under three lines)."""
     import cv2
 
     hull = np.zeros(lines.shape, np.uint8)
@@ -190,7 +191,9 @@ def _hull(lines, spacing):
     if len(points) < 3:
         return hull > 0
     cv2.fillPoly(hull, [cv2.convexHull(points)], 1)
-    ry, rx = (int(round(HULL_MARGIN_MM / s)) for s in spacing[1:])
+    if not margin_mm:
+        return hull > 0
+    ry, rx = (int(round(margin_mm / s)) for s in spacing[1:])
     return cv2.dilate(hull, np.ones((2 * ry + 1, 2 * rx + 1), np.uint8)) > 0
 
 
@@ -317,7 +320,7 @@ def _fill_between_endplates(labels, value, top, bottom):
         return
     section = np.pad(middle.any(axis=0).astype(np.uint8), 1)
     cv2.floodFill(section, None, (0, 0), 2)
-    section = (section[1:-1, 1:-1] != 2) & _hull(both, (1.0, np.inf, np.inf))  # hull not widened
+    section = (section[1:-1, 1:-1] != 2) & _hull(both, None, margin_mm=0.0)
     top = np.ceil(_plane_filled(top, both, section & ~both))
     bottom = np.floor(_plane_filled(bottom, both, section & ~both))
     ys, xs = np.nonzero(section)

@@ -2,9 +2,10 @@
 
 Two anchors, as a radiologist counts: the sacrum (anchors.find_sacrum: the level below the
 lumbosacral disc is S1) and the last rib-bearing vertebra (ribs.find_last_rib: T12). Both in
-view: they must have five vertebrae without ribs between them (L1-L5); any other number (11
-or 13 rib pairs, a lumbosacral transitional vertebra, a disc missed) leaves every level
-unnamed with the reason. One anchor alone names nothing: nothing checks its count. On held-out
+view: they must have five vertebrae without ribs between them (L1-L5), each of them as tall as
+one vertebra (one as tall as two means a disc missed, and five then came out of two errors); any
+other number (11 or 13 rib pairs, a lumbosacral transitional vertebra, a disc missed) leaves
+every level unnamed with the reason. One anchor alone names nothing: nothing checks its count. On held-out
 phantoms the last rib alone named two CTs one level off (a rib missed, or bone taken for one),
 and the sacrum alone five of nineteen (a sixth lumbar vertebra; an L5 between high iliac crests
 taken for the sacrum; a disc inside the sacrum taken for L5/S1). From the anchors, names are counted disc by disc (at most
@@ -88,6 +89,15 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
     names, verse, warnings = {s1_level: VERTEBRAE[S1]}, {s1_level: S1}, []
     names[last_rib.level], verse[last_rib.level] = VERTEBRAE[T12], T12
     _count_up(names, verse, warnings, s1_level, L5, LUMBAR_BETWEEN, heights_mm, resolution_mm, "the sacrum")
+    if any(level not in verse for level in range(last_rib.level + 1, s1_level)):
+        # the count closes only if every level between the anchors is one vertebra: one as tall as two (a disc
+        # missed) with a rib missed or a disc inside the sacrum taken for L5/S1 makes five again (a held-out
+        # phantom had its T11 named T12 so); the names counted so far are not given either
+        stop = warnings[-1] if warnings else "a level between them was not counted"
+        return _unnamed(n_levels, "the sacrum and the last rib agree in count, but a level between them is not one "
+                        "vertebra", [f"level count uncertain: {stop}; the sacrum and the last rib-bearing "
+                                     "vertebra agree only if every level between them is one vertebra: levels not "
+                                     "named"])  # fmt: skip
     below = [rib_height] if rib_height is not None else []
     _count_up(names, verse, warnings, last_rib.level, T12 - 1, MAX_FROM_ANCHOR, heights_mm, resolution_mm,
               "the last rib", below)  # fmt: skip
