@@ -113,9 +113,13 @@ def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
     s1_level = None if sacrum_disc is None else sacrum_disc + 1
     for value, level in enumerate(range(first, last + 1), start=1):
         inside = levels == level
-        m = 2 * margin if level == s1_level else margin  # S1 is wedged under L5: its seeds stay deeper
-        core = inside & _shift_z(inside, m) & _shift_z(inside, -m)
-        seeds[core & bone & middle] = value
+        # S1 is wedged under L5: its seeds stay deeper, unless its level is too short for that (a disc found in
+        # the sacrum below it): a level without seeds is taken by its neighbour's growth (L5 took the sacrum)
+        for m in ((2 * margin, margin, 1) if level == s1_level else (margin,)):
+            core = inside & _shift_z(inside, m) & _shift_z(inside, -m) & bone & middle
+            if core.any():
+                break
+        seeds[core] = value
     # grow them through the bone: a voxel joins the level whose bone reaches it first, so a body ends
     # at its own endplates (the disc between is not bone) wherever the measured disc plane lies
     grown = grow_labels(seeds, bone, GROW_STEPS)
