@@ -441,3 +441,19 @@ def test_a_short_s1_level_still_gets_its_seeds_and_l5_does_not_take_the_sacrum()
 
     at_centres = names_at_body_centres(result, case.truth, np.linalg.inv(case.ct.ijk_to_ras))
     assert at_centres["L5"] == "L5" and at_centres["S1"] == "S1", at_centres
+
+
+def test_a_boundary_no_disc_confirms_is_said_where_it_lies():
+    """A disc found inside L1 (the true T12/L1 disc missed nearby) puts the T12/L1 boundary inside L1's body: the
+    names count right, but L1's centre carries T12's label. No clear disc confirms that boundary on the fine grid,
+    and the warning says so, between those two (a held-out phantom; its heights are withheld too)."""
+    from SpineAITraining.spine_ct.evaluate_rules import phantom_variants
+    from SpineAITraining.spine_ct.phantom import make_spine_ct
+    from SpineAILib.workflows.spine_ct.segment import BOUNDARY_UNCONFIRMED
+
+    case = make_spine_ct(1800020, "abdomen", variants=phantom_variants(1800020, True))
+    result = segment_spine(case.ct)
+    said = [w for w in result.warnings if w.startswith(BOUNDARY_UNCONFIRMED)]
+    assert len(said) == 1 and said[0].startswith(f"{BOUNDARY_UNCONFIRMED} T12 and L1:"), result.warnings
+    found = {v["name"]: v["endplates_found"] for v in result.vertebrae}
+    assert not found["T12"] and not found["L1"] and found["L3"]

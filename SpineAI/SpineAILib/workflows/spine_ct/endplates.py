@@ -20,7 +20,7 @@ it was.
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,6 +77,9 @@ class Refined:
     grid: FineGrid
     bounded: set  # label values whose two endplates were found
     hu: np.ndarray  # the CT on the fine grid (float32, HU)
+    # (upper, lower) label values of two labelled bodies whose boundary kept its coarse place: no clear disc
+    # between them on the fine grid (a disc missed nearby, with a dark band inside a body taken for it, looks so)
+    unconfirmed: list = field(default_factory=list)
 
 
 def fine_grid_around(coarse, grid, layout):
@@ -122,6 +125,7 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
     body = _body_box(fine, canal)
     footprints = {}  # label value -> (Y, X) lines where one of its endplates was found
     tops, bottoms = {}, {}  # label value -> (Y, X) fine slice of its upper / lower endplate's edge (NaN: not found)
+    unconfirmed = []
     for upper in range(0 if top_disc else 1, int(labels.max())):
         lower = upper + 1
         known = [level_mm[v] for v in (upper, lower) if np.isfinite(level_mm.get(v, np.nan))]
@@ -130,6 +134,8 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
         found = _cut_at_endplates(labels, smooth, body, upper, lower, max(2, int(round(search / fine.spacing[0]))),
                                   fine.spacing)  # fmt: skip
         if found is None:
+            if upper and (labels == upper).any() and (labels == lower).any():
+                unconfirmed.append((upper, lower))
             continue
         lines, last_upper, first_lower = found
         bottoms[upper], tops[lower] = last_upper, first_lower
@@ -141,7 +147,7 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
         _fill_between_endplates(labels, value, tops[value], bottoms[value])
     for value, lines in footprints.items():
         _only_body_in_front(labels, body, value, lines, fine.spacing)
-    return Refined(_near_canal_only(labels, canal, fine.spacing), fine, bounded, hu)
+    return Refined(_near_canal_only(labels, canal, fine.spacing), fine, bounded, hu, unconfirmed)
 
 
 def _fine_canal(fine, grid, column):

@@ -22,6 +22,7 @@ GRID_MM = 3.0  # the column, its discs and the labels are found on a grid of abo
 UNNAMED_BASE = 100  # label values of unnamed vertebrae: 101, 102, ... top to bottom (no VerSe number)
 MIN_PARTIAL_MM = 6.0  # a level cut by the image edge is kept if this much of it is in view ...
 MIN_NAMED_PARTIAL_MM = 15.0  # ... and named if this much is (less: the disc below it may be a cut body's edge)
+BOUNDARY_UNCONFIRMED = "boundary not confirmed between"  # the warning's start (see _unconfirmed_boundaries)
 
 
 @dataclass
@@ -174,11 +175,28 @@ def segment_spine(image, layout=None):
     for v in vertebrae:  # heights are a body's only between its own two endplates
         v["endplates_found"] = refined is not None and offsets[v["label"]] in refined.bounded
     warnings.extend(naming.warnings)
+    if refined is not None:
+        warnings.extend(_unconfirmed_boundaries(refined.unconfirmed, values, names))
     summary = {"anchor": naming.anchor, "reason": naming.reason, "sacrum": sacrum.reason, "last_rib": last_rib.reason, "discs": len(column.discs),
                "rib_levels": {names_or_index(naming, level): sides for level, sides in sorted(bearing.items())},
                "transitional_suspected": bool(sacrum.transitional), "notes": naming.notes,
                "levels_not_named": sum(1 for level in range(first, last + 1) if level not in naming.verse)}  # fmt: skip
     return SpineSegmentation(labelmap, vertebrae, summary, names, timings, warnings, measuring)
+
+
+def _unconfirmed_boundaries(unconfirmed, values, names):
+    """A warning per boundary between two named bodies that no clear disc confirmed on the fine grid: there the
+    outlines meet where the ~3 mm search put the disc, which may lie inside a body (a dark band taken for the
+    disc, the true one missed nearby): a point near it may carry the neighbour's name."""
+    out = []
+    for upper, lower in unconfirmed:
+        a, b = (values.get(v) for v in (upper, lower))
+        if a is None or b is None or a > UNNAMED_BASE or b > UNNAMED_BASE:
+            continue
+        out.append(f"{BOUNDARY_UNCONFIRMED} {names[a]} and {names[b]}: no clear disc between their endplates on the "
+                   "fine grid, so their outlines meet where the coarse search put the disc, which may lie inside one "
+                   "of them (a point near it may then carry the other's name); their heights are withheld")
+    return out
 
 
 def _describe(labelmap, names, coarse, values, layout, grid):
