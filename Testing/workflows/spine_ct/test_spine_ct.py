@@ -457,3 +457,33 @@ def test_a_boundary_no_disc_confirms_is_said_where_it_lies():
     assert len(said) == 1 and said[0].startswith(f"{BOUNDARY_UNCONFIRMED} T12 and L1:"), result.warnings
     found = {v["name"]: v["endplates_found"] for v in result.vertebrae}
     assert not found["T12"] and not found["L1"] and found["L3"]
+
+
+@pytest.mark.realdata
+def test_the_real_ct_stored_in_other_axis_orders_and_directions_gets_the_same_vertebrae(shared_data):
+    """Scanners store a CT head first or feet first, in RAS or LPS, slices along any array axis: the same voxels
+    in any of these layouts (the affine saying so) give the same names and the same outlines."""
+    from SpineAILib.io import load
+
+    ct = load(require(shared_data / "ct_thoracolumbar" / "ct.nii.gz"))
+
+    def stored(flips, order):
+        voxels, matrix = np.asarray(ct.voxels), ct.ijk_to_ras.copy()
+        for axis in flips:  # numpy axis a is IJK column 2 - a
+            column = 2 - axis
+            matrix[:3, 3] += matrix[:3, column] * (voxels.shape[axis] - 1)
+            matrix[:3, column] *= -1.0
+            voxels = np.flip(voxels, axis)
+        moved = matrix.copy()
+        for new, old in enumerate(order):
+            moved[:3, 2 - new] = matrix[:3, 2 - old]
+        return VolumeImage(np.ascontiguousarray(np.transpose(voxels, order)), moved, modality="CT")
+
+    def outcome(image):
+        result = segment_spine(image)
+        return [(v["name"], v["volume_ml"], v["centre_ras"]) for v in result.vertebrae]
+
+    expected = outcome(ct)
+    assert [name for name, _, _ in expected] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    for flips, order in (((0,), (0, 1, 2)), ((1, 2), (0, 1, 2)), ((), (2, 1, 0)), ((0, 2), (1, 2, 0))):
+        assert outcome(stored(flips, order)) == expected, (flips, order)
