@@ -213,22 +213,38 @@ def summary(cases):
     return out
 
 
+RUN_OPTIONS = {"phantoms": int, "first_seed": int, "field_of_view": str, "plant_compression": bool}
+
+
+def run_options(report, args):
+    """The options of the run that wrote ``report`` (kept in it, so ``--render`` says that run's command, not its own
+    defaults); a report from before they were kept takes them from ``args``."""
+    kept = report.get("options")
+    if kept is None:
+        return argparse.Namespace(**{key: getattr(args, key) for key in RUN_OPTIONS})
+    if not isinstance(kept, dict) or any(type(kept.get(key)) is not kind for key, kind in RUN_OPTIONS.items()):
+        raise InputError("the JSON's options are not those an earlier --out wrote (phantoms, first_seed, "
+                         "field_of_view, plant_compression)")
+    return argparse.Namespace(**{key: kept[key] for key in RUN_OPTIONS})
+
+
 def markdown(report, args):
     """The summary as a page: naming per case, per region, HU, and the real CT against its reference."""
+    run = run_options(report, args)
     p = report["phantoms"]
     centre = p["by_body_centre"]
     lines = [
         "# spine-ct (rule-based): naming and outlines",
         "",
-        f"Command: `python -m SpineAITraining.spine_ct.evaluate_rules --phantoms {args.phantoms} --first-seed "
-        f"{args.first_seed}" + (f" --field-of-view {args.field_of_view}" if args.field_of_view != "random" else "")
-        + (" --plant-compression" if args.plant_compression else "")
-        + (" --real ../shared/data/ct_thoracolumbar" if args.real else "") + "`, "
-        f"{time.strftime('%Y-%m-%d')}. Phantoms: `make_spine_ct(seed)` for seeds {args.first_seed}-"
-        f"{args.first_seed + args.phantoms - 1} ("
-        + ("random field of view" if args.field_of_view == "random" else f"field of view {args.field_of_view}")
+        f"Command: `python -m SpineAITraining.spine_ct.evaluate_rules --phantoms {run.phantoms} --first-seed "
+        f"{run.first_seed}" + (f" --field-of-view {run.field_of_view}" if run.field_of_view != "random" else "")
+        + (" --plant-compression" if run.plant_compression else "")
+        + (" --real ../shared/data/ct_thoracolumbar" if "real" in report else "") + "`, "
+        f"{time.strftime('%Y-%m-%d')}. Phantoms: `make_spine_ct(seed)` for seeds {run.first_seed}-"
+        f"{run.first_seed + run.phantoms - 1} ("
+        + ("random field of view" if run.field_of_view == "random" else f"field of view {run.field_of_view}")
         + ", spacing and variants" + ("; one compression planted per phantom at a level drawn from the seed among "
-                                      + ", ".join(PLANTED_LEVELS) if args.plant_compression else "") + ").",
+                                      + ", ".join(PLANTED_LEVELS) if run.plant_compression else "") + ").",
         "",
         "## Naming, by the name given at each planted body centre",
         "",
@@ -319,7 +335,13 @@ def main(argv=None):
             report = json.loads(render.read_text())
         except (ValueError, UnicodeError) as error:
             raise InputError(f"{render}: not the JSON of an earlier --out ({type(error).__name__})") from None
-        Path(args.markdown).write_text(markdown(report, args))
+        if not isinstance(report, dict):
+            raise InputError(f"{render}: not the JSON of an earlier --out (not an object)")
+        try:  # a report is nested deep: any part missing or of another type means it is not one this script wrote
+            page = markdown(report, args)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise InputError(f"{render}: not the JSON of an earlier --out ({type(error).__name__}: {error})") from None
+        Path(args.markdown).write_text(page)
         return
     cases = []
     for i in range(args.phantoms):
@@ -329,7 +351,7 @@ def main(argv=None):
         wrong_centres = {t: o for t, o in case["at_body_centres"].items() if o and not o.startswith("vertebra") and o != t}
         names += f" | at body centres, wrong: {wrong_centres or 'none'}"
         print(f"{case['case']} {case['field_of_view']} anchor={case['anchor']}: {names}", file=sys.stderr, flush=True)
-    report = {"phantoms": summary(cases), "cases": cases}
+    report = {"options": {key: getattr(args, key) for key in RUN_OPTIONS}, "phantoms": summary(cases), "cases": cases}
     if args.real:
         report["real"] = evaluate_real(args.real)
     text = json.dumps(report, indent=1, default=str)
