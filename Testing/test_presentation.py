@@ -182,7 +182,7 @@ def _spine_ct_run(folder, results, warnings=()):
 def test_the_heights_picture_is_shown_only_as_the_runs_own_png(tmp_path):
     """The picture named in report.json's outputs, in the run folder, a PNG under the size cap; anything else
     (a path outside the folder, a link out of it, not a PNG, missing) shows no picture."""
-    from SpineAILib.presentation import PNG_SIGNATURE, heights_picture, to_html
+    from SpineAILib.presentation import PICTURE_MAX_BYTES, PNG_SIGNATURE, heights_picture, to_html
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -190,9 +190,12 @@ def test_the_heights_picture_is_shown_only_as_the_runs_own_png(tmp_path):
     (tmp_path / "outside.png").write_bytes(PNG_SIGNATURE + b"rest")
     (folder / "fake.png").write_bytes(b"<svg onload=alert(1)>")
     (folder / "link.png").symlink_to(tmp_path / "outside.png")  # a PNG, but from outside the run
+    with open(folder / "huge.png", "wb") as huge:  # a PNG over the size cap (sparse: nothing much is written)
+        huge.write(PNG_SIGNATURE)
+        huge.truncate(PICTURE_MAX_BYTES + 1)
     picture = heights_picture(folder, {"outputs": {"heights_picture": "heights.png"}})
     assert picture["data_url"].startswith("data:image/png;base64,") and picture["path"].endswith("heights.png")
-    for name in ("../outside.png", "fake.png", "link.png", "missing.png", None, 3):
+    for name in ("../outside.png", "fake.png", "link.png", "huge.png", "missing.png", None, 3):
         assert heights_picture(folder, {"outputs": {"heights_picture": name}}) is None, name
     html_text = to_html({"vertebral_bodies": {"rows": [], "picture": picture}})
     assert "<img src='file://" in html_text and "heights.png" in html_text
