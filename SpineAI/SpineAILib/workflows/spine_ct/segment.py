@@ -189,9 +189,9 @@ def _unconfirmed_boundaries(unconfirmed, values, names):
     outlines meet where the ~3 mm search put the disc, which may lie inside a body (a dark band taken for the
     disc, the true one missed nearby): a point near it may carry the neighbour's name."""
     out = []
-    for upper, lower in unconfirmed:
-        a, b = (values.get(v) for v in (upper, lower))
-        if a is None or b is None or a > UNNAMED_BASE or b > UNNAMED_BASE:
+    for upper, lower in unconfirmed:  # label values of the coarse labels: every one has its value
+        a, b = values[upper], values[lower]
+        if a > UNNAMED_BASE or b > UNNAMED_BASE:
             continue
         out.append(f"{BOUNDARY_UNCONFIRMED} {names[a]} and {names[b]}: no clear disc between their endplates on the "
                    "fine grid, so their outlines meet where the coarse search put the disc, which may lie inside one "
