@@ -1,5 +1,5 @@
 """spine-ct in the web app, in Debian's Chromium, on the real thoracolumbar CT: pick the task, press Run;
-the Results show how the levels were named, the vertebral-body table (T12, cut by the image's top, to S1,
+the Results show how the levels were named, the vertebral-body table (T11's arch and T12, cut by the image's top, to S1,
 named; L1's HU and Genant grade as the report has them, the cut vertebrae saying so), the L1 bone-density line with its source, and a
 click on the L3 row moves the slice views to L3 (issue 13 item 3)."""
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import require
 from web_helpers import AXIAL, WebServer, browser_page, missing_browser_reason, slice_slider, text_of, wait_for_text, wait_for_views
 
-NAMES = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # T12 cut by the image's top edge
+NAMES = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # T12 cut by the image's top edge, T11's arch behind it
 AXIAL_THUMB = f"div:has(> .spineai-view-{AXIAL}) .slice-slider-gutter .v-slider-thumb"
 
 
@@ -27,7 +27,7 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
         page.click(".v-list-item-title:has-text('spine-ct')")
         page.click("#spineai-run-button")
         status = wait_for_text(page, "spineai-task-status", "t.startsWith('spine-ct done:')", timeout_ms=240000)
-        assert "named from the sacrum and last rib: T12-S1" in status, status
+        assert "named from the sacrum and last rib: T11-S1" in status, status
         report = json.loads(next((tmp_path / "runs").rglob("report.json")).read_text())
         measured = {m["name"]: m for m in report["results"]["measurements"]}
 
@@ -49,6 +49,7 @@ def test_spine_ct_vertebral_bodies_in_browser(shared_data, tmp_path):
         shown = table.inner_text()
         assert shown.count("cut by the field of view") >= 1, shown
         assert table.locator("tr[data-vertebra='T12'] .spineai-vertebra-heights").inner_text().strip() == "—"
+        assert "only its arch is in view" in shown, shown  # T11: its body is above the image
 
         # the picture with the heights drawn is shown under the table, loaded (a broken image has no width)
         picture = page.locator("#spineai-heights-picture")

@@ -15,6 +15,7 @@ from SpineAILib.workflows.spine_ct.anchors import Sacrum
 from SpineAILib.workflows.spine_ct.naming import NO_ANCHOR, SACRUM_ALONE, name_levels
 from SpineAILib.workflows.spine_ct.ribs import LastRib, find_last_rib
 from SpineAILib.workflows.spine_ct.segment import segment_spine
+from SpineAILib.workflows.spine_ct.workflow import ARCH_ONLY
 
 SPINEAI = str(Path(sys.executable).with_name("spineai"))
 TOTALSEGMENTATOR = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11"}
@@ -41,10 +42,13 @@ def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_the_last_rib_and_mea
     assert results["naming"]["anchor"] == "sacrum and last rib"
     assert results["naming"]["rib_levels"]["T12"] == ["left", "right"] and "L1" not in results["naming"]["rib_levels"]
     # the image's top edge cuts T12's body: it is one piece, not split by a "disc" there (the edge of a cut body is
-    # no endplate: a disc needs both of its endplates in view; that split once left T12's top 6 mm unnamed)
-    assert results["levels_found"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-    assert {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]} >= {"T12"}
-    assert results["message"].startswith("7 vertebra(e) named from the sacrum and last rib: T12-S1")
+    # no endplate: a disc needs both of its endplates in view; that split once left T12's top 6 mm unnamed); behind
+    # T12's canal in the top slices lies T11's lamina (its body is above the image): T11, arch only, not measured
+    assert results["levels_found"] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    vertebrae = {v["name"]: v for v in results["vertebrae"]}
+    assert vertebrae["T11"]["arch_only"] and not any(vertebrae[n]["arch_only"] for n in results["levels_found"][1:])
+    assert {v["name"] for v in results["vertebrae"] if v["cut_by_field_of_view"]} >= {"T11", "T12"}
+    assert results["message"].startswith("8 vertebra(e) named from the sacrum and last rib: T11-S1")
     assert not any("at the edge of the image is not named" in w for w in report["warnings"])
     assert report["model"] is None and "no trained model" in results["method"]
     rows = {row["name"]: row for row in results["measurements"]}
@@ -59,7 +63,8 @@ def test_the_real_abdominal_ct_is_named_from_the_sacrum_and_the_last_rib_and_mea
     assert density["flag"] in ("low", "indeterminate") and 80.0 < density["hu_mean"] < 140.0
     assert "Pickhardt" in density["source"]
     table = (out / "vertebrae.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in table[1:]] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert [line.split("\t")[0] for line in table[1:]] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert rows["T11"]["notes"] == [ARCH_ONLY] and rows["T11"]["hu_mean"] is None and rows["T11"]["volume_ml"] > 0
     assert {"segmentation", "table", "scene", "overlay_sagittal"} <= set(report["outputs"])
 
 
@@ -77,9 +82,7 @@ def test_the_real_ct_outlines_agree_with_the_reference_labels(real_run, shared_d
     labels = np.asarray(ours.voxels)
     if labels.ndim == 4:
         pytest.skip("segmentation stored with several layers")
-    for value, name in TOTALSEGMENTATOR.items():
-        if name == "T11":  # 76 voxels of it in the reference, at the image's top: not named
-            continue
+    for value, name in TOTALSEGMENTATOR.items():  # T11 too: 76 voxels of its arch at the image's top
         mask = labels == vertebra_number(name)
         overlap = np.bincount(reference[mask], minlength=64)
         overlap[0] = 0
@@ -484,6 +487,53 @@ def test_the_real_ct_stored_in_other_axis_orders_and_directions_gets_the_same_ve
         return [(v["name"], v["volume_ml"], v["centre_ras"]) for v in result.vertebrae]
 
     expected = outcome(ct)
-    assert [name for name, _, _ in expected] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert [name for name, _, _ in expected] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     for flips, order in (((0,), (0, 1, 2)), ((1, 2), (0, 1, 2)), ((), (2, 1, 0)), ((0, 2), (1, 2, 0))):
         assert outcome(stored(flips, order)) == expected, (flips, order)
+
+
+def _cropped_above(image, s_cut):
+    """``image`` without its slices above RAS S = ``s_cut`` (a CT whose top cuts the spine there)."""
+    matrix = image.ijk_to_ras
+    column = int(np.argmax(np.abs(matrix[2, :3])))
+    axis = 2 - column  # numpy axis of that IJK column
+    s = matrix[2, 3] + matrix[2, column] * np.arange(image.voxels.shape[axis])
+    keep = np.nonzero(s <= s_cut)[0]
+    index = [slice(None)] * 3
+    index[axis] = slice(keep.min(), keep.max() + 1)
+    moved = matrix.copy()
+    moved[:3, 3] += matrix[:3, column] * keep.min()
+    return VolumeImage(np.ascontiguousarray(image.voxels[tuple(index)]), moved, modality=image.modality,
+                       is_labelmap=image.is_labelmap)  # fmt: skip
+
+
+def test_the_arch_of_the_vertebra_above_the_image_is_its_own_not_the_top_bodys():
+    """An image whose top lies just above T12's body (in T11's lower body, too little of it to label): behind
+    T12's canal the top slices hold T11's lamina (an open gap, then T12's own lamina): it is T11, arch only, not
+    measured, and lies on the phantom's T11. Lower down (the top through T12's middle, its own lamina at the top
+    and the gap under its disc) there is no arch above: T12 is the top vertebra."""
+    from SpineAITraining.spine_ct.evaluate_rules import phantom_variants
+    from SpineAITraining.spine_ct.phantom import make_spine_ct
+    from SpineAILib.workflows.spine_ct.workflow import measure_named
+
+    case = make_spine_ct(1700002, "abdomen", variants=phantom_variants(1700002, True))
+    t12 = case.truth["levels"]["T12"]
+    top_endplate, height = t12["body_centre_ras"][2] + t12["heights_mm"]["posterior"] / 2, t12["heights_mm"]["posterior"]
+
+    def run(below_top_endplate):
+        s_cut = top_endplate - below_top_endplate * height
+        result = segment_spine(_cropped_above(case.ct, s_cut))
+        return result, np.asarray(_cropped_above(case.vertebrae, s_cut).voxels)
+
+    result, truth = run(-0.2)
+    assert result.naming["anchor"] == "sacrum and last rib"
+    first, second = result.vertebrae[:2]
+    assert (first["name"], first["arch_only"], second["name"], second["arch_only"]) == ("T11", True, "T12", False)
+    on = np.bincount(truth[result.labelmap.voxels == first["label"]].ravel(), minlength=64)
+    assert on[18] > 0.9 * on[1:].sum() and on[18] > 0.5 * (truth == 18).sum(), on[np.nonzero(on)]  # T11, most of it
+    rows = {r["name"]: r for r in measure_named(result)}
+    assert rows["T11"]["notes"] == [ARCH_ONLY] and rows["T11"]["hu_mean"] is None
+
+    result, _ = run(0.55)
+    assert [v["name"] for v in result.vertebrae[:2]] == ["T12", "L1"]
+    assert not any(v["arch_only"] for v in result.vertebrae)

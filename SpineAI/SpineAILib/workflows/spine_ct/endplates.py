@@ -105,7 +105,8 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
     """``Refined``: the coarse labels (values 1..n, top to bottom) on the fine grid with each body cut at its
     endplates, the set of label values whose two endplates were both found (the others keep a coarse
     boundary on one side: their heights are not a body's), and the CT on that grid. ``view``: the canonical HU
-    view; ``level_mm``: per label value, its level's disc-to-disc height (mm, NaN where unknown);
+    view; ``level_mm``: per label value of a level, its disc-to-disc height (mm, NaN where unknown; a value
+    beyond them, the arch of the vertebra above the image, is outlined but has no endplates to cut at);
     ``top_disc``: whether a disc was found above label 1 (else its top is the image's, not an endplate).
     None when there is nothing to refine."""
     fine = fine_grid_around(coarse, grid, layout)
@@ -126,7 +127,7 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
     footprints = {}  # label value -> (Y, X) lines where one of its endplates was found
     tops, bottoms = {}, {}  # label value -> (Y, X) fine slice of its upper / lower endplate's edge (NaN: not found)
     unconfirmed = []
-    for upper in range(0 if top_disc else 1, int(labels.max())):
+    for upper in range(0 if top_disc else 1, max(level_mm, default=0)):  # bodies only (not an arch above the image)
         lower = upper + 1
         known = [level_mm[v] for v in (upper, lower) if np.isfinite(level_mm.get(v, np.nan))]
         height = min(known) if known else np.nan

@@ -107,6 +107,12 @@ def name_levels(n_levels, sacrum, heights_mm=None, resolution_mm=0.0, last_rib=N
     return Naming("sacrum and last rib", names, verse, warnings, [note], reason)
 
 
+def number_above(number):
+    """The VerSe number of the vertebra above ``number`` (L5 above S1: 25 is a sixth lumbar vertebra), None above C1."""
+    above = L5 if number == S1 else number - 1
+    return above if above >= 1 else None
+
+
 def _unnamed(n_levels, reason, warnings):
     return Naming(None, {i: f"vertebra {i + 1}" for i in range(n_levels)}, {}, warnings, [], reason)
 

@@ -11,10 +11,12 @@ import numpy as np
 
 from SpineAILib.ct_grid import Layout, ModelGrid, resample_nearest, to_model_grid
 from SpineAILib.images import VolumeImage, check_allocation
+from SpineAILib.terminology import VERTEBRAE
 from SpineAILib.workflows.spine_ct.anchors import find_sacrum
+from SpineAILib.workflows.spine_ct.arch_above import find_arch_above
 from SpineAILib.workflows.spine_ct.endplates import refine_levels
 from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
-from SpineAILib.workflows.spine_ct.naming import REFERENCE_LEVELS, S1, implausible_height, name_levels
+from SpineAILib.workflows.spine_ct.naming import REFERENCE_LEVELS, S1, implausible_height, name_levels, number_above
 from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
 from SpineAILib.workflows.spine_ct.vertebrae import label_levels, level_map
 
@@ -122,7 +124,8 @@ def segment_spine(image, layout=None):
     if sacrum.found:  # the canal narrows towards the sacrum and its track strays (iliac bones): from L4/L5 down
         column = hold_track_below(column, column.discs[max(0, sacrum.disc - 1)])  # S1 lies under L5
     n_levels = len(column.discs) + 1
-    bearing = rib_heads(hu, spacing, column, level_map(hu.shape, spacing, column))
+    levels = level_map(hu.shape, spacing, column)
+    bearing = rib_heads(hu, spacing, column, levels)
     heights = level_heights(column, spacing, n_levels)
     top_in_view = edges_in_view_mm(column, spacing)[0]
     last_rib = find_last_rib(bearing, heights, sacrum.disc + 1 if sacrum.found else None, top_in_view)
@@ -130,7 +133,11 @@ def segment_spine(image, layout=None):
     first, last = _levels_to_label(naming, column, spacing, n_levels)
     _unname_slivers(naming, column, spacing, n_levels, last)
     _unname_tall_edge(naming, column, spacing, heights)
-    coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None)
+    # the top labelled level's name vouches that it is one vertebra (unnamed, it may hold several: a lamina
+    # in view below the gap would then be its own, not the top body's)
+    arch = find_arch_above(hu, spacing, column, levels, first) if first in naming.verse else None
+    coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None, arch)
+    arch_value = last - first + 2  # the arch of the vertebra above the image, if found (label_levels)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -138,16 +145,20 @@ def segment_spine(image, layout=None):
     refined = refine_levels(layout.view(image.voxels), layout, grid, coarse, column, level_mm, top_disc=first > 0)
     timings["endplates_s"] = round(time.perf_counter() - t0, 3)
 
-    # label values: VerSe numbers for named levels, UNNAMED_BASE + running number otherwise
+    # label values: VerSe numbers for named levels, UNNAMED_BASE + running number (top to bottom) otherwise
+    verse = {offset: naming.verse.get(level) for offset, level in enumerate(range(first, last + 1), start=1)}
+    order = list(verse)  # coarse values, top to bottom
+    if (coarse == arch_value).any():  # only its arch in view: named as the level above the top one
+        order.insert(0, arch_value)
+        verse[arch_value] = number_above(verse[1])
     values, names = {}, {}
-    for offset, level in enumerate(range(first, last + 1), start=1):
-        if level in naming.verse:
-            values[offset] = naming.verse[level]
-            names[naming.verse[level]] = naming.names[level]
+    for position, offset in enumerate(order, start=1):
+        if verse[offset]:
+            values[offset] = verse[offset]
+            names[verse[offset]] = VERTEBRAE[verse[offset]]
         else:
-            number = UNNAMED_BASE + offset
-            values[offset] = number
-            names[number] = f"vertebra {offset}"
+            values[offset] = UNNAMED_BASE + position
+            names[values[offset]] = f"vertebra {position}"
     lut = np.zeros(256, np.uint8)
     for offset, value in values.items():
         lut[offset] = value
@@ -170,10 +181,11 @@ def segment_spine(image, layout=None):
                      VolumeImage(lut[refined.labels], to_ras.copy(), is_labelmap=True))  # fmt: skip
     timings["upsample_s"] = round(time.perf_counter() - t0, 3)
 
-    vertebrae = _describe(labelmap, names, coarse, values, layout, grid)
+    vertebrae = _describe(labelmap, names, coarse, values, order, layout, grid)
     offsets = {value: offset for offset, value in values.items()}
     for v in vertebrae:  # heights are a body's only between its own two endplates
         v["endplates_found"] = refined is not None and offsets[v["label"]] in refined.bounded
+        v["arch_only"] = offsets[v["label"]] == arch_value
     warnings.extend(naming.warnings)
     if refined is not None:
         warnings.extend(_unconfirmed_boundaries(refined.unconfirmed, values, names))
@@ -199,8 +211,8 @@ def _unconfirmed_boundaries(unconfirmed, values, names):
     return out
 
 
-def _describe(labelmap, names, coarse, values, layout, grid):
-    """Per labelled vertebra (top to bottom): name, label, volume (input grid), centre (RAS, from the
+def _describe(labelmap, names, coarse, values, order, layout, grid):
+    """Per labelled vertebra (``order``: coarse values top to bottom): name, label, volume (input grid), centre (RAS, from the
     coarse grid), and whether it reaches the edge of the image (cut by the field of view)."""
     counts = np.bincount(labelmap.voxels.ravel(), minlength=256)
     voxel_ml = float(np.prod(labelmap.spacing)) / 1000.0
@@ -209,7 +221,7 @@ def _describe(labelmap, names, coarse, values, layout, grid):
         for index in (0, -1):
             edge.update(int(v) for v in np.unique(np.take(coarse, index, axis=axis)) if v)
     out = []
-    for offset in sorted(values):
+    for offset in order:
         value = values[offset]
         if not counts[value]:
             continue

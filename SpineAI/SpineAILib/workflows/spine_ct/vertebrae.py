@@ -89,10 +89,12 @@ def canal_offsets_mm(shape, canal, spacing):
     return yy, xx
 
 
-def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
+def label_levels(hu, spacing, column, first, last, sacrum_disc=None, arch_above=None):
     """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom).
     With ``sacrum_disc`` (the lumbosacral disc's index), the level below it is S1: cut SACRUM_DEPTH_MM
-    under that disc and SACRUM_SIDE_MM to either side of the canal."""
+    under that disc and SACRUM_SIDE_MM to either side of the canal. With ``arch_above``
+    (arch_above.ArchAbove), the arch of the vertebra above the image is value n + 1, grown from its
+    seeds within its zone in competition with the top level."""
     from SpineAILib.morphology import connected_components
 
     levels = level_map(hu.shape, spacing, column)
@@ -120,11 +122,16 @@ def label_levels(hu, spacing, column, first, last, sacrum_disc=None):
             if core.any():
                 break
         seeds[core] = value
+    arch_value = last - first + 2
+    confine = {}
+    if arch_above is not None:
+        seeds[arch_above.seeds & bone] = arch_value
+        confine[arch_value] = arch_above.zone
     # grow them through the bone: a voxel joins the level whose bone reaches it first, so a body ends
     # at its own endplates (the disc between is not bone) wherever the measured disc plane lies
-    grown = grow_labels(seeds, bone, GROW_STEPS)
+    grown = grow_labels(seeds, bone, GROW_STEPS, confine)
     out = np.zeros(hu.shape, np.uint8)
-    for value in range(1, last - first + 2):
+    for value in range(1, arch_value + 1):
         piece = grown == value
         if not piece.any():
             continue
@@ -150,9 +157,11 @@ def _shift_z(mask, shift):
     return out
 
 
-def grow_labels(seeds, allowed, steps):
+def grow_labels(seeds, allowed, steps, confine=None):
     """Seeded region growing: each step, unlabelled ``allowed`` voxels touching (6-neighbourhood) a label
-    take it (the larger label where two meet)."""
+    take it (the larger label where two meet). ``confine``: label value -> (Z, Y, X) bool, the only
+    voxels that label may take."""
+    confine = confine or {}
     out = seeds.copy()
     for _ in range(steps):
         grown = out.copy()
@@ -162,6 +171,8 @@ def grow_labels(seeds, allowed, steps):
                 edge = [slice(None)] * 3
                 edge[axis] = slice(0, 1) if shift == 1 else slice(-1, None)
                 moved[tuple(edge)] = 0
+                for value, zone in confine.items():
+                    moved[(moved == value) & ~zone] = 0
                 np.maximum(grown, moved, out=grown)
         fresh = (out == 0) & allowed & (grown > 0)
         if not fresh.any():

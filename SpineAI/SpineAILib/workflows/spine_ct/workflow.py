@@ -73,6 +73,8 @@ POSTERIOR_ALONE = ("Genant grade withheld: only its posterior height is low (aga
 GENANT_FIELDS = ("genant_grade", "genant_morphology", "genant_reference", "height_loss_percent", "height_loss_own",
                  "height_loss_neighbours", "genant_grade_range", "genant_borderline")
 HEIGHT_FIELDS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm", "height_lines")
+ARCH_ONLY = ("only its arch is in view, behind the top vertebra's canal (its body is above the image): "
+             "nothing measured")
 
 
 def measure_named(result):
@@ -88,7 +90,13 @@ def measure_named(result):
         return []
     rows = measure_vertebral_bodies(*result.measuring, height_tolerance_mm=OUTLINE_HEIGHT_TOLERANCE_MM)
     bounded = {v["name"] for v in result.vertebrae if v.get("endplates_found")}
+    arches = {v["name"] for v in result.vertebrae if v.get("arch_only")}
     for row in rows:
+        if row["name"] in arches:
+            for key in GENANT_FIELDS + HEIGHT_FIELDS + ("hu_mean", "hu_median", "hu_sd", "depth_mm", "width_mm"):
+                row[key] = None
+            row["notes"] = [ARCH_ONLY]
+            continue
         if row["name"] not in bounded and row.get("middle_height_mm") is not None:
             _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS, HEIGHTS_WITHHELD)
             if row["label"] in GENANT_LEVELS:
