@@ -120,10 +120,16 @@ def refine_levels(view, layout, grid, coarse, column, level_mm, top_disc=True):
     canal, depth = _fine_canal(fine, grid, column)
     # the outline at the fine grid's resolution: bone only (the coarse one, up-sampled, is blocky and
     # reaches about a coarse voxel into the soft tissue around), grown back over bone the coarse one missed
-    bone = bone_mask(smooth, fine.spacing, canal, depth)
+    # (inside the body box from the smoothed values, as the lines read them: the trabecular bone's noise and the
+    # basivertebral vein's dark channel; the arch and processes behind and beside it from the CT's own values:
+    # the lines' smoothing, a 9 mm square on a 3 mm grid, thinned a lamina below bone density and spread thick
+    # cortex into the soft tissue beside it. Dice on development phantoms 0.68/0.77 -> 0.69/0.78 thoracic/lumbar,
+    # heights unchanged; unsmoothed inside the body too, a real CT's L5 lost 10 mm of its posterior height)
+    body = _body_box(fine, canal)
+    bone = np.where(body, bone_mask(smooth, fine.spacing, canal, depth),
+                    bone_mask(hu, fine.spacing, canal, depth))  # fmt: skip
     labels[~bone] = 0
     labels = grow_labels(labels, bone, max(1, int(round(GROW_MM / min(fine.spacing)))))
-    body = _body_box(fine, canal)
     footprints = {}  # label value -> (Y, X) lines where one of its endplates was found
     tops, bottoms = {}, {}  # label value -> (Y, X) fine slice of its upper / lower endplate's edge (NaN: not found)
     unconfirmed = []
