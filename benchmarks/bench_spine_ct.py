@@ -121,7 +121,7 @@ def main(argv=None):
         "",
         f"Inputs: (real) the real CT of ct_thoracolumbar repeated voxel by voxel (nearest neighbour) onto {real['shape_ijk']} "
         f"voxels (I, J, K) at {real['spacing_ijk']} mm; found {', '.join(real['levels'])}. Resampled like this the run "
-        "finds the last rib but no sacrum and names nothing (withheld, not wrong; at its own 3 mm grid it is named T12-S1), "
+        "finds the last rib but no sacrum and names nothing (withheld, not wrong; at its own 3 mm grid it is named T11 (its arch only)-S1), "
         "so nothing is measured. (phantom) the workflow test's whole-spine phantom (seed 5, abdomen, a spine-targeted "
         "170 x 170 x 330 mm field, three planted compressions) at "
         f"{phantom['shape_ijk']} voxels of {phantom['spacing_ijk']} mm; found {', '.join(phantom['levels'])}: the "
