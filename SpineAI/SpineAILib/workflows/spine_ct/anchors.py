@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from SpineAILib.workflows.spine_ct.column import filled_track
+from SpineAILib.workflows.spine_ct.column import MIN_LEVEL_MM, disc_candidates, filled_track
 
 BONE_HU = 150.0
 WIDE_MM = 110.0  # the bone around the column this wide: sacrum with alae and ilia (a lumbar body is ~50 mm)
@@ -28,6 +28,7 @@ SEARCH_FRONT_MM, SEARCH_BACK_MM, SEARCH_HALF_WIDTH_MM = 25.0, 10.0, 9.0  # where
 WING_FROM_MM = 30.0  # bone further than this to the side of the column ...
 WING_BAND_MM = 40.0  # ... within this far in front of or behind the canal ...
 WING_AREA_MM2 = (200.0, 900.0)  # ... at least this much on the smaller side and on the larger side
+OFF_CHAIN_EVIDENCE = 0.25  # a disc the chain passed over is looked at for L5/S1 if its evidence is this strong
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Sacrum:
     wide_below: float = 0.0
     wide_above: float = 0.0
     transitional: bool = False
+    off_chain: object = None  # the slice of an L5/S1 disc that the disc chain had passed over (its discs end there)
 
 
 def is_wide(hu, spacing, k, y, x):
@@ -87,30 +89,37 @@ def find_sacrum(hu, spacing, column):
     most slices below and no lung beside it. Above it, a narrow body (wide in under WIDE_SHARE_ABOVE of
     the slices: transverse processes): the lumbosacral disc, found. Wide bone above as well: a disc
     inside the sacrum (rudimentary S1/S2) or the coccyx, the search goes on upwards. Partly wide above:
-    a transitional L5, or a disc inside the sacrum: uncertain, not found, and said so."""
+    a transitional L5, or a disc inside the sacrum: uncertain, not found, and said so. When no disc of the
+    chain has the sacrum under it, the disc candidates the chain passed over (evidence at least
+    OFF_CHAIN_EVIDENCE, a level's height from the chain's discs) are judged the same way; one that passes
+    is L5/S1 and ``off_chain`` says where (the column's discs are to end there: column.with_last_disc)."""
     if not column.discs:
         return Sacrum(False, None, "no disc found along the column")
     if not np.isfinite(column.track[:, 0]).any():
         return Sacrum(False, None, "no column found")
     filled = filled_track(column.track)  # the canal's position, held where the track has ended
-
-    def at(k):
-        return filled[k]
-
     probe = max(2, int(round(PROBE_MM / spacing[0])))
+
+    def judge(disc):
+        """(wide share below, wide share above) of a disc slice; None below: the image ends, or no sacrum under it."""
+        if (hu.shape[0] - 1 - disc) * spacing[0] < MIN_BELOW_MM:
+            return None, None  # the image ends under this disc: nothing to see below it
+        below_slices = range(disc + 2, min(hu.shape[0], disc + 2 + probe))
+        below = float(np.mean([is_wide(hu, spacing, k, *filled[k]) for k in below_slices]))
+        if below < WIDE_SHARE_BELOW or air_share(hu, spacing, below_slices, lambda k: filled[k]) > MAX_AIR_SHARE:
+            return None, None
+        above = float(np.mean([is_wide(hu, spacing, k, *filled[k]) for k in range(max(0, disc - 1 - probe), max(1, disc - 1))]))
+        return below, above
+
     lowest = column.discs[-1]
     wide_above_seen = None
     for index in range(len(column.discs) - 1, -1, -1):
         disc = int(round(column.discs[index]))
         if (lowest - disc) * spacing[0] > SACRUM_SEARCH_MM:
             break
-        if (hu.shape[0] - 1 - disc) * spacing[0] < MIN_BELOW_MM:
-            continue  # the image ends under this disc: nothing to see below it
-        below_slices = range(disc + 2, min(hu.shape[0], disc + 2 + probe))
-        below = float(np.mean([is_wide(hu, spacing, k, *at(k)) for k in below_slices]))
-        if below < WIDE_SHARE_BELOW or air_share(hu, spacing, below_slices, at) > MAX_AIR_SHARE:
+        below, above = judge(disc)
+        if below is None:
             continue
-        above = float(np.mean([is_wide(hu, spacing, k, *at(k)) for k in range(max(0, disc - 1 - probe), max(1, disc - 1))]))
         if above < WIDE_SHARE_ABOVE:
             return Sacrum(True, index, "sacrum below this disc, joined to both iliac bones", below, above)
         if above < WIDE_SHARE_BELOW:  # partly wide above: a transitional L5, or this disc is inside the sacrum
@@ -123,5 +132,21 @@ def find_sacrum(hu, spacing, column):
         return Sacrum(False, None, "the body above the sacrum is as wide as the sacrum (joined to it or to the iliac "
                       "bones): a lumbosacral transitional vertebra, or a disc missed", below, above,
                       transitional=True)  # fmt: skip
+    # No disc of the chain has the sacrum under it. A steep L5/S1 disc reads weaker than the rudimentary S1/S2
+    # disc below it on a blurred grid, and the chain, which cannot hold both (too close), may take the latter:
+    # the discs it passed over are looked at the same way, from the bottom up.
+    chain = np.array(column.discs, float)
+    for disc in sorted(disc_candidates(column), reverse=True):
+        if column.profile[disc] < OFF_CHAIN_EVIDENCE or np.min(np.abs(chain - disc)) * spacing[0] < MIN_LEVEL_MM / 2:
+            continue
+        if (lowest - disc) * spacing[0] > SACRUM_SEARCH_MM:
+            break
+        upper = chain[chain < disc]
+        if len(upper) and (disc - upper[-1]) * spacing[0] < MIN_LEVEL_MM:
+            continue
+        below, above = judge(disc)
+        if below is not None and above < WIDE_SHARE_ABOVE:
+            return Sacrum(True, len(upper), "sacrum below this disc, joined to both iliac bones (a disc the chain of "
+                          "discs had passed over: the discs end here)", below, above, off_chain=int(disc))  # fmt: skip
     return Sacrum(False, None, "no sacrum in view: no disc near the bottom of the column has the sacrum and the "
                   "iliac bones under it")  # fmt: skip

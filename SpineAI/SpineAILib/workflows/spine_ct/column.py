@@ -57,10 +57,11 @@ class Column:
     track: np.ndarray  # (Z, 2) posterior, left index per slice (NaN: no column)
     score: np.ndarray  # (Z,) track score
     present: np.ndarray  # (Z,) bool
-    profile: np.ndarray  # (Z,) bone fill of the body region along the track
+    profile: np.ndarray  # (Z,) disc evidence along the track (body_profile)
     discs: list  # slice indices (float) of the discs found, top to bottom
     tilts: list  # per disc: its tilt from axial (radians; + = its front lower), measured on the strip
     depth: np.ndarray  # (Z,) body depth in front of the canal (mm), NaN where unknown
+    tilt_profile: np.ndarray = None  # (Z,) the best-fitting disc line's tilt at each slice (radians)
 
 
 def boneish(hu):
@@ -328,6 +329,23 @@ def filled_track(track):
     return track[nearest]
 
 
+def disc_candidates(column):
+    """Slices where a disc fits better than just above and below it (local maxima of the evidence over MIN_DIP,
+    where the column is present): the disc chain's candidates, chosen or not."""
+    return [k for k, _ in _dips(column.profile) if column.present[k]]
+
+
+def with_last_disc(column, k):
+    """A copy of ``column`` whose discs end at slice ``k`` (a disc put in at its evidence's tilt; the chain's
+    discs under it dropped)."""
+    import dataclasses
+
+    keep = [i for i, d in enumerate(column.discs) if d < k]
+    tilt = float(column.tilt_profile[k]) if column.tilt_profile is not None else 0.0
+    return dataclasses.replace(column, discs=[column.discs[i] for i in keep] + [int(k)],
+                               tilts=[column.tilts[i] for i in keep] + [tilt])  # fmt: skip
+
+
 def hold_track_below(column, disc):
     """A copy of ``column`` whose track below slice ``disc`` stays where it was at that disc."""
     import dataclasses
@@ -351,4 +369,4 @@ def find_column(hu, spacing):
     profile, tilt = body_profile(values, spacing)
     depth = body_depth(values, spacing)
     discs = find_discs(profile, spacing, present, depth)
-    return Column(smooth, score, present, profile, discs, [float(tilt[k]) for k in discs], depth)
+    return Column(smooth, score, present, profile, discs, [float(tilt[k]) for k in discs], depth, tilt)

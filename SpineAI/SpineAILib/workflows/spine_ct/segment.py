@@ -15,7 +15,7 @@ from SpineAILib.terminology import VERTEBRAE
 from SpineAILib.workflows.spine_ct.anchors import find_sacrum
 from SpineAILib.workflows.spine_ct.arch_above import find_arch_above
 from SpineAILib.workflows.spine_ct.endplates import refine_levels
-from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below
+from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below, with_last_disc
 from SpineAILib.workflows.spine_ct.naming import REFERENCE_LEVELS, S1, implausible_height, name_levels, number_above
 from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
 from SpineAILib.workflows.spine_ct.vertebrae import label_levels, level_map
@@ -121,6 +121,8 @@ def segment_spine(image, layout=None):
 
     t0 = time.perf_counter()
     sacrum = find_sacrum(hu, spacing, column)
+    if sacrum.off_chain is not None:  # L5/S1 is a disc the chain passed over: the column's discs end there
+        column = with_last_disc(column, sacrum.off_chain)
     if sacrum.found:  # the canal narrows towards the sacrum and its track strays (iliac bones): from L4/L5 down
         column = hold_track_below(column, column.discs[max(0, sacrum.disc - 1)])  # S1 lies under L5
     n_levels = len(column.discs) + 1
