@@ -120,9 +120,9 @@ def main(argv=None):
         f"average (1, 5, 15 min) before / after {document['load_average_before_after']}. Budget (issue 13): <= 20 s, <= 2 GB.",
         "",
         f"Inputs: (real) the real CT of ct_thoracolumbar repeated voxel by voxel (nearest neighbour) onto {real['shape_ijk']} "
-        f"voxels (I, J, K) at {real['spacing_ijk']} mm; found {', '.join(real['levels'])}. Resampled like this the run "
-        "finds the last rib but no sacrum and names nothing (withheld, not wrong; at its own 3 mm grid it is named T11 (its arch only)-S1), "
-        "so nothing is measured. (phantom) the workflow test's whole-spine phantom (seed 5, abdomen, a spine-targeted "
+        f"voxels (I, J, K) at {real['spacing_ijk']} mm; found {', '.join(real['levels'])}. Named like the real CT "
+        "at its own 3 mm grid (T11, its arch only, to S1; before the lumbosacral disc was looked for among the discs the "
+        "chain passed over, this grid found no sacrum and named nothing), so the endplates and measurements run. (phantom) the workflow test's whole-spine phantom (seed 5, abdomen, a spine-targeted "
         "170 x 170 x 330 mm field, three planted compressions) at "
         f"{phantom['shape_ijk']} voxels of {phantom['spacing_ijk']} mm; found {', '.join(phantom['levels'])}: the "
         "endplate refinement and the measurements run on every named vertebra.",
