@@ -59,10 +59,10 @@ def find_arch_above(hu, spacing, column, levels, top_level=0):
     ``top_level``: the top labelled level (1 when the piece above the first disc is too thin to label:
     then the arch above is that vertebra's, and the run must begin below the first disc)."""
     known = np.nonzero(np.isfinite(column.track[:, 0]))[0]
-    if not len(known) or len(column.discs) <= top_level:
-        return None
+    if not len(known) or known[0] != 0 or len(column.discs) <= top_level:
+        return None  # (the column must reach the image's top: what lies above a track that starts lower is unknown)
     canal = filled_track(column.track)
-    top = int(known[0])
+    top = 0
     bottom = int(np.ceil(column.discs[top_level] + MIN_OWN_MM / spacing[0]))  # the own lamina may go on under the disc
     slices = np.arange(top, min(bottom + 1, hu.shape[0]))
     runs = _runs(midline_closed(hu, spacing, canal, slices))
