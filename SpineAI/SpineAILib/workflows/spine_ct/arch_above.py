@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from SpineAILib.workflows.spine_ct.column import filled_track
+from SpineAILib.workflows.spine_ct.vertebrae import BONE_HU
 
-BONE_HU = 150.0
 LAMINA_REACH_MM = 18.0  # the canal's back wall and the lamina lie within this distance behind the canal centre
 MIDLINE_MM = 3.0  # the midline strip: this far to either side of the canal centre
 MIN_GAP_MM = 3.0  # the open gap between the two laminae
@@ -32,17 +32,21 @@ MIN_OWN_MM = 6.0  # the top body's own lamina: at least this long a closed run
 class ArchAbove:
     seeds: np.ndarray  # (Z, Y, X) bool on the coarse grid: the top run's midline bone
     zone: np.ndarray  # (Z, Y, X) bool: where it may grow (its run's slices and the gap's first, behind the canal centre)
-    slices: tuple  # (first, last) coarse slices of the top run
+
+
+def _midline_behind(canal_centre, spacing):
+    """(posterior, left) slices of a slice's midline strip behind the canal centre, LAMINA_REACH_MM deep."""
+    reach = int(round(LAMINA_REACH_MM / spacing[1]))
+    half = max(1, int(round(MIDLINE_MM / spacing[2])))
+    y, x = (int(round(v)) for v in canal_centre)
+    return slice(max(0, y + 1), y + reach + 1), slice(max(0, x - half), x + half + 1)
 
 
 def midline_closed(hu, spacing, canal, slices):
     """Per slice in ``slices``: is there bone in the midline strip behind the canal centre (within LAMINA_REACH_MM)?"""
-    reach = int(round(LAMINA_REACH_MM / spacing[1]))
-    half = max(1, int(round(MIDLINE_MM / spacing[2])))
     out = np.zeros(len(slices), bool)
     for i, k in enumerate(slices):
-        y, x = (int(round(v)) for v in canal[k])
-        strip = hu[k, max(0, y + 1):y + reach + 1, max(0, x - half):x + half + 1]
+        strip = hu[(k, *_midline_behind(canal[k], spacing))]
         out[i] = strip.size > 0 and bool((strip > BONE_HU).any())
     return out
 
@@ -62,9 +66,8 @@ def find_arch_above(hu, spacing, column, levels, top_level=0):
     if not len(known) or known[0] != 0 or len(column.discs) <= top_level:
         return None  # (the column must reach the image's top: what lies above a track that starts lower is unknown)
     canal = filled_track(column.track)
-    top = 0
     bottom = int(np.ceil(column.discs[top_level] + MIN_OWN_MM / spacing[0]))  # the own lamina may go on under the disc
-    slices = np.arange(top, min(bottom + 1, hu.shape[0]))
+    slices = np.arange(0, min(bottom + 1, hu.shape[0]))
     runs = _runs(midline_closed(hu, spacing, canal, slices))
     if len(runs) < 2 or runs[0][0] != 0:
         return None
@@ -78,15 +81,12 @@ def find_arch_above(hu, spacing, column, levels, top_level=0):
     if (b1 - b0 + 1) * spacing[0] < MIN_OWN_MM - 1e-6:
         return None
     first, last = int(slices[a0]), int(slices[a1])
-    reach = int(round(LAMINA_REACH_MM / spacing[1]))
-    half = max(1, int(round(MIDLINE_MM / spacing[2])))
     seeds = np.zeros(hu.shape, bool)
     zone = np.zeros(hu.shape, bool)
     yy = np.arange(hu.shape[1])[:, None]
     for k in range(first, last + 2):
-        cy, cx = (int(round(v)) for v in canal[k])
-        zone[k] = np.broadcast_to(yy >= cy, hu.shape[1:])  # behind the canal centre: the body is the top vertebra's
+        zone[k] = yy >= int(round(canal[k, 0]))  # behind the canal centre: the body is the top vertebra's
         if k <= last:
-            seeds[k, max(0, cy + 1):cy + reach + 1, max(0, cx - half):cx + half + 1] = True
+            seeds[(k, *_midline_behind(canal[k], spacing))] = True
     seeds &= hu > BONE_HU
-    return ArchAbove(seeds, zone, (first, last))
+    return ArchAbove(seeds, zone)

@@ -138,7 +138,7 @@ def segment_spine(image, layout=None):
     # the top labelled level's name vouches that it is one vertebra (unnamed, it may hold several: a lamina
     # in view below the gap would then be its own, not the top body's)
     arch = find_arch_above(hu, spacing, column, levels, first) if first in naming.verse else None
-    coarse = label_levels(hu, spacing, column, first, last, sacrum.disc if sacrum.found else None, arch)
+    coarse = label_levels(hu, spacing, column, levels, first, last, sacrum.disc if sacrum.found else None, arch)
     arch_value = last - first + 2  # the arch of the vertebra above the image, if found (label_levels)
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 

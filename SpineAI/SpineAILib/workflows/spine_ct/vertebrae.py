@@ -89,15 +89,15 @@ def canal_offsets_mm(shape, canal, spacing):
     return yy, xx
 
 
-def label_levels(hu, spacing, column, first, last, sacrum_disc=None, arch_above=None):
-    """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom).
+def label_levels(hu, spacing, column, levels, first, last, sacrum_disc=None, arch_above=None):
+    """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom);
+    ``levels``: level_map of the grid for ``column``.
     With ``sacrum_disc`` (the lumbosacral disc's index), the level below it is S1: cut SACRUM_DEPTH_MM
     under that disc and SACRUM_SIDE_MM to either side of the canal. With ``arch_above``
     (arch_above.ArchAbove), the arch of the vertebra above the image is value n + 1, grown from its
     seeds within its zone in competition with the top level."""
     from SpineAILib.morphology import connected_components
 
-    levels = level_map(hu.shape, spacing, column)
     canal = filled_track(column.track)
     bone = bone_mask(hu, spacing, canal, column.depth)
     if sacrum_disc is not None:  # S1: its segment of the sacrum, not the iliac bones joined to it

@@ -92,10 +92,10 @@ def measure_named(result):
     bounded = {v["name"] for v in result.vertebrae if v.get("endplates_found")}
     arches = {v["name"] for v in result.vertebrae if v.get("arch_only")}
     for row in rows:
-        if row["name"] in arches:
-            for key in GENANT_FIELDS + HEIGHT_FIELDS + ("hu_mean", "hu_median", "hu_sd", "depth_mm", "width_mm"):
-                row[key] = None
-            row["notes"] = [ARCH_ONLY]
+        if row["name"] in arches:  # its notes (cut by the field of view) are said better by this one
+            row["notes"] = []
+            _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS + ("hu_mean", "hu_median", "hu_sd", "depth_mm", "width_mm"),
+                      ARCH_ONLY)  # fmt: skip
             continue
         if row["name"] not in bounded and row.get("middle_height_mm") is not None:
             _withhold(row, GENANT_FIELDS + HEIGHT_FIELDS, HEIGHTS_WITHHELD)
