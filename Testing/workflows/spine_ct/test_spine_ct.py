@@ -570,3 +570,26 @@ def test_the_real_ct_stored_on_a_thin_slice_grid_is_named_the_same(shared_data):
         assert VERTEBRAE[int(reference[k, j, i])] == v["name"], v
         names.append(v["name"])
     assert names == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def test_no_arch_above_is_labelled_when_the_top_level_is_not_named():
+    """Development phantom 1700021: the discs from T10 to L1 were missed, so its top piece holds four vertebrae and
+    is not named; the midline behind its canal shows the arch pattern (T10's lamina, a gap, T11's), but there the
+    'arch above' would be T10's own: with the top level unnamed no arch is split off, nothing gets a name."""
+    from SpineAITraining.spine_ct.evaluate_rules import phantom_variants
+    from SpineAITraining.spine_ct.phantom import make_spine_ct
+    from SpineAILib.ct_grid import Layout, ModelGrid, to_model_grid
+    from SpineAILib.workflows.spine_ct.arch_above import find_arch_above
+    from SpineAILib.workflows.spine_ct.column import find_column
+    from SpineAILib.workflows.spine_ct.vertebrae import level_map
+
+    case = make_spine_ct(1700021, "abdomen", variants=phantom_variants(1700021, True))
+    layout = Layout.of(case.ct.voxels.shape, case.ct.ijk_to_ras)
+    grid = ModelGrid.of(layout, 3.0)
+    hu = to_model_grid(layout.view(case.ct.voxels), grid)
+    column = find_column(hu, grid.spacing)
+    assert find_arch_above(hu, grid.spacing, column, level_map(hu.shape, grid.spacing, column)) is not None
+    result = segment_spine(case.ct)
+    assert result.vertebrae and all(v["label"] > 100 for v in result.vertebrae)  # nothing named
+    assert not any(v["arch_only"] for v in result.vertebrae)
+    assert result.vertebrae and result.vertebrae[0]["name"] == "vertebra 1"
