@@ -116,7 +116,9 @@ def main(argv=None):
             return _convert(args)
         return _train(args.command, args.args)
 
-    return run_reporting_errors("spineai-train", action)
+    from SpineAITraining.common.distributed import end_launched_process
+
+    return end_launched_process(run_reporting_errors("spineai-train", action))
 
 
 if __name__ == "__main__":
