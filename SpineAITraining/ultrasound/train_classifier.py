@@ -631,7 +631,8 @@ def _main(args, argv, dist):
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # torchrun -m SpineAITraining.ultrasound.train_classifier works like the spineai-train route
     from SpineAILib.errors import run_reporting_errors
+    from SpineAITraining.common.distributed import end_launched_process
 
-    sys.exit(run_reporting_errors("spineai-train", main))
+    sys.exit(end_launched_process(run_reporting_errors("spineai-train", main)))
