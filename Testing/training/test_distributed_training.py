@@ -110,3 +110,32 @@ def test_lumbar_mri_trains_on_two_processes_from_an_export(tmp_path):
     assert meta["training"]["split"]["file"].endswith("dataset.json")
     assert (out / "report" / "metrics.md").is_file() and (out / "report" / "training_curves.png").is_file()
     assert len(event_writers(tmp_path / "bundle.work")) == 1
+
+
+ENDING_PROBE = """
+import atexit, logging, sys
+from pathlib import Path
+from SpineAITraining.common.distributed import end_launched_process
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+atexit.register(lambda: Path(sys.argv[1]).write_text("finalised"))
+logging.info("bundle written")
+print("last words", end="")
+sys.exit(end_launched_process(int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_launched_process_ends_with_its_code_and_skips_finalisation(tmp_path, world_size):
+    """Under torchrun (WORLD_SIZE > 1) a trainer's process ends with its exit code, its output flushed, and
+    without Python's shutdown (where gloo's threads aborted a finished run); a plain run ends as usual."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(ENDING_PROBE)
+    marker = tmp_path / "finalised.txt"
+    env = dict(os.environ, WORLD_SIZE=world_size,
+               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "SpineAI"), os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    result = subprocess.run([sys.executable, str(probe), str(marker), "3"], capture_output=True, text=True,
+                            timeout=60, cwd=REPO, env=env)  # fmt: skip
+    assert result.returncode == 3
+    assert result.stdout == "last words" and "bundle written" in result.stderr
+    assert marker.exists() == (world_size == "1")
