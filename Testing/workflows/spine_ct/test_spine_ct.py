@@ -315,7 +315,7 @@ def test_a_top_piece_holding_several_vertebrae_is_not_named():
 
     def top_piece(first_disc):  # a 3 mm grid, the column in view from slice 0, discs 10 slices (30 mm) apart
         discs = [first_disc, first_disc + 10, first_disc + 20]
-        column = Column(np.zeros((first_disc + 30, 2)), None, None, None, discs, [0.0] * 3, None)
+        column = Column(np.zeros((first_disc + 30, 2)), None, None, None, discs, None, np.zeros(first_disc + 30))
         naming = Naming("sacrum and last rib", {0: "T11", 1: "T12", 2: "L1", 3: "L2"}, {0: 18, 1: 19, 2: 20, 3: 21})
         _unname_tall_edge(naming, column, (3.0, 3.0, 3.0), np.array([np.nan, 30.0, 30.0, np.nan]))
         return naming

@@ -59,9 +59,13 @@ class Column:
     present: np.ndarray  # (Z,) bool
     profile: np.ndarray  # (Z,) disc evidence along the track (body_profile)
     discs: list  # slice indices (float) of the discs found, top to bottom
-    tilts: list  # per disc: its tilt from axial (radians; + = its front lower), measured on the strip
     depth: np.ndarray  # (Z,) body depth in front of the canal (mm), NaN where unknown
-    tilt_profile: np.ndarray = None  # (Z,) the best-fitting disc line's tilt at each slice (radians)
+    tilt_profile: np.ndarray  # (Z,) the best-fitting disc line's tilt at each slice (radians; + = its front lower)
+
+    @property
+    def tilts(self):
+        """Per disc: its tilt from axial (radians; + = its front lower), measured on the strip."""
+        return [float(self.tilt_profile[int(round(k))]) for k in self.discs]
 
 
 def boneish(hu):
@@ -340,10 +344,7 @@ def with_last_disc(column, k):
     discs under it dropped)."""
     import dataclasses
 
-    keep = [i for i, d in enumerate(column.discs) if d < k]
-    tilt = float(column.tilt_profile[k]) if column.tilt_profile is not None else 0.0
-    return dataclasses.replace(column, discs=[column.discs[i] for i in keep] + [int(k)],
-                               tilts=[column.tilts[i] for i in keep] + [tilt])  # fmt: skip
+    return dataclasses.replace(column, discs=[d for d in column.discs if d < k] + [int(k)])
 
 
 def hold_track_below(column, disc):
@@ -369,4 +370,4 @@ def find_column(hu, spacing):
     profile, tilt = body_profile(values, spacing)
     depth = body_depth(values, spacing)
     discs = find_discs(profile, spacing, present, depth)
-    return Column(smooth, score, present, profile, discs, [float(tilt[k]) for k in discs], depth, tilt)
+    return Column(smooth, score, present, profile, discs, depth, tilt)
