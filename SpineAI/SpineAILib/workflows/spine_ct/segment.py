@@ -18,7 +18,7 @@ from SpineAILib.workflows.spine_ct.endplates import refine_levels
 from SpineAILib.workflows.spine_ct.column import find_column, hold_track_below, with_last_disc
 from SpineAILib.workflows.spine_ct.naming import REFERENCE_LEVELS, S1, implausible_height, name_levels, number_above
 from SpineAILib.workflows.spine_ct.ribs import find_last_rib, rib_heads
-from SpineAILib.workflows.spine_ct.vertebrae import label_levels, level_map
+from SpineAILib.workflows.spine_ct.vertebrae import arch_above_value, label_levels, level_map
 
 GRID_MM = 3.0  # the column, its discs and the labels are found on a grid of about this spacing
 UNNAMED_BASE = 100  # label values of unnamed vertebrae: 101, 102, ... top to bottom (no VerSe number)
@@ -139,7 +139,7 @@ def segment_spine(image, layout=None):
     # in view below the gap would then be its own, not the top body's)
     arch = find_arch_above(hu, spacing, column, levels, first) if first in naming.verse else None
     coarse = label_levels(hu, spacing, column, levels, first, last, sacrum.disc if sacrum.found else None, arch)
-    arch_value = last - first + 2  # the arch of the vertebra above the image, if found (label_levels)
+    arch_value = arch_above_value(first, last)  # the arch of the vertebra above the image, if found
     timings["anchors_labels_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()

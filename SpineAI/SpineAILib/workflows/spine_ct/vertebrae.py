@@ -89,6 +89,12 @@ def canal_offsets_mm(shape, canal, spacing):
     return yy, xx
 
 
+def arch_above_value(first, last):
+    """The coarse label value label_levels gives the arch of the vertebra above the image: one past the
+    values 1..n of the levels first..last."""
+    return last - first + 2
+
+
 def label_levels(hu, spacing, column, levels, first, last, sacrum_disc=None, arch_above=None):
     """labels (Z, Y, X) uint8 with values 1..n for the levels first..last (level indices, top to bottom);
     ``levels``: level_map of the grid for ``column``.
@@ -122,7 +128,7 @@ def label_levels(hu, spacing, column, levels, first, last, sacrum_disc=None, arc
             if core.any():
                 break
         seeds[core] = value
-    arch_value = last - first + 2
+    arch_value = arch_above_value(first, last)
     confine = {}
     if arch_above is not None:
         seeds[arch_above.seeds & bone] = arch_value
